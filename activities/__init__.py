@@ -1,0 +1,1 @@
+"""Thin activities that call the ``Gateway`` port."""

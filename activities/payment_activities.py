@@ -1,0 +1,132 @@
+"""The payment activities: one gateway call each, with an idempotency key
+derived from the payment id and the step, so a retried activity never charges
+twice. Gateway failures become the ``ApplicationError`` types of
+:mod:`payments.retries`; the retry policy decides what happens next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from gateway.port import (
+    CardDeclined,
+    Gateway,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    NotFound,
+    TransientGatewayError,
+)
+from payments import retries
+from payments.ids import idempotency_key
+from payments.models import AuthorizeInput, CaptureInput, GatewayResult, RefundInput, VoidInput
+
+T = TypeVar("T")
+
+
+async def _gateway_call(call: Awaitable[T]) -> T:
+    attempt = activity.info().attempt
+    try:
+        return await call
+    except CardDeclined as err:
+        raise ApplicationError(
+            err.message,
+            {
+                "code": err.code,
+                "decline_code": err.decline_code,
+                "message": err.message,
+                "attempt": attempt,
+            },
+            type=retries.CARD_DECLINED,
+            non_retryable=True,
+        ) from None
+    except InvalidGatewayRequest as err:
+        raise ApplicationError(
+            err.message,
+            {"code": err.code, "message": err.message, "attempt": attempt},
+            type=retries.GATEWAY_REJECTED,
+            non_retryable=True,
+        ) from None
+    except NotFound as err:
+        raise ApplicationError(
+            str(err),
+            {"code": "not_found", "message": str(err), "attempt": attempt},
+            type=retries.GATEWAY_NOT_FOUND,
+            non_retryable=True,
+        ) from None
+    except TransientGatewayError as err:
+        activity.logger.warning("gateway unavailable (attempt %d): %s", attempt, err)
+        raise ApplicationError(str(err), type=retries.GATEWAY_UNAVAILABLE) from None
+
+
+def _result(operation: GatewayOperation) -> GatewayResult:
+    return GatewayResult(
+        operation_id=operation.id, amount=operation.amount, attempt=activity.info().attempt
+    )
+
+
+class PaymentActivities:
+    """Built with a gateway adapter, so tests can hand in a fake or a real simulator."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    @activity.defn(name="authorize")
+    async def authorize(self, request: AuthorizeInput) -> GatewayResult:
+        operation = await _gateway_call(
+            self._gateway.authorize(
+                reference=request.payment_id,
+                amount=request.amount,
+                currency=request.currency,
+                payment_method=request.payment_method,
+                idempotency_key=idempotency_key(request.payment_id, "authorize"),
+            )
+        )
+        return _result(operation)
+
+    @activity.defn(name="capture")
+    async def capture(self, request: CaptureInput) -> GatewayResult:
+        operation = await _gateway_call(
+            self._gateway.capture(
+                authorization_id=request.authorization_id,
+                amount=request.amount,
+                idempotency_key=idempotency_key(request.payment_id, "capture"),
+            )
+        )
+        return _result(operation)
+
+    @activity.defn(name="void")
+    async def void(self, request: VoidInput) -> GatewayResult | None:
+        """Void the authorization; ``None`` when the gateway never authorized."""
+        authorization_id = request.authorization_id
+        if authorization_id is None:
+            # authorize's outcome is unknown: ask the gateway what it holds.
+            operations = await _gateway_call(self._gateway.find_by_reference(request.payment_id))
+            authorizations = [op for op in operations if op.kind == "authorization"]
+            if not authorizations:
+                return None
+            authorization_id = authorizations[0].id
+        operation = await _gateway_call(
+            self._gateway.void(
+                authorization_id=authorization_id,
+                idempotency_key=idempotency_key(request.payment_id, "void"),
+            )
+        )
+        return _result(operation)
+
+    @activity.defn(name="refund")
+    async def refund(self, request: RefundInput) -> GatewayResult:
+        operation = await _gateway_call(
+            self._gateway.refund(
+                authorization_id=request.authorization_id,
+                amount=request.amount,
+                idempotency_key=idempotency_key(request.payment_id, f"refund:{request.refund_id}"),
+            )
+        )
+        return _result(operation)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.authorize, self.capture, self.void, self.refund]

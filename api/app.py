@@ -1,0 +1,49 @@
+"""The FastAPI application factory: one Temporal client per process, made in
+the lifespan (or handed in by tests), the routes, and the error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api import errors, routes
+from payments.settings import Settings
+from payments.temporal import connect
+
+
+def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
+        app.state.temporal_client = client or await connect(lazy=True)
+        yield
+
+    app = FastAPI(
+        title="Payments",
+        version="1",
+        summary="Event-sourced payments: every payment a durable Temporal workflow.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(routes.router)
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+    )

@@ -1,0 +1,87 @@
+"""Wiring for the routes: settings, the Temporal client, and who is calling.
+
+The client is made once per process in the lifespan and handed out through
+``Annotated`` aliases; tests build the app with their own client.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from temporalio.client import Client
+
+from api.errors import AuthenticationFailed
+from payments.ids import verify_client_secret
+from payments.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_client(request: Request) -> Client:
+    client: Client = request.app.state.temporal_client
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClientDep = Annotated[Client, Depends(get_client)]
+
+
+def _merchant_for_key(settings: Settings, presented: str) -> str | None:
+    # Compare against every key in constant time so timing says nothing.
+    found = None
+    for key, merchant in settings.api_keys.items():
+        if hmac.compare_digest(key.encode(), presented.encode()):
+            found = merchant
+    return found
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("invalid_authorization", "use 'Authorization: Bearer <api key>'")
+    return token.strip()
+
+
+def merchant(request: Request, settings: SettingsDep) -> str:
+    token = _bearer(request)
+    if token is None:
+        raise AuthenticationFailed("missing_api_key", "no API key given")
+    merchant_id = _merchant_for_key(settings, token)
+    if merchant_id is None:
+        raise AuthenticationFailed("invalid_api_key", "the API key is not valid")
+    return merchant_id
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who may read one payment: its merchant, or a browser holding its client secret."""
+
+    merchant_id: str | None
+    payment_id: str | None = None
+
+
+def reader(
+    request: Request,
+    settings: SettingsDep,
+    payment_id: str,
+    client_secret: Annotated[str | None, Query(max_length=200)] = None,
+) -> Reader:
+    if request.headers.get("authorization") or client_secret is None:
+        return Reader(merchant_id=merchant(request, settings))
+    key = settings.client_secret_key.get_secret_value().encode()
+    if not verify_client_secret(payment_id, client_secret, key):
+        raise AuthenticationFailed("invalid_client_secret", "the client secret is not valid")
+    return Reader(merchant_id=None, payment_id=payment_id)
+
+
+MerchantDep = Annotated[str, Depends(merchant)]
+ReaderDep = Annotated[Reader, Depends(reader)]

@@ -1,0 +1,234 @@
+"""The API's calls into Temporal: start a payment, send it updates, read it.
+
+Reads never replay a workflow: a payment is read from its memo (``describe``),
+lists from visibility, events from the history. Writes are updates the
+workflow validates before anything touches the history.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import IdempotencyConflict, InvalidRequest, not_found
+from payments import events, temporal
+from payments.currencies import format_amount
+from payments.models import CreatePayment, Event, PaymentInput, PaymentState
+from payments.settings import Settings
+
+T = TypeVar("T")
+# How many matching payments a list looks at to find the newest ones.
+LIST_SCAN_LIMIT = 1000
+_PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{1,64}$")
+
+
+def summary(request: CreatePayment) -> str:
+    """What the Temporal UI shows for the workflow: "19.99 USD · pm_card_visa · cus_42"."""
+    parts = [format_amount(request.amount, request.currency), request.payment_method]
+    if request.customer_id:
+        parts.append(request.customer_id)
+    return " · ".join(parts)
+
+
+async def start_payment(
+    client: Client,
+    settings: Settings,
+    *,
+    payment_id: str,
+    merchant_id: str,
+    request: CreatePayment,
+    fingerprint: str,
+) -> tuple[PaymentState, bool]:
+    """Start the payment's workflow; (payment, created). A replay returns the original."""
+    now = datetime.now(UTC)
+    state = PaymentState(
+        id=payment_id,
+        merchant_id=merchant_id,
+        amount=request.amount,
+        currency=request.currency,
+        capture_method=request.capture_method,
+        payment_method=request.payment_method,
+        customer_id=request.customer_id,
+        description=request.description,
+        metadata=request.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    attributes: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(temporal.STATUS, state.status.value),
+        SearchAttributePair(temporal.MERCHANT, merchant_id),
+        SearchAttributePair(temporal.AMOUNT, request.amount),
+        SearchAttributePair(temporal.CURRENCY, request.currency),
+    ]
+    if request.customer_id:
+        attributes.append(SearchAttributePair(temporal.CUSTOMER, request.customer_id))
+    try:
+        await client.start_workflow(
+            temporal.WORKFLOW_TYPE,
+            PaymentInput(
+                payment_id=payment_id,
+                merchant_id=merchant_id,
+                request=request,
+                request_fingerprint=fingerprint,
+                created_at=now,
+                authorization_window_seconds=settings.authorization_window.total_seconds(),
+                refund_window_seconds=settings.refund_window.total_seconds(),
+            ),
+            id=payment_id,
+            task_queue=settings.task_queue,
+            # One id, one payment, forever: a reused key never starts a second charge.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            search_attributes=TypedSearchAttributes(attributes),
+            memo={
+                events.PAYMENT_MEMO_KEY: state,
+                events.REQUEST_FINGERPRINT_MEMO_KEY: fingerprint,
+            },
+            static_summary=summary(request),
+            static_details=request.description,
+        )
+    except WorkflowAlreadyStartedError:
+        description = await _describe(client, payment_id)
+        original = await description.memo_value(events.REQUEST_FINGERPRINT_MEMO_KEY, None)
+        if original != fingerprint:
+            raise IdempotencyConflict(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request",
+            ) from None
+        return await _payment_from(description, merchant_id), False
+    return state, True
+
+
+async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription:
+    if not _PAYMENT_ID.match(payment_id):
+        raise not_found()
+    try:
+        return await client.get_workflow_handle(payment_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise not_found() from None
+        raise
+
+
+async def _payment_from(
+    description: WorkflowExecutionDescription, merchant_id: str | None
+) -> PaymentState:
+    state: PaymentState | None = await description.memo_value(
+        events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
+    )
+    if state is None or (merchant_id is not None and state.merchant_id != merchant_id):
+        # Another merchant's payment answers exactly like one that does not exist.
+        raise not_found()
+    return state
+
+
+async def get_payment(client: Client, payment_id: str, merchant_id: str | None) -> PaymentState:
+    return await _payment_from(await _describe(client, payment_id), merchant_id)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def list_payments(
+    client: Client,
+    merchant_id: str,
+    *,
+    status: str | None,
+    customer_id: str | None,
+    limit: int,
+    starting_after: str | None,
+) -> tuple[list[PaymentState], bool]:
+    clauses = [
+        f"WorkflowType = {_quote(temporal.WORKFLOW_TYPE)}",
+        f"MerchantId = {_quote(merchant_id)}",
+    ]
+    if status:
+        clauses.append(f"PaymentStatus = {_quote(status)}")
+    if customer_id:
+        clauses.append(f"CustomerId = {_quote(customer_id)}")
+    if starting_after:
+        cursor = await get_payment(client, starting_after, merchant_id)
+        clauses.append(f"StartTime < {_quote(cursor.created_at.isoformat())}")
+    query = " AND ".join(clauses)
+    # SQL visibility (the dev server's) cannot ORDER BY and lists closed runs
+    # after open ones, so sort here, over a bounded scan of the newest matches.
+    found: list[tuple[datetime, PaymentState]] = []
+    async for execution in client.list_workflows(query, limit=LIST_SCAN_LIMIT, page_size=1000):
+        state = await execution.memo_value(events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
+        if state is not None:
+            found.append((execution.start_time, state))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [state for _, state in found[:limit]], len(found) > limit
+
+
+async def update_payment(
+    client: Client,
+    payment_id: str,
+    merchant_id: str,
+    update: str,
+    argument: Any,
+    *,
+    result_type: type[T],
+    update_id: str | None = None,
+) -> T:
+    """Send an update; its validators refuse a bad request before it touches history."""
+    await get_payment(client, payment_id, merchant_id)
+    handle = client.get_workflow_handle(payment_id)
+    try:
+        result: T = await handle.execute_update(
+            update, argument, id=update_id, result_type=result_type
+        )
+        return result
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            conflict = cause.type or "request_conflict"
+            if conflict == "idempotency_key_reused":
+                raise IdempotencyConflict(conflict, cause.message) from None
+            raise InvalidRequest(409, conflict, cause.message) from None
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            # The workflow closed: a final status, or the refund window ended.
+            raise InvalidRequest(
+                409, "payment_closed", "this payment is closed and accepts no more changes"
+            ) from None
+        raise
+
+
+async def payment_events(client: Client, payment_id: str, merchant_id: str | None) -> list[Event]:
+    await get_payment(client, payment_id, merchant_id)
+    runs: list[WorkflowHistory] = []
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(payment_id, run_id=run_id).fetch_history()
+        runs.append(history)
+        run_id = events.previous_run_id(history)
+        if run_id is None:
+            break
+    runs.reverse()
+    return await events.project(payment_id, runs, client.data_converter)
+
+
+async def healthy(client: Client) -> bool:
+    try:
+        return await client.service_client.check_health(timeout=timedelta(seconds=2))
+    except Exception:  # unreachable, refused, timed out: all mean "not healthy"
+        return False

@@ -1,0 +1,133 @@
+"""The contract's error body, everywhere, and the one handler that makes it.
+
+    ApiError
+    ├── InvalidRequest      400 / 404 / 409 / 413 / 422, ``invalid_request_error``
+    ├── AuthenticationFailed  401, ``authentication_error``
+    ├── IdempotencyConflict   409, ``idempotency_error``
+    └── ServiceUnavailable    503, ``api_error``
+
+No handler ever puts a stack trace, an input value or a card number in a body.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger("api")
+
+
+class ApiError(Exception):
+    status_code = 500
+    type = "api_error"
+
+    def __init__(self, code: str, message: str, param: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "type": self.type,
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+                **self.extra,
+            }
+        }
+
+
+class InvalidRequest(ApiError):
+    type = "invalid_request_error"
+
+    def __init__(self, status_code: int, code: str, message: str, param: str | None = None):
+        super().__init__(code, message, param)
+        self.status_code = status_code
+
+
+class AuthenticationFailed(ApiError):
+    status_code = 401
+    type = "authentication_error"
+
+
+class IdempotencyConflict(ApiError):
+    status_code = 409
+    type = "idempotency_error"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+
+
+def not_found(what: str = "payment") -> InvalidRequest:
+    return InvalidRequest(404, "resource_missing", f"no such {what}", "id")
+
+
+def from_validation_error(err: ValidationError | RequestValidationError) -> InvalidRequest:
+    """The first problem of a validation failure, without echoing the input."""
+    first = err.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "header")]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return InvalidRequest(400, "invalid_json", "the request body is not valid JSON")
+    if kind == "extra_forbidden":
+        return InvalidRequest(422, "parameter_unknown", f"unknown parameter: {param}", param)
+    if kind == "missing":
+        return InvalidRequest(
+            422, "parameter_missing", f"missing required parameter: {param}", param
+        )
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return InvalidRequest(
+        422, "parameter_invalid", f"{param}: {message}" if param else message, param
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = from_validation_error(exc)
+        return JSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "resource_missing", 405: "method_not_allowed", 413: "body_too_large"}
+        code = codes.get(exc.status_code, "invalid_request")
+        message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+        error = InvalidRequest(exc.status_code, code, message)
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_: Request, exc: RPCError) -> JSONResponse:
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            log.warning("Temporal unreachable: %s", exc.message)
+            error: ApiError = ServiceUnavailable(
+                "temporal_unavailable", "the payment engine is unreachable; retry shortly"
+            )
+        else:
+            log.error("Temporal call failed: %s %s", exc.status, exc.message)
+            error = ApiError("internal_error", "an internal error occurred")
+        return JSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Card numbers are refused before anything else runs, so a traceback
+        # here cannot quote one.
+        log.exception("unhandled %s", type(exc).__name__)
+        error = ApiError("internal_error", "an internal error occurred")
+        return JSONResponse(error.body(), status_code=500)

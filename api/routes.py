@@ -1,0 +1,234 @@
+"""The v1 routes of CONTRACT §4 (streaming aside) and ``/healthz``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from api import engine
+from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
+from api.errors import InvalidRequest, ServiceUnavailable, from_validation_error
+from payments.cards import find_card_number
+from payments.ids import client_secret, fingerprint, payment_id_for, refund_id_for
+from payments.models import (
+    INTERNAL_FIELDS,
+    CancelPayment,
+    CapturePayment,
+    CreatePayment,
+    PaymentState,
+    Refund,
+    RefundCommand,
+    RefundPayment,
+)
+from payments.settings import Settings
+from payments.status import PaymentStatus, is_settled
+
+router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$"),
+]
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "required": model is CreatePayment,
+        }
+    }
+
+
+async def _parse(request: Request, model: type[M], *, required: bool = True) -> M:
+    """Parse a JSON body into ``model``: card numbers first, then the model's rules."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise InvalidRequest(400, "body_missing", "a JSON body is required")
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(400, "invalid_json", "the request body must be a JSON object")
+    param = find_card_number(data)
+    if param is not None:
+        # Refused before anything is logged or started; the digits are not echoed.
+        raise InvalidRequest(
+            422,
+            "card_number_refused",
+            "card numbers must never be sent to this API; use a payment method token",
+            param,
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+
+
+def render(state: PaymentState, settings: Settings, namespace: str) -> dict[str, Any]:
+    """The payment object of CONTRACT §4."""
+    body = state.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
+    key = settings.client_secret_key.get_secret_value().encode()
+    body["client_secret"] = client_secret(state.id, key)
+    base = f"/v1/payments/{state.id}"
+    body["links"] = {
+        "events": f"{base}/events",
+        "stream": f"{base}/stream",
+        "temporal_ui": f"{settings.temporal_ui_base()}/namespaces/{namespace}/workflows/{state.id}",
+    }
+    return body
+
+
+def _payment_response(
+    state: PaymentState, settings: Settings, namespace: str, status_code: int, **headers: str
+) -> JSONResponse:
+    return JSONResponse(
+        render(state, settings, namespace), status_code=status_code, headers=headers or None
+    )
+
+
+@router.post(
+    "/v1/payments", status_code=202, openapi_extra=_body_schema(CreatePayment), tags=["payments"]
+)
+async def create_payment(
+    request: Request,
+    settings: SettingsDep,
+    client: ClientDep,
+    merchant_id: MerchantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    body = await _parse(request, CreatePayment)
+    payment_id = payment_id_for(merchant_id, idempotency_key)
+    state, created = await engine.start_payment(
+        client,
+        settings,
+        payment_id=payment_id,
+        merchant_id=merchant_id,
+        request=body,
+        fingerprint=fingerprint(body),
+    )
+    headers = {"Location": f"/v1/payments/{payment_id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    status_code = 200 if is_settled(state.status) else 202
+    return _payment_response(state, settings, client.namespace, status_code, **headers)
+
+
+@router.get("/v1/payments", tags=["payments"])
+async def list_payments(
+    settings: SettingsDep,
+    client: ClientDep,
+    merchant_id: MerchantDep,
+    status: PaymentStatus | None = None,
+    customer_id: Annotated[
+        str | None, Query(max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    starting_after: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, Any]:
+    found, has_more = await engine.list_payments(
+        client,
+        merchant_id,
+        status=status.value if status else None,
+        customer_id=customer_id,
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return {
+        "object": "list",
+        "data": [render(state, settings, client.namespace) for state in found],
+        "has_more": has_more,
+    }
+
+
+@router.get("/v1/payments/{payment_id}", tags=["payments"])
+async def get_payment(
+    payment_id: str, settings: SettingsDep, client: ClientDep, reader: ReaderDep
+) -> JSONResponse:
+    state = await engine.get_payment(client, payment_id, reader.merchant_id)
+    return _payment_response(state, settings, client.namespace, 200)
+
+
+@router.get("/v1/payments/{payment_id}/events", tags=["payments"])
+async def list_events(payment_id: str, client: ClientDep, reader: ReaderDep) -> dict[str, Any]:
+    found = await engine.payment_events(client, payment_id, reader.merchant_id)
+    return {"object": "list", "data": [event.model_dump(mode="json") for event in found]}
+
+
+@router.post(
+    "/v1/payments/{payment_id}/capture",
+    status_code=202,
+    openapi_extra=_body_schema(CapturePayment),
+    tags=["payments"],
+)
+async def capture_payment(
+    payment_id: str,
+    request: Request,
+    settings: SettingsDep,
+    client: ClientDep,
+    merchant_id: MerchantDep,
+) -> JSONResponse:
+    body = await _parse(request, CapturePayment, required=False)
+    state = await engine.update_payment(
+        client, payment_id, merchant_id, "capture", body, result_type=PaymentState
+    )
+    return _payment_response(state, settings, client.namespace, 202)
+
+
+@router.post(
+    "/v1/payments/{payment_id}/cancel",
+    status_code=202,
+    openapi_extra=_body_schema(CancelPayment),
+    tags=["payments"],
+)
+async def cancel_payment(
+    payment_id: str,
+    request: Request,
+    settings: SettingsDep,
+    client: ClientDep,
+    merchant_id: MerchantDep,
+) -> JSONResponse:
+    body = await _parse(request, CancelPayment, required=False)
+    state = await engine.update_payment(
+        client, payment_id, merchant_id, "cancel", body, result_type=PaymentState
+    )
+    return _payment_response(state, settings, client.namespace, 202)
+
+
+@router.post(
+    "/v1/payments/{payment_id}/refunds",
+    status_code=202,
+    openapi_extra=_body_schema(RefundPayment),
+    tags=["refunds"],
+)
+async def refund_payment(
+    payment_id: str,
+    request: Request,
+    client: ClientDep,
+    merchant_id: MerchantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    body = await _parse(request, RefundPayment, required=False)
+    refund_id = refund_id_for(payment_id, idempotency_key)
+    command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
+    refund = await engine.update_payment(
+        client, payment_id, merchant_id, "refund", command, result_type=Refund, update_id=refund_id
+    )
+    status_code = 202 if refund.status == "pending" else 200
+    body_out = {"object": "refund", "payment_id": payment_id, **refund.model_dump(mode="json")}
+    return JSONResponse(body_out, status_code=status_code)
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz(client: ClientDep, response: Response) -> dict[str, str]:
+    if not await engine.healthy(client):
+        raise ServiceUnavailable("temporal_unavailable", "the payment engine is unreachable")
+    return {"status": "ok"}

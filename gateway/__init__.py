@@ -1,0 +1,1 @@
+"""The ``Gateway`` port, its adapters, and the gateway simulator service."""

@@ -1,0 +1,136 @@
+"""``SimulatorGateway``: the ``Gateway`` port over HTTP to the gateway
+simulator (:mod:`gateway.simulator.app`), one ``httpx.AsyncClient`` per adapter.
+
+Answers map onto the port's exceptions: ``402`` is ``CardDeclined``; ``400``,
+``409``, ``422`` and other refusals are ``InvalidGatewayRequest``; ``404`` is
+``NotFound``; ``429``, ``5xx``, timeouts, connection and protocol errors are
+``TransientGatewayError``, whose message says which.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from gateway.port import (
+    CardDeclined,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    NotFound,
+    TransientGatewayError,
+)
+
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+class _ErrorDetail(BaseModel):
+    code: str = "unknown"
+    message: str = ""
+    decline_code: str | None = None
+
+
+class _ErrorBody(BaseModel):
+    error: _ErrorDetail
+
+
+class _OperationList(BaseModel):
+    data: list[GatewayOperation]
+
+
+class SimulatorGateway:
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def authorize(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> GatewayOperation:
+        body = {
+            "reference": reference,
+            "amount": amount,
+            "currency": currency,
+            "payment_method": payment_method,
+        }
+        return await self._post("/v1/authorizations", idempotency_key, body)
+
+    async def capture(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        path = _on(authorization_id, "capture")
+        return await self._post(path, idempotency_key, {"amount": amount})
+
+    async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation:
+        return await self._post(_on(authorization_id, "void"), idempotency_key, None)
+
+    async def refund(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        path = _on(authorization_id, "refunds")
+        return await self._post(path, idempotency_key, {"amount": amount})
+
+    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+        request = self._client.build_request(
+            "GET", "/v1/operations", params={"reference": reference}
+        )
+        return (await self._send(request, _OperationList)).data
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _post(
+        self, path: str, idempotency_key: str, body: dict[str, object] | None
+    ) -> GatewayOperation:
+        request = self._client.build_request(
+            "POST", path, json=body, headers={"Idempotency-Key": idempotency_key}
+        )
+        return await self._send(request, GatewayOperation)
+
+    async def _send(self, request: httpx.Request, reply: type[Reply]) -> Reply:
+        what = f"{request.method} {request.url.path}"
+        try:
+            response = await self._client.send(request)
+        except httpx.TimeoutException as exc:
+            raise TransientGatewayError(
+                f"{what}: no answer within {self._timeout}s ({type(exc).__name__}); "
+                "the outcome is unknown"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientGatewayError(
+                f"{what}: the connection failed ({type(exc).__name__}: {exc}); "
+                "the outcome is unknown"
+            ) from exc
+        if not response.is_success:
+            raise _refusal(what, response)
+        try:
+            return reply.model_validate_json(response.content)
+        except ValidationError as exc:
+            # A 2xx we cannot read leaves the outcome as unknown as a reset does.
+            raise TransientGatewayError(f"{what}: unreadable reply: {exc}") from exc
+
+
+def _on(authorization_id: str, action: str) -> str:
+    return f"/v1/authorizations/{quote(authorization_id, safe='')}/{action}"
+
+
+def _refusal(what: str, response: httpx.Response) -> Exception:
+    status = response.status_code
+    try:
+        error = _ErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        error = _ErrorDetail(message=response.text[:200])
+    if status == 429 or status >= 500:
+        return TransientGatewayError(f"{what}: HTTP {status} {error.code}: {error.message}")
+    if status == 402:
+        return CardDeclined(error.code, error.decline_code, error.message)
+    if status == 404:
+        return NotFound(f"{what}: {error.message}")
+    return InvalidGatewayRequest(error.code, error.message)

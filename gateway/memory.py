@@ -1,0 +1,65 @@
+"""``InMemoryGateway``: the ``Gateway`` port straight on a
+:class:`~gateway.simulator.core.SimulatorLedger`, no HTTP, for tests that
+skip time. Same semantics as the simulator over HTTP, faults included: an
+injected outage or a dropped reply raises a ``TransientGatewayError``
+(a dropped reply after committing)."""
+
+from __future__ import annotations
+
+from gateway.port import GatewayOperation
+from gateway.simulator.core import SimulatorLedger
+
+
+class InMemoryGateway:
+    def __init__(self, ledger: SimulatorLedger | None = None) -> None:
+        self.ledger = ledger or SimulatorLedger()
+
+    async def authorize(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> GatewayOperation:
+        return await self.ledger.run(
+            lambda: self.ledger.authorize(
+                reference=reference,
+                amount=amount,
+                currency=currency,
+                payment_method=payment_method,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    async def capture(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        return await self.ledger.run(
+            lambda: self.ledger.capture(
+                authorization_id=authorization_id, amount=amount, idempotency_key=idempotency_key
+            )
+        )
+
+    async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation:
+        return await self.ledger.run(
+            lambda: self.ledger.void(
+                authorization_id=authorization_id, idempotency_key=idempotency_key
+            )
+        )
+
+    async def refund(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        return await self.ledger.run(
+            lambda: self.ledger.refund(
+                authorization_id=authorization_id, amount=amount, idempotency_key=idempotency_key
+            )
+        )
+
+    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+        return self.ledger.find_by_reference(reference)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,95 @@
+"""The ``Gateway`` port: what activities may ask of a payment gateway.
+
+Every call carries an idempotency key; an adapter must make a repeated call
+with the same key return the first call's outcome without committing again.
+
+Exceptions (the one place that says which gateway answers are which):
+
+    GatewayError
+    ├── PermanentGatewayError   retrying cannot help
+    │   ├── CardDeclined        the issuer said no (code, decline_code)
+    │   ├── InvalidGatewayRequest  the gateway refused the request itself
+    │   └── NotFound            no such authorization / capture
+    └── TransientGatewayError   timeouts, resets, 5xx, rate limits: retry
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+
+class GatewayError(Exception):
+    """Base of all gateway failures."""
+
+
+class PermanentGatewayError(GatewayError):
+    """An answer that will be the same however often the call is retried."""
+
+
+class CardDeclined(PermanentGatewayError):
+    def __init__(self, code: str, decline_code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.decline_code = decline_code
+        self.message = message
+
+
+class InvalidGatewayRequest(PermanentGatewayError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class NotFound(PermanentGatewayError):
+    """The referenced authorization or capture does not exist."""
+
+
+class TransientGatewayError(GatewayError):
+    """The outcome is unknown or the gateway is unavailable; retry with the same key."""
+
+
+OperationKind = Literal["authorization", "capture", "void", "refund"]
+
+
+class GatewayOperation(BaseModel):
+    """One operation the gateway committed."""
+
+    id: str
+    kind: OperationKind
+    amount: int
+    currency: str
+    reference: str
+    idempotency_key: str
+    authorization_id: str | None = None
+    created_at: str
+
+
+class Gateway(Protocol):
+    async def authorize(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> GatewayOperation: ...
+
+    async def capture(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation: ...
+
+    async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation: ...
+
+    async def refund(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation: ...
+
+    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+        """Every operation committed for our payment id, oldest first."""
+        ...
+
+    async def aclose(self) -> None: ...

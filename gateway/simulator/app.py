@@ -1,0 +1,190 @@
+"""The gateway simulator as an HTTP service: a PSP-like JSON API over a
+:class:`~gateway.simulator.core.SimulatorLedger`, and the test controls of
+CONTRACT §8 (``/_faults``, ``/_ledger``).
+
+Errors are ``{"error": {"type", "code", "message", ...}}``: declines ``402``
+(``card_error``), refused requests ``400``/``409``/``422``
+(``invalid_request_error``), unknown ids ``404``, injected outages ``503``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from gateway.port import (
+    CardDeclined,
+    GatewayError,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    NotFound,
+)
+from gateway.simulator.core import CONFLICT_CODES, Faults, ReplyDropped, SimulatorLedger
+
+# Strict, so that "12" or 12.5 is refused rather than quietly read as 12.
+Amount = Annotated[int, Field(strict=True)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthorizationRequest(_Body):
+    reference: str
+    amount: Amount
+    currency: str
+    payment_method: str
+
+
+class AmountRequest(_Body):
+    amount: Amount
+
+
+class OperationList(BaseModel):
+    data: list[GatewayOperation]
+
+
+def _idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str:
+    if idempotency_key is None:
+        raise InvalidGatewayRequest(
+            "idempotency_key_missing", "the Idempotency-Key header is required"
+        )
+    return idempotency_key
+
+
+IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
+
+
+class DroppedReply(Response):
+    """A reply that is started and never finished: it promises a body by
+    Content-Length and sends none, so the server closes the connection and the
+    client sees it reset mid-reply, after the ledger has committed."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"512")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+def create_app(ledger: SimulatorLedger | None = None) -> FastAPI:
+    book = ledger or SimulatorLedger()
+    app = FastAPI(title="Gateway simulator", version="1")
+    app.state.ledger = book
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return _error(422, "invalid_request_error", "parameter_invalid", problems)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        code = "resource_missing" if exc.status_code == 404 else "invalid_request"
+        return _error(exc.status_code, "invalid_request_error", code, str(exc.detail))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/authorizations")
+    async def authorize(body: AuthorizationRequest, key: IdempotencyKey) -> GatewayOperation:
+        return await book.run(
+            lambda: book.authorize(
+                reference=body.reference,
+                amount=body.amount,
+                currency=body.currency,
+                payment_method=body.payment_method,
+                idempotency_key=key,
+            )
+        )
+
+    @app.post("/v1/authorizations/{authorization_id}/capture")
+    async def capture(
+        authorization_id: str, body: AmountRequest, key: IdempotencyKey
+    ) -> GatewayOperation:
+        return await book.run(
+            lambda: book.capture(
+                authorization_id=authorization_id, amount=body.amount, idempotency_key=key
+            )
+        )
+
+    @app.post("/v1/authorizations/{authorization_id}/void")
+    async def void(authorization_id: str, key: IdempotencyKey) -> GatewayOperation:
+        return await book.run(
+            lambda: book.void(authorization_id=authorization_id, idempotency_key=key)
+        )
+
+    @app.post("/v1/authorizations/{authorization_id}/refunds")
+    async def refund(
+        authorization_id: str, body: AmountRequest, key: IdempotencyKey
+    ) -> GatewayOperation:
+        return await book.run(
+            lambda: book.refund(
+                authorization_id=authorization_id, amount=body.amount, idempotency_key=key
+            )
+        )
+
+    @app.get("/v1/operations")
+    async def list_operations(
+        reference: str | None = None,
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
+    ) -> OperationList:
+        return OperationList(
+            data=book.list_operations(reference=reference, since=since, until=until)
+        )
+
+    @app.get("/_ledger")
+    async def read_ledger(reference: str | None = None) -> OperationList:
+        return OperationList(data=book.ledger(reference))
+
+    @app.get("/_faults")
+    async def read_faults() -> Faults:
+        return book.faults
+
+    @app.put("/_faults")
+    async def set_faults(faults: Faults) -> Faults:
+        book.faults = faults
+        return faults
+
+    @app.delete("/_faults")
+    async def clear_faults() -> Faults:
+        book.faults = Faults()
+        return book.faults
+
+    return app
+
+
+def _error_response(exc: GatewayError) -> Response:
+    match exc:
+        case ReplyDropped():
+            return DroppedReply()
+        case CardDeclined():
+            return _error(402, "card_error", exc.code, exc.message, decline_code=exc.decline_code)
+        case InvalidGatewayRequest():
+            status = 409 if exc.code in CONFLICT_CODES else 400
+            return _error(status, "invalid_request_error", exc.code, exc.message)
+        case NotFound():
+            return _error(404, "invalid_request_error", "resource_missing", str(exc))
+        case _:
+            return _error(503, "api_error", "service_unavailable", str(exc))
+
+
+def _error(
+    status: int, kind: str, code: str, message: str, *, decline_code: str | None = None
+) -> JSONResponse:
+    error: dict[str, str | None] = {"type": kind, "code": code, "message": message}
+    if kind == "card_error":
+        error["decline_code"] = decline_code
+    return JSONResponse({"error": error}, status_code=status)

@@ -1,0 +1,386 @@
+"""The simulator's ledger: a PSP-like book of authorizations, captures, voids
+and refunds, kept in memory, honouring idempotency keys, with faults that can
+be switched on. Pure asyncio: :mod:`gateway.simulator.app` puts HTTP in front
+of it and :mod:`gateway.memory` calls it directly.
+
+Test payment methods are Stripe's (``pm_card_visa`` and any other ``pm_card_*``
+or ``tok_*`` succeed; ``..._chargeDeclined``, ``..._chargeDeclinedInsufficientFunds``
+and ``..._chargeDeclinedExpiredCard`` decline) plus one of ours,
+``pm_card_captureFails``: it authorizes, then every capture is refused.
+
+Exceptions, besides the port's (:mod:`gateway.port`):
+
+    TransientGatewayError
+    ├── GatewayUnavailable   a fault: refused with a 503, nothing committed
+    └── ReplyDropped         a fault: the call was processed, the reply lost
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.port import (
+    CardDeclined,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    NotFound,
+    OperationKind,
+    PermanentGatewayError,
+    TransientGatewayError,
+)
+
+MAX_AMOUNT = 99_999_999
+MAX_KEY_LENGTH = 255
+
+# Declining test payment methods, by their name after ``pm_card_`` / ``tok_``:
+# (code, decline_code, message) as Stripe reports them.
+_DECLINES: dict[str, tuple[str, str, str]] = {
+    "chargeDeclined": ("card_declined", "generic_decline", "Your card was declined."),
+    "chargeDeclinedInsufficientFunds": (
+        "card_declined",
+        "insufficient_funds",
+        "Your card has insufficient funds.",
+    ),
+    "chargeDeclinedExpiredCard": ("expired_card", "expired_card", "Your card has expired."),
+}
+_CAPTURE_FAILS = "captureFails"
+
+# Refusals caused by the state of the book rather than the shape of the
+# request; the HTTP app answers them with 409 instead of 400.
+CONFLICT_CODES = frozenset(
+    {
+        "idempotency_key_reused",
+        "already_captured",
+        "already_voided",
+        "authorization_voided",
+        "not_captured",
+        "capture_refused",
+    }
+)
+
+_PREFIXES: dict[OperationKind, str] = {
+    "authorization": "auth",
+    "capture": "cap",
+    "void": "void",
+    "refund": "re",
+}
+
+
+class GatewayUnavailable(TransientGatewayError):
+    """Injected by ``error_rate``: the call was refused before committing."""
+
+
+class ReplyDropped(TransientGatewayError):
+    """Injected by ``drop_reply_rate``: the call was processed, its reply lost."""
+
+
+class Faults(BaseModel):
+    """Faults injected into the PSP calls (not into lookups, which are how a
+    caller recovers from them). The default injects none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    drop_reply_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    latency_ms: int = Field(default=0, ge=0, le=600_000)
+
+
+class Fault(Enum):
+    NONE = "none"
+    UNAVAILABLE = "unavailable"
+    DROP_REPLY = "drop_reply"
+
+
+@dataclass
+class _Authorization:
+    operation: GatewayOperation
+    payment_method: str
+    captured: int = 0
+    voided: bool = False
+    refunded: int = 0
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """The first outcome for an idempotency key and the request that made it."""
+
+    request: tuple[object, ...]
+    outcome: GatewayOperation | CardDeclined
+
+
+class SimulatorLedger:
+    """The simulated PSP. Operations commit at most once per idempotency key."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.faults = Faults()
+        self._rng = rng or random.Random()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._entries: list[tuple[datetime, GatewayOperation]] = []
+        self._authorizations: dict[str, _Authorization] = {}
+        self._replies: dict[str, _Reply] = {}
+        # Weak, so a key's lock lives only while some call holds it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- the PSP calls ------------------------------------------------------
+
+    async def authorize(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+    ) -> GatewayOperation:
+        request = ("authorize", reference, amount, currency, payment_method)
+        return await self._once(
+            idempotency_key,
+            request,
+            lambda: self._authorize(reference, amount, currency, payment_method, idempotency_key),
+        )
+
+    async def capture(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        request = ("capture", authorization_id, amount)
+        return await self._once(
+            idempotency_key,
+            request,
+            lambda: self._capture(authorization_id, amount, idempotency_key),
+        )
+
+    async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation:
+        request = ("void", authorization_id)
+        return await self._once(
+            idempotency_key, request, lambda: self._void(authorization_id, idempotency_key)
+        )
+
+    async def refund(
+        self, *, authorization_id: str, amount: int, idempotency_key: str
+    ) -> GatewayOperation:
+        request = ("refund", authorization_id, amount)
+        return await self._once(
+            idempotency_key,
+            request,
+            lambda: self._refund(authorization_id, amount, idempotency_key),
+        )
+
+    # -- lookups --------------------------------------------------------------
+
+    def list_operations(
+        self,
+        *,
+        reference: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[GatewayOperation]:
+        """Committed operations, oldest first, optionally for one reference and
+        committed in ``[since, until)`` (timezone-aware datetimes)."""
+        return [
+            operation
+            for at, operation in self._entries
+            if (reference is None or operation.reference == reference)
+            and (since is None or at >= since)
+            and (until is None or at < until)
+        ]
+
+    def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+        return self.list_operations(reference=reference)
+
+    def ledger(self, reference: str | None = None) -> list[GatewayOperation]:
+        """What tests read: every committed operation, or one payment's."""
+        return self.list_operations(reference=reference)
+
+    # -- faults ---------------------------------------------------------------
+
+    def roll(self) -> Fault:
+        """Decide one call's fault under the current :attr:`faults`."""
+        # Both numbers are drawn on every call so that a seeded Random gives
+        # the same sequence of draws whatever the rates are.
+        fail, drop = self._rng.random(), self._rng.random()
+        if fail < self.faults.error_rate:
+            return Fault.UNAVAILABLE
+        if drop < self.faults.drop_reply_rate:
+            return Fault.DROP_REPLY
+        return Fault.NONE
+
+    async def run(self, call: Callable[[], Awaitable[GatewayOperation]]) -> GatewayOperation:
+        """Make one PSP call under the current faults: refuse it before
+        committing, or process it and drop the reply, and answer after
+        ``latency_ms`` either way."""
+        fault = self.roll()
+        latency = self.faults.latency_ms / 1000
+        if fault is Fault.UNAVAILABLE:
+            await asyncio.sleep(latency)
+            raise GatewayUnavailable("simulated outage (error_rate): nothing was committed")
+        outcome: GatewayOperation | PermanentGatewayError
+        try:
+            outcome = await call()
+        except PermanentGatewayError as refusal:
+            outcome = refusal
+        # The wait comes after the commit, so a caller that gives up early is
+        # left with an unknown outcome to resolve, as with a real PSP.
+        await asyncio.sleep(latency)
+        if fault is Fault.DROP_REPLY:
+            raise ReplyDropped("simulated lost reply (drop_reply_rate): the call was processed")
+        if isinstance(outcome, PermanentGatewayError):
+            raise outcome
+        return outcome
+
+    # -- internals ------------------------------------------------------------
+
+    async def _once(
+        self, key: str, request: tuple[object, ...], commit: Callable[[], GatewayOperation]
+    ) -> GatewayOperation:
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise InvalidGatewayRequest(
+                "idempotency_key_invalid",
+                f"the idempotency key must be 1 to {MAX_KEY_LENGTH} characters",
+            )
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            reply = self._replies.get(key)
+            if reply is None:
+                # Stands for the issuer round-trip. It is a suspension point,
+                # which is why the replay check and the commit need the lock.
+                await asyncio.sleep(0)
+                try:
+                    reply = _Reply(request, commit())
+                except CardDeclined as decline:
+                    # A decline is an outcome: the same key replays it.
+                    self._replies[key] = _Reply(request, decline)
+                    raise
+                self._replies[key] = reply
+            elif reply.request != request:
+                raise InvalidGatewayRequest(
+                    "idempotency_key_reused",
+                    f"idempotency key {key!r} was already used for a different request",
+                )
+        if isinstance(reply.outcome, CardDeclined):
+            first = reply.outcome
+            raise CardDeclined(first.code, first.decline_code, first.message)
+        return reply.outcome
+
+    def _authorize(
+        self, reference: str, amount: int, currency: str, payment_method: str, key: str
+    ) -> GatewayOperation:
+        if not reference:
+            raise InvalidGatewayRequest("parameter_missing", "reference is required")
+        _check_amount(amount, MAX_AMOUNT, "the largest amount")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise InvalidGatewayRequest(
+                "invalid_currency", f"currency must be 3 lowercase letters, not {currency!r}"
+            )
+        if not payment_method.startswith(("pm_card_", "tok_")):
+            raise InvalidGatewayRequest(
+                "resource_missing", f"no such payment method: {payment_method!r}"
+            )
+        decline = _DECLINES.get(_test_card(payment_method))
+        if decline is not None:
+            raise CardDeclined(*decline)
+        operation = self._commit("authorization", amount, currency, reference, key)
+        self._authorizations[operation.id] = _Authorization(operation, payment_method)
+        return operation
+
+    def _capture(self, authorization_id: str, amount: int, key: str) -> GatewayOperation:
+        authorization = self._authorization(authorization_id)
+        if authorization.voided:
+            raise InvalidGatewayRequest(
+                "authorization_voided", f"{authorization_id} was voided; it cannot be captured"
+            )
+        if authorization.captured:
+            raise InvalidGatewayRequest(
+                "already_captured", f"{authorization_id} was already captured"
+            )
+        _check_amount(amount, authorization.operation.amount, "the authorized amount")
+        if _test_card(authorization.payment_method) == _CAPTURE_FAILS:
+            raise InvalidGatewayRequest(
+                "capture_refused", f"the issuer refuses every capture of {authorization_id}"
+            )
+        authorization.captured = amount
+        return self._commit_on(authorization, "capture", amount, key)
+
+    def _void(self, authorization_id: str, key: str) -> GatewayOperation:
+        authorization = self._authorization(authorization_id)
+        if authorization.captured:
+            raise InvalidGatewayRequest(
+                "already_captured", f"{authorization_id} was captured; refund it instead"
+            )
+        if authorization.voided:
+            raise InvalidGatewayRequest("already_voided", f"{authorization_id} was already voided")
+        authorization.voided = True
+        return self._commit_on(authorization, "void", authorization.operation.amount, key)
+
+    def _refund(self, authorization_id: str, amount: int, key: str) -> GatewayOperation:
+        authorization = self._authorization(authorization_id)
+        if not authorization.captured:
+            raise InvalidGatewayRequest(
+                "not_captured", f"{authorization_id} was not captured; nothing to refund"
+            )
+        remaining = authorization.captured - authorization.refunded
+        _check_amount(amount, remaining, "the amount left to refund")
+        authorization.refunded += amount
+        return self._commit_on(authorization, "refund", amount, key)
+
+    def _authorization(self, authorization_id: str) -> _Authorization:
+        try:
+            return self._authorizations[authorization_id]
+        except KeyError:
+            raise NotFound(f"no such authorization: {authorization_id!r}") from None
+
+    def _commit_on(
+        self, authorization: _Authorization, kind: OperationKind, amount: int, key: str
+    ) -> GatewayOperation:
+        basis = authorization.operation
+        return self._commit(kind, amount, basis.currency, basis.reference, key, basis.id)
+
+    def _commit(
+        self,
+        kind: OperationKind,
+        amount: int,
+        currency: str,
+        reference: str,
+        key: str,
+        authorization_id: str | None = None,
+    ) -> GatewayOperation:
+        now = self._clock().astimezone(UTC)
+        operation = GatewayOperation(
+            id=f"{_PREFIXES[kind]}_{secrets.token_hex(12)}",
+            kind=kind,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+            idempotency_key=key,
+            authorization_id=authorization_id,
+            created_at=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        )
+        self._entries.append((now, operation))
+        return operation
+
+
+def _test_card(payment_method: str) -> str:
+    return payment_method.removeprefix("pm_card_").removeprefix("tok_")
+
+
+def _check_amount(amount: int, limit: int, what: str) -> None:
+    if amount < 1:
+        raise InvalidGatewayRequest("amount_too_small", f"amount must be at least 1, not {amount}")
+    if amount > limit:
+        raise InvalidGatewayRequest(
+            "amount_too_large", f"amount {amount} is more than {what} ({limit})"
+        )

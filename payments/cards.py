@@ -1,0 +1,67 @@
+"""Card-number detection: a request must never carry a primary account number.
+
+A PAN is 13-19 digits, possibly grouped with spaces or dashes, that passes the
+Luhn check. We look inside every string of a request, so a card number pasted
+into ``description`` or a metadata value is refused like one in
+``payment_method``, and the refusal never echoes the digits back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+# Digits with optional single spaces/dashes between them, 13-19 digits in all.
+_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+
+
+def luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def contains_card_number(text: str) -> bool:
+    for match in _CANDIDATE.finditer(text):
+        # "4242 4242 4242 4242 12" must still be caught: try every run of whole
+        # groups that is long enough, not only the longest one.
+        groups = re.split(r"[ -]", match.group())
+        for first in range(len(groups)):
+            digits = ""
+            for group in groups[first:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and luhn_valid(digits):
+                    return True
+    return False
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            yield path or str(key), str(key)
+            yield from _strings(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, str(value)
+
+
+def find_card_number(payload: Any) -> str | None:
+    """The path of the first field holding something that looks like a PAN, or None."""
+    for path, text in _strings(payload, ""):
+        if contains_card_number(text):
+            return path or None
+    return None

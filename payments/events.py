@@ -1,0 +1,120 @@
+"""The event log (CONTRACT §6), projected from the workflow's Temporal history.
+
+There is no second event store. The workflow records each domain event as a
+memo upsert (``WorkflowPropertiesModified``, memo key ``event``); the run's
+``WorkflowExecutionStarted`` is ``payment.requested``. This module turns a
+chain of run histories into the API's events: ``seq`` is the history event id,
+offset by the length of earlier runs so it keeps increasing across
+continue-as-new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+
+from payments.models import Event, PaymentInput
+
+EVENT_MEMO_KEY = "event"
+PAYMENT_MEMO_KEY = "payment"
+REQUEST_FINGERPRINT_MEMO_KEY = "request_fingerprint"
+
+TYPES = (
+    "payment.requested",
+    "payment.authorized",
+    "payment.declined",
+    "payment.capture_requested",
+    "payment.captured",
+    "payment.capture_failed",
+    "payment.voided",
+    "payment.void_failed",
+    "payment.failed",
+    "payment.cancel_requested",
+    "payment.cancel_failed",
+    "payment.canceled",
+    "payment.expired",
+    "refund.requested",
+    "refund.succeeded",
+    "refund.failed",
+)
+SETTLING_TYPES = frozenset(
+    {"payment.authorized", "payment.captured", "payment.failed", "payment.canceled"}
+)
+
+
+class DomainEvent(BaseModel):
+    """What the workflow writes for one event; the history adds when and where."""
+
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+async def _decode(converter: DataConverter, payload: Payload, type_hint: type[Any]) -> Any:
+    [value] = await converter.decode([payload], [type_hint])
+    return value
+
+
+async def project(
+    payment_id: str, runs: Sequence[WorkflowHistory], converter: DataConverter
+) -> list[Event]:
+    """The events of ``runs`` (oldest run first), oldest event first."""
+    events: list[Event] = []
+    offset = 0
+    for run_index, history in enumerate(runs):
+        last_id = 0
+        for raw in history.events:
+            last_id = raw.event_id
+            event = await _project_one(
+                payment_id, raw, first_run=run_index == 0, converter=converter
+            )
+            if event is not None:
+                events.append(event.model_copy(update={"seq": offset + raw.event_id}))
+        offset += last_id
+    return events
+
+
+async def _project_one(
+    payment_id: str, raw: HistoryEvent, *, first_run: bool, converter: DataConverter
+) -> Event | None:
+    at = raw.event_time.ToDatetime(tzinfo=UTC)
+    if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and first_run:
+        payloads = raw.workflow_execution_started_event_attributes.input.payloads
+        if not payloads:
+            return None
+        started: PaymentInput = await _decode(converter, payloads[0], PaymentInput)
+        return Event(
+            seq=raw.event_id,
+            type="payment.requested",
+            at=at,
+            payment_id=payment_id,
+            data=started.request.model_dump(mode="json"),
+        )
+    if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+        fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields
+        if EVENT_MEMO_KEY not in fields:
+            return None
+        recorded: DomainEvent = await _decode(converter, fields[EVENT_MEMO_KEY], DomainEvent)
+        return Event(
+            seq=raw.event_id,
+            type=recorded.type,
+            at=at,
+            payment_id=payment_id,
+            data=recorded.data,
+        )
+    return None
+
+
+def previous_run_id(history: WorkflowHistory) -> str | None:
+    """The run this one continued from, if it was started by continue-as-new."""
+    first = history.events[0] if history.events else None
+    if first is None or first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        return None
+    return first.workflow_execution_started_event_attributes.continued_execution_run_id or None

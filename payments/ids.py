@@ -1,0 +1,57 @@
+"""Identifiers: payment and refund ids, request fingerprints, client secrets.
+
+A payment id derives from merchant + ``Idempotency-Key``, so every duplicate of
+a request names the same workflow and Temporal itself refuses a second one.
+Client secrets are an HMAC of the payment id: nothing to store, nothing in the
+workflow history.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+
+from pydantic import BaseModel
+
+_ID_LENGTH = 24
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode().rstrip("=").lower()[:_ID_LENGTH]
+
+
+def payment_id_for(merchant_id: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return "pay_" + _b32(secrets.token_bytes(16))
+    digest = hashlib.sha256(f"payment\0{merchant_id}\0{idempotency_key}".encode()).digest()
+    return "pay_" + _b32(digest)
+
+
+def refund_id_for(payment_id: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return "re_" + _b32(secrets.token_bytes(16))
+    digest = hashlib.sha256(f"refund\0{payment_id}\0{idempotency_key}".encode()).digest()
+    return "re_" + _b32(digest)
+
+
+def fingerprint(request: BaseModel) -> str:
+    """A stable digest of a validated request, to tell a replay from a key reused."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def client_secret(payment_id: str, key: bytes) -> str:
+    tag = hmac.new(key, payment_id.encode(), hashlib.sha256).digest()
+    return f"{payment_id}_secret_{_b32(tag)}"
+
+
+def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
+    return hmac.compare_digest(client_secret(payment_id, key), secret)
+
+
+def idempotency_key(payment_id: str, step: str) -> str:
+    """The gateway idempotency key of one step of one payment (``pay_x:capture``)."""
+    return f"{payment_id}:{step}"

@@ -1,0 +1,221 @@
+"""The domain models: one pydantic model per idea, shared by the API, the
+workflow and the activities through the pydantic data converter.
+
+Commands are imperative (``CreatePayment``, ``RefundPayment``); the payment is
+``PaymentState``; money is an ``int`` in the currency's minor unit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from payments import currencies
+from payments.cards import find_card_number
+from payments.status import PaymentStatus
+
+MAX_AMOUNT = 99_999_999
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT, strict=True)]
+Reason = Annotated[str, Field(max_length=500)]
+
+
+class CardDataRefused(ValueError):
+    """A request carried something that looks like a card number."""
+
+    def __init__(self, param: str | None) -> None:
+        super().__init__("card numbers must never be sent to this API; use a payment method token")
+        self.param = param
+
+
+class _Command(BaseModel):
+    # hide_input_in_errors: a refused card number must not ride along in an error text.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_card_numbers(cls, data: Any) -> Any:
+        param = find_card_number(data)
+        if param is not None or (isinstance(data, str) and find_card_number(data) is not None):
+            raise CardDataRefused(param)
+        return data
+
+
+class CreatePayment(_Command):
+    amount: Amount
+    currency: Annotated[str, Field(min_length=3, max_length=3)]
+    payment_method: Annotated[
+        str, Field(min_length=4, max_length=255, pattern=r"^(pm|tok)_[A-Za-z0-9_]+$")
+    ]
+    capture_method: Literal["automatic", "manual"] = "automatic"
+    customer_id: Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")] | None = None
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value != value.lower() or not currencies.is_known(value):
+            raise ValueError("must be a lowercase ISO 4217 code this service supports")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+        for key, item in value.items():
+            if not key or len(key) > MAX_METADATA_KEY_LENGTH:
+                raise ValueError(f"keys must be 1-{MAX_METADATA_KEY_LENGTH} characters")
+            if len(item) > MAX_METADATA_VALUE_LENGTH:
+                raise ValueError(f"values must be at most {MAX_METADATA_VALUE_LENGTH} characters")
+        return value
+
+
+class CapturePayment(_Command):
+    amount: Amount | None = None
+
+
+class CancelPayment(_Command):
+    reason: Reason | None = None
+
+
+class RefundPayment(_Command):
+    """A refund as the API and operators ask for it; ``amount`` defaults to all that remains."""
+
+    amount: Amount | None = None
+    reason: Reason | None = None
+
+
+class RefundCommand(BaseModel):
+    """A refund as the workflow receives it from the API: with its id already chosen."""
+
+    refund_id: str
+    amount: Amount | None = None
+    reason: Reason | None = None
+
+
+class Failure(BaseModel):
+    type: Literal["card_error", "api_error"]
+    code: str
+    decline_code: str | None = None
+    message: str
+
+
+class Refund(BaseModel):
+    id: str
+    status: Literal["pending", "succeeded", "failed"]
+    amount: int
+    reason: str | None = None
+    created_at: datetime
+    failure: Failure | None = None
+
+
+class PaymentState(BaseModel):
+    """The payment as the workflow knows it: the payment object without the
+    API-only fields (``client_secret``, ``links``) plus internal bookkeeping."""
+
+    id: str
+    object: Literal["payment"] = "payment"
+    status: PaymentStatus = PaymentStatus.PROCESSING
+    amount: int
+    currency: str
+    amount_capturable: int = 0
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    capture_method: Literal["automatic", "manual"]
+    payment_method: str
+    customer_id: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    failure: Failure | None = None
+    refunds: list[Refund] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    # Internal: never shown to API clients.
+    merchant_id: str
+    authorization_id: str | None = None
+
+    @property
+    def refund_pending(self) -> int:
+        return sum(r.amount for r in self.refunds if r.status == "pending")
+
+    @property
+    def refundable_amount(self) -> int:
+        """What may still be refunded, counting refunds not yet settled."""
+        return self.amount_captured - self.amount_refunded - self.refund_pending
+
+
+INTERNAL_FIELDS = frozenset({"merchant_id", "authorization_id"})
+
+
+class PaymentInput(BaseModel):
+    """The workflow's one input; new fields need defaults so old histories replay."""
+
+    payment_id: str
+    merchant_id: str
+    request: CreatePayment
+    request_fingerprint: str
+    # Chosen by the API when it accepted the request.
+    created_at: datetime
+    authorization_window_seconds: float
+    refund_window_seconds: float
+    # Set when the workflow continues as new: the state it had.
+    carried_state: PaymentState | None = None
+    refund_window_ends_at: datetime | None = None
+
+
+# Activity inputs and results.
+
+
+class AuthorizeInput(BaseModel):
+    payment_id: str
+    amount: int
+    currency: str
+    payment_method: str
+
+
+class CaptureInput(BaseModel):
+    payment_id: str
+    authorization_id: str
+    amount: int
+    currency: str
+
+
+class VoidInput(BaseModel):
+    payment_id: str
+    # None when authorize's outcome is unknown: look the payment up by reference.
+    authorization_id: str | None
+    amount: int
+    currency: str
+
+
+class RefundInput(BaseModel):
+    payment_id: str
+    authorization_id: str
+    refund_id: str
+    amount: int
+    currency: str
+
+
+class GatewayResult(BaseModel):
+    """What a gateway call committed, and how many attempts it took."""
+
+    operation_id: str
+    amount: int
+    attempt: int
+
+
+class Event(BaseModel):
+    """One entry of the event log (CONTRACT §6)."""
+
+    seq: int
+    type: str
+    at: datetime
+    payment_id: str
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,65 @@
+"""The service's settings: one class, env prefix ``PAYMENTS_``, a working local
+default for every field. The Temporal connection itself is configured the
+Temporal way (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ...), see
+:mod:`payments.temporal`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYMENTS_", extra="ignore")
+
+    # API key -> merchant id.
+    api_keys: dict[str, str] = Field(default_factory=lambda: {"sk_test_demo": "demo"})
+    # Signs client secrets (``pay_..._secret_...``); never leaves the API.
+    client_secret_key: SecretStr = SecretStr("dev-only-client-secret-key-change-me")
+
+    gateway: Literal["simulator", "stripe"] = "simulator"
+    gateway_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8100")
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    stripe_api_key: SecretStr = SecretStr("sk_test_stripe")
+    stripe_api_base: AnyHttpUrl = AnyHttpUrl("https://api.stripe.com")
+
+    task_queue: str = "payments"
+    temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
+
+    authorization_window: timedelta = timedelta(days=7)
+    refund_window: timedelta = timedelta(days=180)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = Field(default=8100, ge=1, le=65535)
+
+    # Where `make run` keeps the dev server's SQLite file and local keys.
+    data_dir: Path = Path(".data")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_empty(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, merchant in value.items():
+            if not key or not merchant:
+                raise ValueError("API keys and merchant ids must be non-empty")
+        return value
+
+    @field_validator("authorization_window", "refund_window")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    def temporal_ui_base(self) -> str:
+        return str(self.temporal_ui_url).rstrip("/")
+
+    def gateway_base(self) -> str:
+        return str(self.gateway_url).rstrip("/")

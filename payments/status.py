@@ -1,0 +1,85 @@
+"""The payment status machine of CONTRACT §5, as pure functions.
+
+The workflow asks this module before every status change, and the tests use
+the same table, so the diagram lives in exactly one place.
+
+    processing ──► requires_capture ──► succeeded ──► partially_refunded ──► refunded
+         │               │                  └──────────────────────────────► refunded
+         ├──► succeeded  ├──► failed (capture refused, authorization voided)
+         ├──► failed     └──► canceled (cancel or expiry, authorization voided)
+         └──► canceled
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PaymentStatus(StrEnum):
+    PROCESSING = "processing"
+    REQUIRES_CAPTURE = "requires_capture"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+S = PaymentStatus
+
+TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    S.PROCESSING: frozenset({S.REQUIRES_CAPTURE, S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.REQUIRES_CAPTURE: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.SUCCEEDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.REFUNDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+FINAL: frozenset[PaymentStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, current: PaymentStatus, target: PaymentStatus) -> None:
+        super().__init__(f"a {current} payment cannot become {target}")
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: PaymentStatus, target: PaymentStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: PaymentStatus, target: PaymentStatus) -> PaymentStatus:
+    if not can_transition(current, target):
+        raise InvalidTransition(current, target)
+    return target
+
+
+def is_final(status: PaymentStatus) -> bool:
+    return status in FINAL
+
+
+def is_settled(status: PaymentStatus) -> bool:
+    """Settled: the outcome of the request is known (any status but processing)."""
+    return status is not S.PROCESSING
+
+
+def can_capture(status: PaymentStatus) -> bool:
+    return status is S.REQUIRES_CAPTURE
+
+
+def can_cancel(status: PaymentStatus) -> bool:
+    return status in (S.PROCESSING, S.REQUIRES_CAPTURE)
+
+
+def can_refund(status: PaymentStatus) -> bool:
+    return status in (S.SUCCEEDED, S.PARTIALLY_REFUNDED)
+
+
+def status_after_refund(captured: int, refunded: int) -> PaymentStatus:
+    """The status of a captured payment once ``refunded`` of ``captured`` went back."""
+    if refunded <= 0:
+        return S.SUCCEEDED
+    return S.REFUNDED if refunded >= captured else S.PARTIALLY_REFUNDED

@@ -1,0 +1,53 @@
+"""The saga's clocks, on the time-skipping test server: the authorization
+window of a manual payment and the refund window of a captured one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from support import event_types, running_stack
+from temporalio.testing import WorkflowEnvironment
+
+from api.errors import InvalidRequest
+from payments.models import PaymentState, Refund, RefundCommand
+
+
+async def test_uncaptured_authorization_expires_after_seven_days(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        created = await stack.create(capture_method="manual")
+        await stack.wait_status(created.id, "requires_capture")
+        await time_env.sleep(timedelta(days=6))
+        assert (await stack.get(created.id)).status == "requires_capture"
+        await time_env.sleep(timedelta(days=1, hours=1))
+        expired = await stack.wait_status(created.id, "canceled")
+        assert expired.amount_capturable == 0
+        assert stack.kinds(created.id) == ["authorization", "void"]
+        assert event_types(await stack.events(created.id))[-3:] == [
+            "payment.expired",
+            "payment.voided",
+            "payment.canceled",
+        ]
+
+
+async def test_refund_window_closes_the_workflow(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        created = await stack.create()
+        await stack.wait_status(created.id, "succeeded")
+        await stack.update(
+            created.id, "refund", RefundCommand(refund_id="re_1", amount=100), Refund
+        )
+        await stack.wait_status(created.id, "partially_refunded")
+        handle = time_env.client.get_workflow_handle(created.id, result_type=PaymentState)
+        await time_env.sleep(timedelta(days=181))
+        final = await handle.result()
+        assert final.amount_refunded == 100
+        with pytest.raises(InvalidRequest) as closed:
+            await stack.update(created.id, "refund", RefundCommand(refund_id="re_2"), Refund)
+        assert (closed.value.status_code, closed.value.code) == (409, "payment_closed")
+        # A closed payment still reads as it ended.
+        assert (await stack.get(created.id)).status == "partially_refunded"

@@ -1,0 +1,108 @@
+"""Helpers for the tests: run a worker on the in-memory simulator, start
+payments the way the API does, wait for a status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.payment_activities import PaymentActivities
+from api import engine
+from gateway.memory import InMemoryGateway
+from gateway.port import GatewayOperation
+from payments.ids import fingerprint, payment_id_for
+from payments.models import CreatePayment, Event, PaymentState
+from payments.settings import Settings
+from workflows.payment import PaymentWorkflow
+
+MERCHANT = "acme"
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: Settings
+    gateway: InMemoryGateway
+
+    async def create(self, idempotency_key: str | None = None, **fields: Any) -> PaymentState:
+        request = CreatePayment.model_validate(
+            {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", **fields}
+        )
+        state, _ = await engine.start_payment(
+            self.client,
+            self.settings,
+            payment_id=payment_id_for(MERCHANT, idempotency_key),
+            merchant_id=MERCHANT,
+            request=request,
+            fingerprint=fingerprint(request),
+        )
+        return state
+
+    async def get(self, payment_id: str) -> PaymentState:
+        return await engine.get_payment(self.client, payment_id, MERCHANT)
+
+    async def query(self, payment_id: str) -> PaymentState:
+        return await self.client.get_workflow_handle(payment_id).query(
+            "state", result_type=PaymentState
+        )
+
+    async def update(self, payment_id: str, name: str, argument: Any, result_type: type) -> Any:
+        return await engine.update_payment(
+            self.client, payment_id, MERCHANT, name, argument, result_type=result_type
+        )
+
+    async def events(self, payment_id: str) -> list[Event]:
+        return await engine.payment_events(self.client, payment_id, MERCHANT)
+
+    async def wait_for(self, payment_id: str, predicate: Any, within: float = 20.0) -> PaymentState:
+        """Poll (the describe memo) until ``predicate(state)`` holds."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            state = await self.get(payment_id)
+            if predicate(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out; last state: {state.status}")
+            await asyncio.sleep(0.05)
+
+    async def wait_status(
+        self, payment_id: str, *statuses: str, within: float = 20.0
+    ) -> PaymentState:
+        return await self.wait_for(payment_id, lambda s: s.status in statuses, within)
+
+    def ledger(self, payment_id: str) -> list[GatewayOperation]:
+        return self.gateway.ledger.ledger(payment_id)
+
+    def kinds(self, payment_id: str) -> list[str]:
+        return [op.kind for op in self.ledger(payment_id)]
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    client: Client, task_queue: str, gateway: InMemoryGateway | None = None, **worker_options: Any
+) -> AsyncIterator[Stack]:
+    gateway = gateway or InMemoryGateway()
+    settings = Settings(
+        task_queue=task_queue,
+        authorization_window=timedelta(days=7),
+        refund_window=timedelta(days=180),
+    )
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PaymentWorkflow],
+        activities=PaymentActivities(gateway).all(),
+        **worker_options,
+    ):
+        yield Stack(client, settings, gateway)
+
+
+def event_types(events: list[Event]) -> list[str]:
+    return [event.type for event in events]

@@ -1,0 +1,63 @@
+"""`python worker.py`: the Temporal worker for the ``payments`` task queue, nothing else.
+
+SIGTERM or SIGINT shuts it down gracefully: it stops polling, lets in-flight
+activities finish (or hands them back to Temporal after the grace period), and
+exits, so nothing is lost or done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.payment_activities import PaymentActivities
+from gateway.factory import build_gateway
+from payments.settings import Settings
+from payments.temporal import connect
+from workflows.payment import PaymentWorkflow
+
+log = logging.getLogger("worker")
+
+
+def build_worker(
+    client: Client, settings: Settings, activities: PaymentActivities, **options: object
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[PaymentWorkflow],
+        activities=activities.all(),
+        graceful_shutdown_timeout=timedelta(seconds=20),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def main() -> None:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    client = await connect()
+    gateway = build_gateway(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        worker = build_worker(client, settings, PaymentActivities(gateway))
+        async with worker:
+            log.info(
+                "worker ready on task queue %r (gateway: %s)", settings.task_queue, settings.gateway
+            )
+            await stop.wait()
+            log.info("shutting down: finishing in-flight activities")
+    finally:
+        await gateway.aclose()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""PaymentWorkflow: the saga, deterministic, no I/O."""

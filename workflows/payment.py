@@ -1,0 +1,522 @@
+"""``PaymentWorkflow``: one payment, from request to the end of its refund window.
+
+The saga (CONTRACT §5, §7): authorize; then capture at once (automatic) or
+wait for ``capture`` until the authorization window ends (manual); a decline
+fails the payment, a refused capture voids the authorization, a cancel voids
+it too. Once captured, refunds are served one at a time until the refund
+window closes.
+
+Every domain event is written to the history as a memo upsert (key ``event``,
+with the payment as it now stands under ``payment``), and every status change
+is mirrored into the ``PaymentStatus`` search attribute. The event log of the
+API is a projection of exactly those history events (:mod:`payments.events`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from payments import retries
+    from payments.currencies import format_amount
+    from payments.events import EVENT_MEMO_KEY, PAYMENT_MEMO_KEY, DomainEvent
+    from payments.models import (
+        AuthorizeInput,
+        CancelPayment,
+        CaptureInput,
+        CapturePayment,
+        Failure,
+        GatewayResult,
+        PaymentInput,
+        PaymentState,
+        Refund,
+        RefundCommand,
+        RefundInput,
+        RefundPayment,
+        VoidInput,
+    )
+    from payments.status import (
+        PaymentStatus,
+        can_cancel,
+        can_capture,
+        can_refund,
+        check_transition,
+        is_settled,
+        status_after_refund,
+    )
+    from payments.temporal import STATUS
+
+S = PaymentStatus
+
+
+def _rejected(code: str, message: str) -> ApplicationError:
+    """An update refused by its validator; ``code`` becomes the API error's code."""
+    return ApplicationError(message, type=code, non_retryable=True)
+
+
+def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
+    """The ApplicationError type and details an activity failed with."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return cause.type, {"message": cause.message, **details}
+    return None, {"message": str(cause or err)}
+
+
+@workflow.defn(name="PaymentWorkflow")
+class PaymentWorkflow:
+    @workflow.init
+    def __init__(self, input: PaymentInput) -> None:
+        self._input = input
+        request = input.request
+        self._state = input.carried_state or PaymentState(
+            id=input.payment_id,
+            merchant_id=input.merchant_id,
+            amount=request.amount,
+            currency=request.currency,
+            capture_method=request.capture_method,
+            payment_method=request.payment_method,
+            customer_id=request.customer_id,
+            description=request.description,
+            metadata=request.metadata,
+            created_at=input.created_at,
+            updated_at=input.created_at,
+        )
+        self._cancel: CancelPayment | None = None
+        self._capture: CapturePayment | None = None
+        self._capture_started = False
+        self._refund_window_ends_at = input.refund_window_ends_at
+
+    # -- the saga ---------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: PaymentInput) -> PaymentState:
+        if input.carried_state is None:
+            await self._authorize_and_capture()
+        if can_refund(self._state.status) and await self._serve_refunds():
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                self._input.model_copy(
+                    update={
+                        "carried_state": self._state,
+                        "refund_window_ends_at": self._refund_window_ends_at,
+                    }
+                ),
+                memo={PAYMENT_MEMO_KEY: self._state},
+                search_attributes=workflow.info().typed_search_attributes,
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _authorize_and_capture(self) -> None:
+        state = self._state
+        try:
+            authorization = await workflow.execute_activity(
+                "authorize",
+                AuthorizeInput(
+                    payment_id=state.id,
+                    amount=state.amount,
+                    currency=state.currency,
+                    payment_method=state.payment_method,
+                ),
+                result_type=GatewayResult,
+                **self._timeouts(retries.AUTHORIZE),
+                summary=f"authorize {self._money(state.amount)}",
+            )
+        except ActivityError as err:
+            await self._authorize_failed(err)
+            return
+
+        state.authorization_id = authorization.operation_id
+        state.amount_capturable = authorization.amount
+        manual = state.capture_method == "manual"
+        self._emit(
+            "payment.authorized",
+            {
+                "authorization_id": authorization.operation_id,
+                "amount": authorization.amount,
+                "attempt": authorization.attempt,
+            },
+            status=S.REQUIRES_CAPTURE if manual and self._cancel is None else None,
+        )
+        if self._cancel is not None:
+            await self._void_then(S.CANCELED)
+            return
+
+        amount = state.amount
+        if manual:
+            window = timedelta(seconds=self._input.authorization_window_seconds)
+            expires_at = state.created_at + window
+            try:
+                await workflow.wait_condition(
+                    lambda: self._capture is not None or self._cancel is not None,
+                    timeout=max(expires_at - workflow.now(), timedelta(seconds=1)),
+                    timeout_summary="authorization window",
+                )
+            except TimeoutError:
+                self._emit("payment.expired", {"expired_at": workflow.now().isoformat()})
+                await self._void_then(S.CANCELED)
+                return
+            if self._capture is None:
+                await self._void_then(S.CANCELED)
+                return
+            amount = self._capture.amount or state.amount
+        await self._capture_amount(amount)
+
+    async def _authorize_failed(self, err: ActivityError) -> None:
+        error_type, details = _failure_details(err)
+        if error_type == retries.CARD_DECLINED:
+            failure = Failure(
+                type="card_error",
+                code=details.get("code", "card_declined"),
+                decline_code=details.get("decline_code"),
+                message=details["message"],
+            )
+            self._emit(
+                "payment.declined", {**failure.model_dump(), "attempt": details.get("attempt")}
+            )
+            self._state.failure = failure
+            self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
+            return
+        # We gave up without knowing whether the gateway authorized: void
+        # whatever it may hold under our reference before failing.
+        await self._void(by_reference=True)
+        failure = Failure(
+            type="api_error",
+            code=details.get("code", "gateway_unavailable"),
+            message=f"the gateway did not authorize the payment: {details['message']}",
+        )
+        self._state.failure = failure
+        self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
+
+    async def _capture_amount(self, amount: int) -> None:
+        state = self._state
+        assert state.authorization_id is not None
+        self._capture_started = True
+        try:
+            capture = await workflow.execute_activity(
+                "capture",
+                CaptureInput(
+                    payment_id=state.id,
+                    authorization_id=state.authorization_id,
+                    amount=amount,
+                    currency=state.currency,
+                ),
+                result_type=GatewayResult,
+                **self._timeouts(retries.CAPTURE),
+                summary=f"capture {self._money(amount)}",
+            )
+        except ActivityError as err:
+            error_type, details = _failure_details(err)
+            failure = Failure(
+                type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
+                code=details.get("code", "capture_failed"),
+                decline_code=details.get("decline_code"),
+                message=details["message"],
+            )
+            self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
+            state.failure = failure
+            await self._void_then(S.FAILED)
+            return
+        state.amount_capturable = 0
+        state.amount_captured = capture.amount
+        self._refund_window_ends_at = workflow.now() + timedelta(
+            seconds=self._input.refund_window_seconds
+        )
+        self._emit(
+            "payment.captured",
+            {
+                "capture_id": capture.operation_id,
+                "amount": capture.amount,
+                "attempt": capture.attempt,
+            },
+            status=S.SUCCEEDED,
+        )
+
+    async def _void(self, *, by_reference: bool = False) -> None:
+        state = self._state
+        try:
+            void = await workflow.execute_activity(
+                "void",
+                VoidInput(
+                    payment_id=state.id,
+                    authorization_id=None if by_reference else state.authorization_id,
+                    amount=state.amount,
+                    currency=state.currency,
+                ),
+                result_type=GatewayResult | None,  # type: ignore[arg-type]
+                **self._timeouts(retries.VOID),
+                summary=f"void {self._money(state.amount)}",
+            )
+        except ActivityError as err:
+            # Nothing more the workflow can do; the event tells an operator.
+            _, details = _failure_details(err)
+            self._emit("payment.void_failed", details)
+            return
+        state.amount_capturable = 0
+        if void is not None:
+            self._emit("payment.voided", {"void_id": void.operation_id, "attempt": void.attempt})
+
+    async def _void_then(self, final: PaymentStatus) -> None:
+        await self._void()
+        if final is S.CANCELED:
+            reason = self._cancel.reason if self._cancel else "authorization window ended"
+            self._emit("payment.canceled", {"reason": reason}, status=S.CANCELED)
+        else:
+            failure = self._state.failure.model_dump() if self._state.failure else None
+            self._emit("payment.failed", {"failure": failure}, status=S.FAILED)
+
+    async def _serve_refunds(self) -> bool:
+        """Process refunds until the window closes; True to continue as new."""
+        assert self._refund_window_ends_at is not None
+        while True:
+            pending = self._next_pending_refund()
+            if pending is not None:
+                await self._refund(pending)
+                continue
+            if self._state.status is S.REFUNDED:
+                return False
+            if workflow.info().is_continue_as_new_suggested():
+                return True
+            remaining = self._refund_window_ends_at - workflow.now()
+            if remaining <= timedelta(0):
+                return False
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._next_pending_refund() is not None
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
+                    timeout=remaining,
+                    timeout_summary="refund window",
+                )
+            except TimeoutError:
+                return False
+
+    def _next_pending_refund(self) -> Refund | None:
+        return next((r for r in self._state.refunds if r.status == "pending"), None)
+
+    async def _refund(self, refund: Refund) -> None:
+        state = self._state
+        assert state.authorization_id is not None
+        try:
+            result = await workflow.execute_activity(
+                "refund",
+                RefundInput(
+                    payment_id=state.id,
+                    authorization_id=state.authorization_id,
+                    refund_id=refund.id,
+                    amount=refund.amount,
+                    currency=state.currency,
+                ),
+                result_type=GatewayResult,
+                **self._timeouts(retries.REFUND),
+                summary=f"refund {self._money(refund.amount)}",
+            )
+        except ActivityError as err:
+            _, details = _failure_details(err)
+            refund.status = "failed"
+            refund.failure = Failure(
+                type="api_error",
+                code=details.get("code", "refund_failed"),
+                message=details["message"],
+            )
+            self._emit(
+                "refund.failed", {"refund_id": refund.id, "amount": refund.amount, **details}
+            )
+            return
+        refund.status = "succeeded"
+        state.amount_refunded += result.amount
+        self._emit(
+            "refund.succeeded",
+            {
+                "refund_id": refund.id,
+                "amount": result.amount,
+                "gateway_refund_id": result.operation_id,
+                "attempt": result.attempt,
+            },
+            status=status_after_refund(state.amount_captured, state.amount_refunded),
+        )
+
+    # -- the API's updates ------------------------------------------------
+    # Each completes as soon as the request is recorded: the API answers 202
+    # and the saga carries it out; ``wait_settled`` is how a caller waits.
+
+    @workflow.update(name="capture")
+    async def capture(self, request: CapturePayment) -> PaymentState:
+        self._capture = request
+        self._emit("payment.capture_requested", {"amount": request.amount or self._state.amount})
+        return self._state
+
+    @capture.validator
+    def _validate_capture(self, request: CapturePayment) -> None:
+        if not can_capture(self._state.status) or self._capture is not None:
+            raise _rejected(
+                "payment_not_capturable", f"a {self._state.status} payment cannot be captured"
+            )
+        if request.amount is not None and request.amount > self._state.amount_capturable:
+            raise _rejected(
+                "amount_too_large",
+                f"amount {request.amount} exceeds the authorized {self._state.amount_capturable}",
+            )
+
+    @workflow.update(name="cancel")
+    async def cancel(self, request: CancelPayment) -> PaymentState:
+        self._request_cancel(request, source="api")
+        return self._state
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelPayment) -> None:
+        problem = self._cancel_problem()
+        if problem:
+            raise _rejected(*problem)
+
+    @workflow.update(name="refund")
+    async def refund(self, command: RefundCommand) -> Refund:
+        refund = self._find_refund(command.refund_id)
+        if refund is None:
+            refund = self._add_refund(command.refund_id, command.amount, command.reason, "api")
+        return refund
+
+    @refund.validator
+    def _validate_refund(self, command: RefundCommand) -> None:
+        existing = self._find_refund(command.refund_id)
+        if existing is not None:
+            if command.amount is not None and command.amount != existing.amount:
+                raise _rejected(
+                    "idempotency_key_reused",
+                    "this refund was already requested with another amount",
+                )
+            return
+        problem = self._refund_problem(command.amount)
+        if problem:
+            raise _rejected(*problem)
+
+    @workflow.update(name="wait_settled")
+    async def wait_settled(self) -> PaymentState:
+        await workflow.wait_condition(lambda: is_settled(self._state.status))
+        return self._state
+
+    # -- operators' signals: never fail the workflow ----------------------
+
+    @workflow.signal(name="cancel")
+    def cancel_signal(self, request: CancelPayment) -> None:
+        problem = self._cancel_problem()
+        if problem:
+            code, message = problem
+            self._emit(
+                "payment.cancel_failed",
+                {"reason": request.reason, "code": code, "message": message, "source": "signal"},
+            )
+            return
+        self._request_cancel(request, source="signal")
+
+    @workflow.signal(name="refund")
+    def refund_signal(self, request: RefundPayment) -> None:
+        refund_id = f"re_{workflow.uuid4().hex[:24]}"
+        problem = self._refund_problem(request.amount)
+        if problem:
+            code, message = problem
+            self._emit(
+                "refund.failed",
+                {
+                    "refund_id": refund_id,
+                    "amount": request.amount,
+                    "reason": request.reason,
+                    "code": code,
+                    "message": message,
+                    "source": "signal",
+                },
+            )
+            return
+        self._add_refund(refund_id, request.amount, request.reason, "signal")
+
+    @workflow.query(name="state")
+    def state(self) -> PaymentState:
+        return self._state
+
+    # -- helpers ----------------------------------------------------------
+
+    def _cancel_problem(self) -> tuple[str, str] | None:
+        if self._cancel is not None:
+            return None  # a repeated cancel is harmless: it is already under way
+        if not can_cancel(self._state.status):
+            return (
+                "payment_not_cancelable",
+                f"a {self._state.status} payment cannot be canceled; refund it instead",
+            )
+        if self._capture_started or self._capture is not None:
+            return ("payment_not_cancelable", "the payment is being captured; refund it instead")
+        return None
+
+    def _request_cancel(self, request: CancelPayment, *, source: str) -> None:
+        if self._cancel is None:
+            self._cancel = request
+            self._emit("payment.cancel_requested", {"reason": request.reason, "source": source})
+
+    def _refund_problem(self, amount: int | None) -> tuple[str, str] | None:
+        state = self._state
+        if not can_refund(state.status):
+            return ("payment_not_refundable", f"a {state.status} payment cannot be refunded")
+        refundable = state.refundable_amount
+        if refundable <= 0:
+            return ("amount_too_large", "nothing remains to refund")
+        if amount is not None and amount > refundable:
+            return (
+                "amount_too_large",
+                f"amount {amount} exceeds the {refundable} that remains refundable",
+            )
+        return None
+
+    def _find_refund(self, refund_id: str) -> Refund | None:
+        return next((r for r in self._state.refunds if r.id == refund_id), None)
+
+    def _add_refund(
+        self, refund_id: str, amount: int | None, reason: str | None, source: str
+    ) -> Refund:
+        refund = Refund(
+            id=refund_id,
+            status="pending",
+            amount=amount or self._state.refundable_amount,
+            reason=reason,
+            created_at=workflow.now(),
+        )
+        self._state.refunds.append(refund)
+        self._emit(
+            "refund.requested",
+            {"refund_id": refund.id, "amount": refund.amount, "reason": reason, "source": source},
+        )
+        return refund
+
+    def _emit(
+        self, event_type: str, data: dict[str, Any], *, status: PaymentStatus | None = None
+    ) -> None:
+        """Record one domain event in the history, and the status change it brings."""
+        state = self._state
+        changed = status is not None and status is not state.status
+        if status is not None:
+            state.status = check_transition(state.status, status)
+        state.updated_at = workflow.now()
+        workflow.upsert_memo(
+            {
+                EVENT_MEMO_KEY: DomainEvent(type=event_type, data=data),
+                PAYMENT_MEMO_KEY: state,
+            }
+        )
+        if changed:
+            workflow.upsert_search_attributes([STATUS.value_set(state.status.value)])
+
+    def _money(self, amount: int) -> str:
+        return format_amount(amount, self._state.currency)
+
+    @staticmethod
+    def _timeouts(policy: retries.StepPolicy) -> dict[str, Any]:
+        return {
+            "start_to_close_timeout": policy.start_to_close,
+            "schedule_to_close_timeout": policy.schedule_to_close,
+            "retry_policy": policy.retry,
+        }
