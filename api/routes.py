@@ -65,7 +65,7 @@ async def _parse(request: Request, model: type[M], *, required: bool = True) -> 
             422,
             "card_number_refused",
             "card numbers must never be sent to this API; use a payment method token",
-            param,
+            param or None,
         )
     try:
         return model.model_validate(data)

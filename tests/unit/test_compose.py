@@ -1,0 +1,239 @@
+"""docker-compose.yml and the Dockerfile against the code: service names, published ports,
+PAYMENTS_* variables, search attributes and the commands each container runs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from payments.settings import Settings
+from payments.temporal import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SERVICES = ("gateway-simulator", "worker", "api")
+SERVICES = ("postgresql", "temporal", "temporal-admin-tools", "temporal-ui", *APP_SERVICES)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def _default(field: str) -> Any:
+    return Settings.model_fields[field].default
+
+
+def _published(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) pairs, short or long syntax."""
+    pairs = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            pairs.add((int(entry["published"]), int(entry["target"])))
+            continue
+        parts = str(entry).split(":")
+        assert len(parts) >= 2, f"{entry!r} publishes a random host port"
+        pairs.add((int(parts[-2]), int(parts[-1].split("/")[0])))
+    return pairs
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        return {
+            name: value if sep else None
+            for name, sep, value in (str(item).partition("=") for item in env)
+        }
+    return {str(name): None if value is None else str(value) for name, value in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def _dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def _dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    text = _dockerfile().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for item in shlex.split(line[4:]):
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def _dockerfile_cmd() -> list[str]:
+    match = re.search(r"^CMD\s+(\[.*\])\s*$", _dockerfile(), re.MULTILINE)
+    assert match, "the Dockerfile needs an exec-form CMD"
+    parsed = yaml.safe_load(match.group(1))
+    assert isinstance(parsed, list)
+    return [str(part) for part in parsed]
+
+
+def _setuptools() -> dict[str, Any]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert isinstance(config, dict)
+    return config
+
+
+def test_every_service_of_the_stack_is_there(services: dict[str, dict[str, Any]]) -> None:
+    missing = set(SERVICES) - set(services)
+    assert not missing
+
+
+def test_published_ports_match_the_settings_defaults(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api_port = _default("api_port")
+    simulator_port = _default("simulator_port")
+    assert (api_port, api_port) in _published(services["api"])
+    assert (simulator_port, simulator_port) in _published(services["gateway-simulator"])
+    ui_port = _default("temporal_ui_url").port
+    assert (ui_port, 8080) in _published(services["temporal-ui"])
+    assert (api_port, simulator_port, ui_port) == (8000, 8100, 8233)
+
+
+def test_the_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    assert not worker.get("ports"), "published ports clash once there are two workers"
+    assert "container_name" not in worker
+
+
+def test_every_payments_variable_is_a_setting(services: dict[str, dict[str, Any]]) -> None:
+    seen = {}
+    for name, service in services.items():
+        for var in _environment(service):
+            if var.startswith("PAYMENTS_"):
+                seen[var] = name
+    for var in _dockerfile_env():
+        if var.startswith("PAYMENTS_"):
+            seen[var] = "Dockerfile"
+    assert seen, "expected the app services to be configured through PAYMENTS_* variables"
+    unknown = {
+        var: where
+        for var, where in seen.items()
+        if var.removeprefix("PAYMENTS_").lower() not in Settings.model_fields
+    }
+    assert not unknown, f"not fields of Settings: {unknown}"
+
+
+def test_payments_values_are_valid_settings(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        values = {
+            var.removeprefix("PAYMENTS_").lower(): value
+            for var, value in _environment(services[name]).items()
+            if var.startswith("PAYMENTS_") and value is not None
+        }
+        settings = Settings.model_validate(values)
+        assert settings.api_host == "0.0.0.0"
+        assert settings.simulator_host == "0.0.0.0"
+
+
+def test_app_services_reach_temporal_and_the_simulator_by_service_name(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    simulator_port = _default("simulator_port")
+    for name in ("worker", "api"):
+        env = _environment(services[name])
+        assert env.get("TEMPORAL_ADDRESS") == "temporal:7233", name
+        gateway = Settings(gateway_url=env["PAYMENTS_GATEWAY_URL"]).gateway_url
+        assert (gateway.host, gateway.port) == ("gateway-simulator", simulator_port), name
+    ui = _environment(services["api"])["PAYMENTS_TEMPORAL_UI_URL"]
+    assert ui is not None
+    assert Settings(temporal_ui_url=ui).temporal_ui_url.port == 8233
+
+
+def test_temporal_runs_on_postgres(services: dict[str, dict[str, Any]]) -> None:
+    assert services["postgresql"]["image"].startswith("postgres:16")
+    assert _environment(services["temporal"])["DB"] == "postgres12"
+    ui_env = _environment(services["temporal-ui"])
+    assert ui_env["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_admin_tools_register_exactly_the_contracts_search_attributes(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    script = "\n".join(_command(services["temporal-admin-tools"]))
+    registered = re.findall(r"^\s*register\s+(\w+)\s+(\w+)\s*$", script, re.MULTILINE)
+    names = [name for name, _ in registered]
+    assert len(names) == len(set(names)), "registered twice"
+    assert dict(registered) == SEARCH_ATTRIBUTES
+
+
+def test_app_services_wait_for_search_attributes(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("worker", "api"):
+        depends = services[name]["depends_on"]
+        assert depends["temporal-admin-tools"]["condition"] == "service_completed_successfully"
+
+
+def test_http_services_have_healthchecks_on_healthz(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, port in (("api", _default("api_port")), ("gateway-simulator", 8100)):
+        probe = " ".join(services[name]["healthcheck"]["test"])
+        assert f":{port}/healthz" in probe, name
+
+
+def _module_exists(module: str) -> bool:
+    path = ROOT.joinpath(*module.split("."))
+    return (path / "__main__.py").exists() or path.with_suffix(".py").exists()
+
+
+def test_containers_run_modules_that_exist_and_are_installed(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    commands = {name: _command(services[name]) for name in APP_SERVICES}
+    commands["Dockerfile CMD"] = _dockerfile_cmd()
+    assert commands["Dockerfile CMD"] == commands["api"]
+    setuptools = _setuptools()
+    installed = set(setuptools["packages"]) | set(setuptools.get("py-modules", []))
+    for name, command in commands.items():
+        assert command[0] == "python", name
+        if command[1] == "-m":
+            module = command[2]
+            assert _module_exists(module), f"{name}: no module {module}"
+        else:
+            script = ROOT / command[1]
+            assert script.exists(), f"{name}: no file {command[1]}"
+            module = script.stem
+        assert module in installed, f"{name}: {module} is not in [tool.setuptools]"
+
+
+def test_dockerfile_builds_a_non_root_python_311_image() -> None:
+    dockerfile = _dockerfile()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users, "the image must not run as root"
+    assert users[-1] not in ("root", "0")
+
+
+def test_dockerignore_keeps_what_the_image_installs() -> None:
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    setuptools = _setuptools()
+    needed = {"pyproject.toml"}
+    needed |= {package.split(".")[0] for package in setuptools["packages"]}
+    needed |= {f"{module}.py" for module in setuptools.get("py-modules", [])}
+    assert not needed & ignored

@@ -1,0 +1,255 @@
+"""devstack.py without a Temporal server: the dev server's command line, where ports come
+from, what children are told, and supervision of a stand-in child process."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from devstack import (
+    DB_FILENAME,
+    PROCESS_NAMES,
+    Stack,
+    StackConfig,
+    StackError,
+    connect_host,
+    dev_server_command,
+    parse_host_port,
+    same_search_attribute_type,
+    url_port,
+)
+from payments.temporal import SEARCH_ATTRIBUTES
+
+
+def _flag_values(command: list[str], flag: str) -> list[str]:
+    return [command[i + 1] for i, part in enumerate(command) if part == flag]
+
+
+def test_dev_server_command_registers_every_search_attribute(tmp_path: Path) -> None:
+    command = dev_server_command(
+        temporal_bin="/venv/bin/temporal",
+        host="127.0.0.1",
+        port=7233,
+        ui_port=8233,
+        db_file=tmp_path / DB_FILENAME,
+        namespace="default",
+        search_attributes=SEARCH_ATTRIBUTES,
+        extra_args=["--dynamic-config-value", "limit.maxIDLength=255"],
+    )
+    assert command[:3] == ["/venv/bin/temporal", "server", "start-dev"]
+    registered = dict(value.split("=", 1) for value in _flag_values(command, "--search-attribute"))
+    assert registered == SEARCH_ATTRIBUTES
+    assert _flag_values(command, "--db-filename") == [str(tmp_path / "temporal.sqlite")]
+    assert _flag_values(command, "--ip") == ["127.0.0.1"]
+    assert _flag_values(command, "--port") == ["7233"]
+    assert _flag_values(command, "--ui-port") == ["8233"]
+    assert _flag_values(command, "--namespace") == ["default"]
+    assert command[-2:] == ["--dynamic-config-value", "limit.maxIDLength=255"]
+
+
+def test_stack_puts_the_database_in_data_dir(tmp_path: Path) -> None:
+    stack = Stack(StackConfig(data_dir=tmp_path), temporal_bin="temporal")
+    command = stack.command("temporal")
+    assert _flag_values(command, "--db-filename") == [str(tmp_path / DB_FILENAME)]
+    assert len(_flag_values(command, "--search-attribute")) == len(SEARCH_ATTRIBUTES)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:7233", ("127.0.0.1", 7233)),
+        ("localhost:7299", ("localhost", 7299)),
+        ("[::1]:7234", ("::1", 7234)),
+        ("temporal", ("temporal", 7233)),
+        (":7240", ("127.0.0.1", 7240)),
+    ],
+)
+def test_parse_host_port(address: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(address, 7233) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("http://127.0.0.1:8233", 8233),
+        ("http://localhost:9233/", 9233),
+        ("http://temporal-ui", 80),
+        ("https://ui.example.test", 443),
+    ],
+)
+def test_url_port(url: str, port: int) -> None:
+    assert url_port(url) == port
+
+
+def test_wildcard_hosts_are_reached_on_loopback() -> None:
+    assert connect_host("0.0.0.0") == "127.0.0.1"
+    assert connect_host("::") == "::1"
+    assert connect_host("localhost") == "localhost"
+
+
+def test_search_attribute_types_as_the_cli_lists_them() -> None:
+    assert same_search_attribute_type("INDEXED_VALUE_TYPE_KEYWORD", "Keyword")
+    assert same_search_attribute_type("INDEXED_VALUE_TYPE_KEYWORD_LIST", "KeywordList")
+    assert same_search_attribute_type("Int", "Int")
+    assert not same_search_attribute_type("INDEXED_VALUE_TYPE_TEXT", "Keyword")
+
+
+def test_config_from_env_reads_temporal_and_payments_vars(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "localhost:7299")
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "payments-dev")
+    monkeypatch.setenv("PAYMENTS_TEMPORAL_UI_URL", "http://localhost:9233")
+    monkeypatch.setenv("PAYMENTS_API_PORT", "9000")
+    monkeypatch.setenv("PAYMENTS_SIMULATOR_PORT", "9100")
+    monkeypatch.setenv("PAYMENTS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAYMENTS_API_KEYS", '{"sk_test_other": "acme"}')
+    monkeypatch.delenv("PAYMENTS_GATEWAY_URL", raising=False)
+    config = StackConfig.from_env()
+    assert (config.temporal_host, config.temporal_port) == ("localhost", 7299)
+    assert config.namespace == "payments-dev"
+    assert config.ui_port == 9233
+    assert config.api_url == "http://127.0.0.1:9000"
+    assert config.data_dir == tmp_path / "data"
+    assert config.db_file == tmp_path / "data" / DB_FILENAME
+    assert config.api_key == "sk_test_other"
+    # Unset, the gateway URL follows the simulator wherever it was moved.
+    assert config.child_env()["PAYMENTS_GATEWAY_URL"] == "http://127.0.0.1:9100"
+
+
+def test_config_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("TEMPORAL_UI_URL", "API_PORT", "SIMULATOR_PORT", "API_KEYS", "GATEWAY_URL"):
+        monkeypatch.delenv(f"PAYMENTS_{var}", raising=False)
+    config = StackConfig.from_env()
+    assert config.temporal_address == "127.0.0.1:7233"
+    assert config.ui_port == 8233
+    assert config.api_url == "http://127.0.0.1:8000"
+    assert config.simulator_url == "http://127.0.0.1:8100"
+    assert config.api_key == "sk_test_demo"
+
+
+def test_an_explicit_gateway_url_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYMENTS_GATEWAY_URL", "http://psp.internal:9999")
+    assert StackConfig.from_env().child_env()["PAYMENTS_GATEWAY_URL"] == "http://psp.internal:9999"
+
+
+def test_children_get_the_environment_and_the_stacks_ports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAYMENTS_GATEWAY", "stripe")
+    monkeypatch.setenv("PAYMENTS_API_PORT", "1")  # the stack's own config wins
+    config = StackConfig.on_free_ports(tmp_path)
+    stack = Stack(config, env={"PAYMENTS_LOG_LEVEL": "DEBUG"})
+    assert stack.env["PAYMENTS_GATEWAY"] == "stripe"
+    assert stack.env["PAYMENTS_LOG_LEVEL"] == "DEBUG"
+    assert stack.env["PAYMENTS_API_PORT"] == str(config.api_port)
+    assert stack.env["TEMPORAL_ADDRESS"] == config.temporal_address
+    assert stack.env["PAYMENTS_TEMPORAL_UI_URL"] == config.temporal_ui_url
+    assert stack.env["PAYMENTS_DATA_DIR"] == str(tmp_path)
+    ports = [config.temporal_port, config.ui_port, config.api_port, config.simulator_port]
+    assert len(set(ports)) == 4
+
+
+def test_children_are_the_contracts_entry_points(tmp_path: Path) -> None:
+    stack = Stack(StackConfig(data_dir=tmp_path), python="py")
+    assert stack.command("simulator") == ["py", "-m", "gateway.simulator"]
+    assert stack.command("worker") == ["py", "worker.py"]
+    assert stack.command("api") == ["py", "-m", "api"]
+    assert PROCESS_NAMES == ("temporal", "simulator", "worker", "api")
+
+
+def test_unknown_process_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="frontend"):
+        Stack(StackConfig(data_dir=tmp_path), processes=["frontend"])
+
+
+def test_banner_has_the_urls_key_and_a_curl_line(tmp_path: Path) -> None:
+    stack = Stack(StackConfig(data_dir=tmp_path, api_key="sk_test_banner"))
+    stack.processes = {name: stack._build(name) for name in ("simulator", "worker", "api")}
+    banner = stack.banner()
+    assert "http://127.0.0.1:8000/docs" in banner
+    assert "http://127.0.0.1:8100" in banner
+    assert "sk_test_banner" in banner
+    assert "curl -sS -X POST http://127.0.0.1:8000/v1/payments" in banner
+    assert "Authorization: Bearer sk_test_banner" in banner
+
+
+# --- supervision, with a stand-in worker (a few seconds, no server) -----------------
+
+STAND_IN_WORKER = """
+import os, sys, time
+print("booting", os.environ["TEMPORAL_ADDRESS"])
+if os.environ.get("CRASH"):
+    print("cannot import workflows", file=sys.stderr)
+    sys.exit(3)
+print("Worker ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        with self._lock:
+            return "\n".join(self.lines)
+
+
+def _worker_only(tmp_path: Path, lines: _Lines, **env: str) -> Stack:
+    (tmp_path / "worker.py").write_text(STAND_IN_WORKER)
+    return Stack(
+        StackConfig.on_free_ports(tmp_path / "data"),
+        processes=["worker"],
+        env=env,
+        output=lines,
+        cwd=tmp_path,
+        ready_timeout=20,
+        stop_timeout=5,
+    )
+
+
+def test_a_dead_worker_is_restarted_and_everything_stops(tmp_path: Path) -> None:
+    lines = _Lines()
+    with _worker_only(tmp_path, lines) as stack:
+        assert (tmp_path / "data").is_dir()
+        first = stack.pid("worker")
+        stack.kill("worker", signal.SIGKILL)
+        stack.wait_ready("worker", timeout=20)
+        second = stack.pid("worker")
+        assert second != first
+        assert stack.processes["worker"].restarts == 1
+    assert stack.processes["worker"].returncode is not None
+    text = lines.text()
+    assert f"[worker] booting {stack.temporal_address}" in text
+    assert "worker exited with code -9; restarting" in text
+    assert f"stopping worker (pid {second})" in text
+
+
+def test_a_child_that_dies_while_starting_is_named_with_its_last_lines(
+    tmp_path: Path,
+) -> None:
+    lines = _Lines()
+    stack = _worker_only(tmp_path, lines, CRASH="1")
+    with pytest.raises(StackError) as failure:
+        stack.start()
+    message = str(failure.value)
+    assert message.startswith("worker exited with code 3 before it was ready")
+    assert "[worker] cannot import workflows" in message
+    assert stack.processes["worker"].returncode == 3
+
+
+def test_the_python_running_the_tests_is_the_default_interpreter(tmp_path: Path) -> None:
+    assert Stack(StackConfig(data_dir=tmp_path)).python == sys.executable
