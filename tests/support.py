@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -20,9 +24,43 @@ from gateway.port import GatewayOperation
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, Event, PaymentState
 from payments.settings import Settings
+from payments.temporal import SEARCH_ATTRIBUTES
 from workflows.payment import PaymentWorkflow
 
 MERCHANT = "acme"
+BIN = Path(sys.executable).parent
+TEMPORAL_CLI = BIN / "temporal"
+TEST_SERVER = BIN / "temporal-test-server"
+# Low enough that a test with a dozen refunds sees Temporal suggest
+# continue-as-new; ordinary payments stay well below it.
+SUGGEST_CONTINUE_AS_NEW_AFTER = 120
+
+
+async def register_search_attributes(client: Client) -> None:
+    """The time-skipping server takes no flags for them: register through its API."""
+    kinds = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    }
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
+        )
+    )
+
+
+def dev_server_args() -> list[str]:
+    args = [
+        arg
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        for arg in ("--search-attribute", f"{name}={kind}")
+    ]
+    return [
+        *args,
+        "--dynamic-config-value",
+        f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AFTER}",
+    ]
 
 
 @dataclass

@@ -1,0 +1,34 @@
+# One image for the API (default), the worker (`python worker.py`) and the gateway
+# simulator (`python -m gateway.simulator`); docker-compose.yml runs all three.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY . .
+RUN pip install --no-deps . \
+    && useradd --create-home --uid 10001 payments \
+    && mkdir -p /data \
+    && chown payments /data
+
+USER payments
+
+# In a container the servers must listen beyond loopback.
+ENV PAYMENTS_API_HOST=0.0.0.0 \
+    PAYMENTS_SIMULATOR_HOST=0.0.0.0 \
+    PAYMENTS_DATA_DIR=/data
+
+EXPOSE 8000 8100
+
+CMD ["python", "-m", "api"]

@@ -1,0 +1,57 @@
+# Entry points of CONTRACT §2. Everything runs from .venv, which these targets create
+# and (re)install whenever pyproject.toml changes; .data (the dev server's database)
+# is never touched here.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := run
+.PHONY: run test install lint fmt typecheck unit histories bench clean distclean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The stamp lives inside the venv, so a recreated venv is reinstalled too.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python devstack.py
+
+test: lint typecheck
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+# Re-record the replay corpus (tests/histories/) after an intended workflow change.
+histories: $(STAMP)
+	$(BIN)/python tests/histories/record.py
+
+bench: $(STAMP)
+	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench; \
+	else echo "no benchmarks yet (bench/__main__.py is missing)"; fi
+
+clean:
+	rm -f $(STAMP)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,35 @@
+"""The stack as `make run` starts it (devstack.Stack), on free ports with a
+fresh data directory, shared by the e2e tests and always stopped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from devstack import Stack, StackConfig
+from payments.temporal import connect
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir: Path = tmp_path_factory.mktemp("stack-data")
+    lines: list[str] = []
+    with Stack(StackConfig.on_free_ports(data_dir), output=lines.append) as running:
+        running.output_lines = lines  # type: ignore[attr-defined]
+        yield running
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def temporal(stack: Stack) -> Client:
+    return await connect(target_host=stack.temporal_address, namespace=stack.namespace)
