@@ -213,8 +213,8 @@ async def update_payment(
         raise
 
 
-async def payment_events(client: Client, payment_id: str, merchant_id: str | None) -> list[Event]:
-    await get_payment(client, payment_id, merchant_id)
+async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:
+    """The histories of every run of the payment, oldest run first."""
     runs: list[WorkflowHistory] = []
     run_id: str | None = None
     while True:
@@ -222,8 +222,12 @@ async def payment_events(client: Client, payment_id: str, merchant_id: str | Non
         runs.append(history)
         run_id = events.previous_run_id(history)
         if run_id is None:
-            break
-    runs.reverse()
+            return runs[::-1]
+
+
+async def payment_events(client: Client, payment_id: str, merchant_id: str | None) -> list[Event]:
+    await get_payment(client, payment_id, merchant_id)
+    runs = await run_histories(client, payment_id)
     return await events.project(payment_id, runs, client.data_converter)
 
 

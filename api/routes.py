@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
@@ -228,7 +228,7 @@ async def refund_payment(
 
 
 @router.get("/healthz", tags=["health"])
-async def healthz(client: ClientDep, response: Response) -> dict[str, str]:
+async def healthz(client: ClientDep) -> dict[str, str]:
     if not await engine.healthy(client):
         raise ServiceUnavailable("temporal_unavailable", "the payment engine is unreachable")
     return {"status": "ok"}

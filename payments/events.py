@@ -45,9 +45,6 @@ TYPES = (
     "refund.succeeded",
     "refund.failed",
 )
-SETTLING_TYPES = frozenset(
-    {"payment.authorized", "payment.captured", "payment.failed", "payment.canceled"}
-)
 
 
 class DomainEvent(BaseModel):

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -144,3 +145,11 @@ async def running_stack(
 
 def event_types(events: list[Event]) -> list[str]:
     return [event.type for event in events]
+
+
+async def simulator_ledger(simulator_url: str, payment_id: str) -> list[dict[str, Any]]:
+    """What the running simulator committed for ``payment_id`` (its ``/_ledger``)."""
+    async with httpx.AsyncClient(base_url=simulator_url) as simulator:
+        response = await simulator.get("/_ledger", params={"reference": payment_id})
+    entries: list[dict[str, Any]] = response.json()["data"]
+    return entries

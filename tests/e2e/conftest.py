@@ -3,6 +3,7 @@ fresh data directory, shared by the e2e tests and always stopped."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from payments.temporal import connect
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("stack-data")
     lines: list[str] = []
-    with Stack(StackConfig.on_free_ports(data_dir), output=lines.append) as running:
+    # A second merchant, to show that merchants cannot see each other's payments.
+    keys = {"sk_test_demo": "demo", "sk_test_other": "other"}
+    env = {"PAYMENTS_API_KEYS": json.dumps(keys)}
+    with Stack(StackConfig.on_free_ports(data_dir), env=env, output=lines.append) as running:
         running.output_lines = lines  # type: ignore[attr-defined]
         yield running
 
@@ -27,6 +31,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {stack.api_key}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sends no API key of its own."""
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
         yield client
 
 

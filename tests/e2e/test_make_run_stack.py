@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import httpx
+from support import simulator_ledger
 from temporalio.client import Client
 
 from devstack import Stack
@@ -29,9 +30,8 @@ async def settle(http: httpx.AsyncClient, payment_id: str, *statuses: str) -> di
 
 
 async def ledger(stack: Stack, payment_id: str) -> list[tuple[str, int]]:
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        entries = (await simulator.get("/_ledger", params={"reference": payment_id})).json()
-    return [(entry["kind"], entry["amount"]) for entry in entries["data"]]
+    entries = await simulator_ledger(stack.simulator_url, payment_id)
+    return [(entry["kind"], entry["amount"]) for entry in entries]
 
 
 def operator_signal(stack: Stack, payment_id: str, name: str, payload: str) -> None:

@@ -29,6 +29,7 @@ from support import (  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from api.engine import run_histories  # noqa: E402
 from gateway.simulator.core import Faults  # noqa: E402
 from payments.models import (  # noqa: E402
     CancelPayment,
@@ -153,18 +154,8 @@ async def record(env: WorkflowEnvironment, scenarios: list[Scenario]) -> None:
     for scenario in scenarios:
         async with running_stack(env.client, f"record-{uuid.uuid4()}") as stack:
             payment_id = await scenario(stack, env)
-            runs = []
-            run_id: str | None = None
-            while True:
-                history = await env.client.get_workflow_handle(
-                    payment_id, run_id=run_id
-                ).fetch_history()
-                runs.append(history)
-                first = history.events[0].workflow_execution_started_event_attributes
-                run_id = first.continued_execution_run_id or None
-                if run_id is None:
-                    break
-            for number, history in enumerate(reversed(runs), start=1):
+            runs = await run_histories(env.client, payment_id)
+            for number, history in enumerate(runs, start=1):
                 suffix = f"_run{number}" if len(runs) > 1 else ""
                 path = HERE / f"{scenario.__name__}{suffix}.json"
                 path.write_text(history.to_json() + "\n")

@@ -1,6 +1,5 @@
-"""The HTTP API against a real dev server and worker: auth, merchant
-isolation, idempotency, every validation error, and the contract's error
-shape. Requests go through the ASGI app in-process."""
+"""The HTTP API of the running stack: auth, merchant isolation, idempotency,
+every validation error, and the contract's error shape, over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Stack, running_stack
+from support import simulator_ledger
 from temporalio.client import Client
 
-from api.app import create_app
-from payments.settings import Settings
+from devstack import Stack
 
 DEMO = {"Authorization": "Bearer sk_test_demo"}
 OTHER = {"Authorization": "Bearer sk_test_other"}
@@ -23,16 +21,13 @@ VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
 @pytest.fixture
 async def api(
-    dev_client: Client, task_queue: str
+    stack: Stack, anonymous: httpx.AsyncClient
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Stack]]:
-    settings = Settings(
-        task_queue=task_queue, api_keys={"sk_test_demo": "demo", "sk_test_other": "other"}
-    )
-    app = create_app(settings, client=dev_client)
-    async with running_stack(dev_client, task_queue) as stack, app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield http, stack
+    yield anonymous, stack
+
+
+async def ledger_kinds(stack: Stack, payment_id: str) -> list[str]:
+    return [entry["kind"] for entry in await simulator_ledger(stack.simulator_url, payment_id)]
 
 
 def assert_error(response: httpx.Response, status: int, kind: str, code: str) -> dict[str, Any]:
@@ -80,7 +75,7 @@ async def test_create_read_list_refund_over_http(api: tuple[httpx.AsyncClient, S
     )
     assert_error(over, 409, "invalid_request_error", "amount_too_large")
     await wait_status(http, payment["id"], "partially_refunded")
-    assert [op.kind for op in stack.ledger(payment["id"])] == ["authorization", "capture", "refund"]
+    assert await ledger_kinds(stack, payment["id"]) == ["authorization", "capture", "refund"]
 
     events = (await http.get(f"/v1/payments/{payment['id']}/events", headers=DEMO)).json()["data"]
     assert [e["type"] for e in events] == [
@@ -177,7 +172,7 @@ async def test_auth_and_merchant_isolation(api: tuple[httpx.AsyncClient, Stack])
     )
 
 
-async def test_idempotent_create(api: tuple[httpx.AsyncClient, Stack], dev_client: Client) -> None:
+async def test_idempotent_create(api: tuple[httpx.AsyncClient, Stack], temporal: Client) -> None:
     http, stack = api
     headers = {**DEMO, "Idempotency-Key": "order-1001"}
     responses = await asyncio.gather(
@@ -188,7 +183,7 @@ async def test_idempotent_create(api: tuple[httpx.AsyncClient, Stack], dev_clien
     assert len(ids) == 1
     payment_id = ids.pop()
     await wait_status(http, payment_id, "succeeded")
-    assert [op.kind for op in stack.ledger(payment_id)] == ["authorization", "capture"]
+    assert await ledger_kinds(stack, payment_id) == ["authorization", "capture"]
     replay = await http.post("/v1/payments", json=VISA, headers=headers)
     assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
     assert replay.json()["status"] == "succeeded"
@@ -251,21 +246,21 @@ async def test_idempotent_create(api: tuple[httpx.AsyncClient, Stack], dev_clien
 )
 async def test_validation_refuses_and_starts_nothing(
     api: tuple[httpx.AsyncClient, Stack],
-    dev_client: Client,
+    temporal: Client,
     body: dict[str, Any],
     status: int,
     code: str,
     param: str,
 ) -> None:
     http, _ = api
-    before = await count_workflows(dev_client)
+    before = await count_workflows(temporal)
     response = await http.post("/v1/payments", json=body, headers=DEMO)
     error = assert_error(response, status, "invalid_request_error", code)
     assert error["param"] == param
     for digits in ("4242424242424242", "4242 4242 4242 4242", "5555555555554444", "5556"):
         assert digits not in response.text
     await asyncio.sleep(0.3)
-    assert await count_workflows(dev_client) == before
+    assert await count_workflows(temporal) == before
 
 
 async def test_malformed_requests_get_the_error_shape(api: tuple[httpx.AsyncClient, Stack]) -> None:
@@ -346,7 +341,7 @@ async def test_capture_and_cancel_over_http(api: tuple[httpx.AsyncClient, Stack]
     )
     assert canceled.status_code == 202
     await wait_status(http, second["id"], "canceled")
-    assert [op.kind for op in stack.ledger(second["id"])] == ["authorization", "void"]
+    assert await ledger_kinds(stack, second["id"]) == ["authorization", "void"]
     assert_error(
         await http.post(f"/v1/payments/{second['id']}/capture", headers=DEMO),
         409,
