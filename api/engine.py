@@ -7,15 +7,20 @@ workflow validates before anything touches the history.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionDescription,
     WorkflowHistory,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -26,10 +31,10 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import IdempotencyConflict, InvalidRequest, not_found
+from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, temporal
 from payments.currencies import format_amount
-from payments.models import CreatePayment, Event, PaymentInput, PaymentState
+from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
 from payments.settings import Settings
 
 T = TypeVar("T")
@@ -54,8 +59,14 @@ async def start_payment(
     merchant_id: str,
     request: CreatePayment,
     fingerprint: str,
+    wait: float | None = None,
 ) -> tuple[PaymentState, bool]:
-    """Start the payment's workflow; (payment, created). A replay returns the original."""
+    """Start the payment's workflow; (payment, created). A replay returns the original.
+
+    With ``wait``, the start carries a ``wait_settled`` update (update-with-start,
+    one request to Temporal) and the payment is returned as it settled, or as it
+    stands when ``wait`` seconds ran out.
+    """
     now = datetime.now(UTC)
     state = PaymentState(
         id=payment_id,
@@ -78,41 +89,98 @@ async def start_payment(
     ]
     if request.customer_id:
         attributes.append(SearchAttributePair(temporal.CUSTOMER, request.customer_id))
+    workflow_input = PaymentInput(
+        payment_id=payment_id,
+        merchant_id=merchant_id,
+        request=request,
+        request_fingerprint=fingerprint,
+        created_at=now,
+        authorization_window_seconds=settings.authorization_window.total_seconds(),
+        refund_window_seconds=settings.refund_window.total_seconds(),
+    )
+    options: dict[str, Any] = {
+        "id": payment_id,
+        "task_queue": settings.task_queue,
+        # One id, one payment, forever: a reused key never starts a second charge.
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(attributes),
+        "memo": {
+            events.PAYMENT_MEMO_KEY: state,
+            events.REQUEST_FINGERPRINT_MEMO_KEY: fingerprint,
+        },
+        "static_summary": summary(request),
+        "static_details": request.description,
+    }
     try:
-        await client.start_workflow(
+        if wait is None:
+            await client.start_workflow(
+                temporal.WORKFLOW_TYPE,
+                workflow_input,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                **options,
+            )
+            return state, True
+        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             temporal.WORKFLOW_TYPE,
-            PaymentInput(
-                payment_id=payment_id,
-                merchant_id=merchant_id,
-                request=request,
-                request_fingerprint=fingerprint,
-                created_at=now,
-                authorization_window_seconds=settings.authorization_window.total_seconds(),
-                refund_window_seconds=settings.refund_window.total_seconds(),
-            ),
-            id=payment_id,
-            task_queue=settings.task_queue,
-            # One id, one payment, forever: a reused key never starts a second charge.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes(attributes),
-            memo={
-                events.PAYMENT_MEMO_KEY: state,
-                events.REQUEST_FINGERPRINT_MEMO_KEY: fingerprint,
-            },
-            static_summary=summary(request),
-            static_details=request.description,
+            workflow_input,
+            # A duplicate joins the running payment and waits on it too; the
+            # validator refuses it if its body differs.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            **options,
         )
+        handle = await client.start_update_with_start_workflow(
+            "wait_settled",
+            WaitSettled(request_fingerprint=fingerprint),
+            start_workflow_operation=operation,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            result_type=PaymentState,
+        )
+        settled = await _within(wait, handle.result())
+        current = settled or await get_payment(client, payment_id, merchant_id)
+        # created_at is chosen here, so the original request's differs.
+        return current, current.created_at == now
     except WorkflowAlreadyStartedError:
+        # Closed (a final status, or past its refund window): read what it was.
         description = await _describe(client, payment_id)
         original = await description.memo_value(events.REQUEST_FINGERPRINT_MEMO_KEY, None)
         if original != fingerprint:
-            raise IdempotencyConflict(
-                "idempotency_key_reused",
-                "this Idempotency-Key was already used with a different request",
-            ) from None
+            raise _key_reused() from None
         return await _payment_from(description, merchant_id), False
-    return state, True
+    except WorkflowUpdateFailedError as err:
+        raise _update_refused(err) from None
+
+
+async def _within(seconds: float, result: Awaitable[T]) -> T | None:
+    """``result``, or None when it takes longer than ``seconds``."""
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await result
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The SDK turns the cancellation into its own error; only ours is a timeout.
+        if deadline.expired():
+            return None
+        raise
+
+
+def _key_reused() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request",
+    )
+
+
+def _update_refused(err: WorkflowUpdateFailedError) -> ApiError:
+    """The workflow's validator said no: its error type is our error code."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return ApiError("internal_error", "an internal error occurred")
+    code = cause.type or "request_conflict"
+    if code == "idempotency_key_reused":
+        return IdempotencyConflict(code, cause.message)
+    if code == "resource_missing":
+        return InvalidRequest(404, code, cause.message)
+    return InvalidRequest(409, code, cause.message)
 
 
 async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription:
@@ -197,13 +265,7 @@ async def update_payment(
         )
         return result
     except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            conflict = cause.type or "request_conflict"
-            if conflict == "idempotency_key_reused":
-                raise IdempotencyConflict(conflict, cause.message) from None
-            raise InvalidRequest(409, conflict, cause.message) from None
-        raise
+        raise _update_refused(err) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             # The workflow closed: a final status, or the refund window ended.
@@ -211,6 +273,37 @@ async def update_payment(
                 409, "payment_closed", "this payment is closed and accepts no more changes"
             ) from None
         raise
+
+
+async def wait_settled(
+    client: Client,
+    payment_id: str,
+    merchant_id: str | None,
+    seconds: float,
+    *,
+    refund_id: str | None = None,
+) -> tuple[PaymentState, bool]:
+    """(payment, settled): the payment once what was asked of it is done, or as it
+    stands when ``seconds`` ran out."""
+    state = await get_payment(client, payment_id, merchant_id)
+    handle = client.get_workflow_handle(payment_id)
+    try:
+        update = await handle.start_update(
+            "wait_settled",
+            WaitSettled(refund_id=refund_id),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            result_type=PaymentState,
+        )
+        settled = await _within(seconds, update.result())
+    except WorkflowUpdateFailedError as err:
+        raise _update_refused(err) from None
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return state, True  # closed: as settled as it will ever be
+    if settled is None:
+        return await get_payment(client, payment_id, merchant_id), False
+    return settled, True
 
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:

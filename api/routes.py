@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from api import engine
+from api import engine, prefer
 from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
 from api.errors import InvalidRequest, ServiceUnavailable, from_validation_error
+from api.prefer import PreferWait
 from payments.cards import find_card_number
 from payments.ids import client_secret, fingerprint, payment_id_for, refund_id_for
 from payments.models import (
@@ -88,10 +90,14 @@ def render(state: PaymentState, settings: Settings, namespace: str) -> dict[str,
 
 
 def _payment_response(
-    state: PaymentState, settings: Settings, namespace: str, status_code: int, **headers: str
+    state: PaymentState,
+    settings: Settings,
+    namespace: str,
+    status_code: int,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        render(state, settings, namespace), status_code=status_code, headers=headers or None
+        render(state, settings, namespace), status_code=status_code, headers=headers
     )
 
 
@@ -103,6 +109,7 @@ async def create_payment(
     settings: SettingsDep,
     client: ClientDep,
     merchant_id: MerchantDep,
+    wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = await _parse(request, CreatePayment)
@@ -114,12 +121,13 @@ async def create_payment(
         merchant_id=merchant_id,
         request=body,
         fingerprint=fingerprint(body),
+        wait=wait,
     )
-    headers = {"Location": f"/v1/payments/{payment_id}"}
+    settled = is_settled(state.status)
+    headers = {"Location": f"/v1/payments/{payment_id}", **prefer.response_headers(wait, settled)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    status_code = 200 if is_settled(state.status) else 202
-    return _payment_response(state, settings, client.namespace, status_code, **headers)
+    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
 
 
 @router.get("/v1/payments", tags=["payments"])
@@ -151,10 +159,25 @@ async def list_payments(
 
 @router.get("/v1/payments/{payment_id}", tags=["payments"])
 async def get_payment(
-    payment_id: str, settings: SettingsDep, client: ClientDep, reader: ReaderDep
-) -> JSONResponse:
-    state = await engine.get_payment(client, payment_id, reader.merchant_id)
-    return _payment_response(state, settings, client.namespace, 200)
+    payment_id: str,
+    request: Request,
+    settings: SettingsDep,
+    client: ClientDep,
+    reader: ReaderDep,
+    wait: PreferWait,
+) -> Response:
+    if wait is None:
+        state = await engine.get_payment(client, payment_id, reader.merchant_id)
+        settled = is_settled(state.status)
+    else:
+        state, settled = await engine.wait_settled(client, payment_id, reader.merchant_id, wait)
+    body = render(state, settings, client.namespace)
+    # Pollers send If-None-Match and get a bodiless 304 until something changed.
+    etag = 'W/"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, **prefer.response_headers(wait, settled)}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(body, headers=headers)
 
 
 @router.get("/v1/payments/{payment_id}/events", tags=["payments"])
@@ -175,12 +198,17 @@ async def capture_payment(
     settings: SettingsDep,
     client: ClientDep,
     merchant_id: MerchantDep,
+    wait: PreferWait,
 ) -> JSONResponse:
     body = await _parse(request, CapturePayment, required=False)
     state = await engine.update_payment(
         client, payment_id, merchant_id, "capture", body, result_type=PaymentState
     )
-    return _payment_response(state, settings, client.namespace, 202)
+    settled = False
+    if wait is not None:
+        state, settled = await engine.wait_settled(client, payment_id, merchant_id, wait)
+    headers = prefer.response_headers(wait, settled)
+    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
 
 
 @router.post(
@@ -195,12 +223,17 @@ async def cancel_payment(
     settings: SettingsDep,
     client: ClientDep,
     merchant_id: MerchantDep,
+    wait: PreferWait,
 ) -> JSONResponse:
     body = await _parse(request, CancelPayment, required=False)
     state = await engine.update_payment(
         client, payment_id, merchant_id, "cancel", body, result_type=PaymentState
     )
-    return _payment_response(state, settings, client.namespace, 202)
+    settled = False
+    if wait is not None:
+        state, settled = await engine.wait_settled(client, payment_id, merchant_id, wait)
+    headers = prefer.response_headers(wait, settled)
+    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
 
 
 @router.post(
@@ -214,6 +247,7 @@ async def refund_payment(
     request: Request,
     client: ClientDep,
     merchant_id: MerchantDep,
+    wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = await _parse(request, RefundPayment, required=False)
@@ -222,9 +256,15 @@ async def refund_payment(
     refund = await engine.update_payment(
         client, payment_id, merchant_id, "refund", command, result_type=Refund, update_id=refund_id
     )
-    status_code = 202 if refund.status == "pending" else 200
+    if wait is not None:
+        state, _ = await engine.wait_settled(
+            client, payment_id, merchant_id, wait, refund_id=refund_id
+        )
+        refund = next(r for r in state.refunds if r.id == refund_id)
+    settled = refund.status != "pending"
     body_out = {"object": "refund", "payment_id": payment_id, **refund.model_dump(mode="json")}
-    return JSONResponse(body_out, status_code=status_code)
+    headers = prefer.response_headers(wait, settled)
+    return JSONResponse(body_out, status_code=200 if settled else 202, headers=headers)
 
 
 @router.get("/healthz", tags=["health"])

@@ -100,6 +100,15 @@ class RefundCommand(BaseModel):
     reason: Reason | None = None
 
 
+class WaitSettled(BaseModel):
+    """What a caller of the ``wait_settled`` update waits for."""
+
+    # From a create: the payment must be the one this request asked for.
+    request_fingerprint: str | None = None
+    # Wait for this refund rather than for the payment.
+    refund_id: str | None = None
+
+
 class Failure(BaseModel):
     type: Literal["card_error", "api_error"]
     code: str

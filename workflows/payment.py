@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         RefundInput,
         RefundPayment,
         VoidInput,
+        WaitSettled,
     )
     from payments.status import (
         PaymentStatus,
@@ -397,9 +398,33 @@ class PaymentWorkflow:
             raise _rejected(*problem)
 
     @workflow.update(name="wait_settled")
-    async def wait_settled(self) -> PaymentState:
-        await workflow.wait_condition(lambda: is_settled(self._state.status))
+    async def wait_settled(self, wait: WaitSettled | None = None) -> PaymentState:
+        """Returns once nothing asked of the payment is still under way."""
+        refund_id = wait.refund_id if wait else None
+        await workflow.wait_condition(lambda: self._is_settled(refund_id))
         return self._state
+
+    @wait_settled.validator
+    def _validate_wait_settled(self, wait: WaitSettled | None = None) -> None:
+        if wait is None:
+            return
+        fingerprint = wait.request_fingerprint
+        if fingerprint is not None and fingerprint != self._input.request_fingerprint:
+            raise _rejected(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request",
+            )
+        if wait.refund_id is not None and self._find_refund(wait.refund_id) is None:
+            raise _rejected("resource_missing", "no such refund")
+
+    def _is_settled(self, refund_id: str | None) -> bool:
+        if refund_id is not None:
+            refund = self._find_refund(refund_id)
+            return refund is None or refund.status != "pending"
+        status = self._state.status
+        capturing = self._capture is not None and status is S.REQUIRES_CAPTURE
+        canceling = self._cancel is not None and can_cancel(status)
+        return is_settled(status) and not capturing and not canceling
 
     # -- operators' signals: never fail the workflow ----------------------
 

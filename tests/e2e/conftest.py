@@ -16,7 +16,9 @@ from payments.temporal import connect
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("stack-data")
     lines: list[str] = []
     # A second merchant, to show that merchants cannot see each other's payments.
@@ -25,6 +27,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with Stack(StackConfig.on_free_ports(data_dir), env=env, output=lines.append) as running:
         running.output_lines = lines  # type: ignore[attr-defined]
         yield running
+    if request.session.testsfailed:
+        # What the processes said is the first thing to read when an e2e test fails.
+        print("\n--- stack output (last 200 lines) ---")
+        print("\n".join(lines[-200:]))
 
 
 @pytest.fixture
