@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors, routes
+from api import errors, routes, streaming
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.settings = settings
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(streaming.router)
     return app
 
 

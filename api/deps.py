@@ -41,8 +41,7 @@ def _merchant_for_key(settings: Settings, presented: str) -> str | None:
     return found
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+def _bearer(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, token = header.partition(" ")
@@ -51,14 +50,19 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def merchant(request: Request, settings: SettingsDep) -> str:
-    token = _bearer(request)
+def merchant_for(settings: Settings, authorization: str | None) -> str:
+    """The merchant an ``Authorization`` header speaks for, or 401."""
+    token = _bearer(authorization)
     if token is None:
         raise AuthenticationFailed("missing_api_key", "no API key given")
     merchant_id = _merchant_for_key(settings, token)
     if merchant_id is None:
         raise AuthenticationFailed("invalid_api_key", "the API key is not valid")
     return merchant_id
+
+
+def merchant(request: Request, settings: SettingsDep) -> str:
+    return merchant_for(settings, request.headers.get("authorization"))
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,25 @@ class Reader:
     payment_id: str | None = None
 
 
+def reader_for(
+    settings: Settings, payment_id: str, authorization: str | None, client_secret: str | None
+) -> Reader:
+    """A merchant key, or this payment's client secret (read-only, this payment only)."""
+    if authorization or client_secret is None:
+        return Reader(merchant_id=merchant_for(settings, authorization))
+    key = settings.client_secret_key.get_secret_value().encode()
+    if not verify_client_secret(payment_id, client_secret, key):
+        raise AuthenticationFailed("invalid_client_secret", "the client secret is not valid")
+    return Reader(merchant_id=None, payment_id=payment_id)
+
+
 def reader(
     request: Request,
     settings: SettingsDep,
     payment_id: str,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
-    if request.headers.get("authorization") or client_secret is None:
-        return Reader(merchant_id=merchant(request, settings))
-    key = settings.client_secret_key.get_secret_value().encode()
-    if not verify_client_secret(payment_id, client_secret, key):
-        raise AuthenticationFailed("invalid_client_secret", "the client secret is not valid")
-    return Reader(merchant_id=None, payment_id=payment_id)
+    return reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
 
 
 MerchantDep = Annotated[str, Depends(merchant)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -204,6 +205,19 @@ async def _payment_from(
         # Another merchant's payment answers exactly like one that does not exist.
         raise not_found()
     return state
+
+
+@dataclass(frozen=True)
+class Described:
+    """A payment and its workflow's description (run ids, history length)."""
+
+    payment: PaymentState
+    raw: WorkflowExecutionDescription
+
+
+async def describe_payment(client: Client, payment_id: str, merchant_id: str | None) -> Described:
+    description = await _describe(client, payment_id)
+    return Described(await _payment_from(description, merchant_id), description)
 
 
 async def get_payment(client: Client, payment_id: str, merchant_id: str | None) -> PaymentState:

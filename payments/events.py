@@ -21,7 +21,8 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 
-from payments.models import Event, PaymentInput
+from payments.models import Event, PaymentInput, PaymentState
+from payments.status import PaymentStatus
 
 EVENT_MEMO_KEY = "event"
 PAYMENT_MEMO_KEY = "payment"
@@ -69,17 +70,20 @@ async def project(
         last_id = 0
         for raw in history.events:
             last_id = raw.event_id
-            event = await _project_one(payment_id, raw, converter)
+            event = await project_event(payment_id, raw, converter, offset=offset)
             if event is not None:
-                events.append(event.model_copy(update={"seq": offset + raw.event_id}))
+                events.append(event)
         offset += last_id
     return events
 
 
-async def _project_one(
-    payment_id: str, raw: HistoryEvent, converter: DataConverter
+async def project_event(
+    payment_id: str, raw: HistoryEvent, converter: DataConverter, *, offset: int = 0
 ) -> Event | None:
+    """The domain event one history event records, if any; ``offset`` is the
+    length of the runs before this one."""
     at = raw.event_time.ToDatetime(tzinfo=UTC)
+    seq = offset + raw.event_id
     if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         started_attributes = raw.workflow_execution_started_event_attributes
         payloads = started_attributes.input.payloads
@@ -88,7 +92,7 @@ async def _project_one(
             return None
         started: PaymentInput = await _decode(converter, payloads[0], PaymentInput)
         return Event(
-            seq=raw.event_id,
+            seq=seq,
             type="payment.requested",
             at=at,
             payment_id=payment_id,
@@ -100,13 +104,31 @@ async def _project_one(
             return None
         recorded: DomainEvent = await _decode(converter, fields[EVENT_MEMO_KEY], DomainEvent)
         return Event(
-            seq=raw.event_id,
+            seq=seq,
             type=recorded.type,
             at=at,
             payment_id=payment_id,
             data=recorded.data,
         )
     return None
+
+
+async def status_after(raw: HistoryEvent, converter: DataConverter) -> PaymentStatus | None:
+    """The payment's status as a domain event left it, if ``raw`` records one."""
+    if raw.event_type != EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+        return None
+    fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields
+    if PAYMENT_MEMO_KEY not in fields:
+        return None
+    state: PaymentState = await _decode(converter, fields[PAYMENT_MEMO_KEY], PaymentState)
+    return state.status
+
+
+def continued_as(raw: HistoryEvent) -> str | None:
+    """The next run's id, if ``raw`` ends its run by continuing as new."""
+    if raw.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+        return None
+    return raw.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
 
 
 def previous_run_id(history: WorkflowHistory) -> str | None:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 
+    # Comment lines on idle event streams, so proxies do not cut them.
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+
     authorization_window: timedelta = timedelta(days=7)
     refund_window: timedelta = timedelta(days=180)
 
