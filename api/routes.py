@@ -47,7 +47,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-async def _parse(request: Request, model: type[M], *, required: bool = True) -> M:
+async def parse_body(request: Request, model: type[M], *, required: bool = True) -> M:
     """Parse a JSON body into ``model``: card numbers first, then the model's rules."""
     raw = await request.body()
     if not raw.strip():
@@ -112,7 +112,7 @@ async def create_payment(
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    body = await _parse(request, CreatePayment)
+    body = await parse_body(request, CreatePayment)
     payment_id = payment_id_for(merchant_id, idempotency_key)
     state, created = await engine.start_payment(
         client,
@@ -200,7 +200,7 @@ async def capture_payment(
     merchant_id: MerchantDep,
     wait: PreferWait,
 ) -> JSONResponse:
-    body = await _parse(request, CapturePayment, required=False)
+    body = await parse_body(request, CapturePayment, required=False)
     state = await engine.update_payment(
         client, payment_id, merchant_id, "capture", body, result_type=PaymentState
     )
@@ -225,7 +225,7 @@ async def cancel_payment(
     merchant_id: MerchantDep,
     wait: PreferWait,
 ) -> JSONResponse:
-    body = await _parse(request, CancelPayment, required=False)
+    body = await parse_body(request, CancelPayment, required=False)
     state = await engine.update_payment(
         client, payment_id, merchant_id, "cancel", body, result_type=PaymentState
     )
@@ -250,7 +250,7 @@ async def refund_payment(
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    body = await _parse(request, RefundPayment, required=False)
+    body = await parse_body(request, RefundPayment, required=False)
     refund_id = refund_id_for(payment_id, idempotency_key)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
     refund = await engine.update_payment(

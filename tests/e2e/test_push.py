@@ -165,3 +165,29 @@ async def test_websocket_refuses_a_wrong_secret(stack: Stack, http: httpx.AsyncC
             await socket.recv()
     assert error["error"]["code"] == "invalid_client_secret"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_demo_endpoints_act_only_with_the_payments_secret(
+    anonymous: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    manual = {**VISA, "capture_method": "manual"}
+    demo = (await anonymous.post("/demo/payments", json=manual)).json()
+    assert demo["status"] == "processing" and demo["client_secret"].startswith(demo["id"])
+    refused = await anonymous.post(
+        f"/demo/payments/{demo['id']}/capture", params={"client_secret": "pay_x_secret_y"}
+    )
+    assert refused.status_code == 401
+    # Another merchant's payment, even with its own secret, is not the demo's to touch.
+    theirs = (
+        await anonymous.post(
+            "/v1/payments", json=manual, headers={"Authorization": "Bearer sk_test_other"}
+        )
+    ).json()
+    foreign = await anonymous.post(
+        f"/demo/payments/{theirs['id']}/cancel", params={"client_secret": theirs["client_secret"]}
+    )
+    assert foreign.status_code == 404
+    bad = await anonymous.post(
+        "/demo/payments", json={**VISA, "payment_method": "4242424242424242"}
+    )
+    assert bad.status_code == 422 and "4242424242424242" not in bad.text

@@ -1,0 +1,149 @@
+"""The demo page at ``/`` and the few endpoints it needs.
+
+The page lets a person try the service in a browser: pay with a test payment
+method and watch the events arrive. It never holds an API key: it creates
+payments through ``/demo/payments`` (as the demo merchant, server side) and
+follows each one with that payment's client secret, which is also what the
+demo's capture, cancel and refund endpoints ask for. ``PAYMENTS_DEMO_MERCHANT``
+empty turns all of it off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from temporalio.client import Client
+
+from api import engine
+from api.deps import ClientDep, SettingsDep, reader_for
+from api.errors import InvalidRequest, not_found
+from api.routes import parse_body, render
+from payments.ids import fingerprint, payment_id_for, refund_id_for
+from payments.models import (
+    CancelPayment,
+    CapturePayment,
+    CreatePayment,
+    PaymentState,
+    Refund,
+    RefundCommand,
+    RefundPayment,
+)
+from payments.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+router = APIRouter(include_in_schema=False)
+Secret = Annotated[str, Query(max_length=200)]
+
+
+def _demo_merchant(settings: Settings) -> str:
+    if not settings.demo_merchant:
+        raise not_found("page")
+    return settings.demo_merchant
+
+
+@router.get("/")
+async def page(settings: SettingsDep) -> FileResponse:
+    _demo_merchant(settings)
+    return FileResponse(STATIC / "index.html")
+
+
+@router.get("/static/{name}")
+async def asset(name: str, settings: SettingsDep) -> FileResponse:
+    _demo_merchant(settings)
+    path = STATIC / name
+    if name not in {p.name for p in STATIC.iterdir()} or not path.is_file():
+        raise not_found("file")
+    return FileResponse(path)
+
+
+@router.get("/demo/config")
+async def config(settings: SettingsDep, client: ClientDep) -> dict[str, Any]:
+    _demo_merchant(settings)
+    return {"temporal_ui": settings.temporal_ui_base(), "namespace": client.namespace}
+
+
+@router.post("/demo/payments")
+async def create(request: Request, settings: SettingsDep, client: ClientDep) -> JSONResponse:
+    merchant_id = _demo_merchant(settings)
+    body = await parse_body(request, CreatePayment)
+    state, _ = await engine.start_payment(
+        client,
+        settings,
+        payment_id=payment_id_for(merchant_id, None),
+        merchant_id=merchant_id,
+        request=body,
+        fingerprint=fingerprint(body),
+    )
+    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+
+
+async def _act(
+    client: Client,
+    settings: Settings,
+    payment_id: str,
+    secret: str,
+    update: str,
+    argument: Any,
+    result_type: type,
+    update_id: str | None = None,
+) -> Any:
+    merchant_id = _demo_merchant(settings)
+    # The client secret proves the browser created this payment on this page.
+    reader_for(settings, payment_id, None, secret)
+    return await engine.update_payment(
+        client,
+        payment_id,
+        merchant_id,
+        update,
+        argument,
+        result_type=result_type,
+        update_id=update_id,
+    )
+
+
+@router.post("/demo/payments/{payment_id}/capture")
+async def capture(
+    payment_id: str, client_secret: Secret, settings: SettingsDep, client: ClientDep
+) -> JSONResponse:
+    state = await _act(
+        client, settings, payment_id, client_secret, "capture", CapturePayment(), PaymentState
+    )
+    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+
+
+@router.post("/demo/payments/{payment_id}/cancel")
+async def cancel(
+    payment_id: str, client_secret: Secret, settings: SettingsDep, client: ClientDep
+) -> JSONResponse:
+    state = await _act(
+        client,
+        settings,
+        payment_id,
+        client_secret,
+        "cancel",
+        CancelPayment(reason="requested_by_customer"),
+        PaymentState,
+    )
+    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+
+
+@router.post("/demo/payments/{payment_id}/refunds")
+async def refund(
+    payment_id: str,
+    request: Request,
+    client_secret: Secret,
+    settings: SettingsDep,
+    client: ClientDep,
+) -> JSONResponse:
+    body = await parse_body(request, RefundPayment, required=False)
+    refund_id = refund_id_for(payment_id, None)
+    command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
+    result: Refund = await _act(
+        client, settings, payment_id, client_secret, "refund", command, Refund, update_id=refund_id
+    )
+    if result.status == "failed":
+        raise InvalidRequest(409, "refund_failed", "the refund failed")
+    return JSONResponse({"object": "refund", **result.model_dump(mode="json")}, status_code=202)

@@ -1,0 +1,148 @@
+// The demo page: pay through /demo/payments, then follow the payment with its
+// client secret (read-only) over Server-Sent Events. No API key in the browser.
+"use strict";
+
+const MINOR_UNITS = { usd: 2, eur: 2, gbp: 2, jpy: 0, kwd: 3 };
+const $ = (id) => document.getElementById(id);
+let current = null;   // the payment object as last read
+let stream = null;    // its EventSource
+
+const HEADLINES = {
+  processing: () => "Payment request received. Processing…",
+  requires_capture: () => "Authorized: capture or cancel it",
+  succeeded: () => "Payment succeeded",
+  partially_refunded: () => "Payment succeeded, partially refunded",
+  refunded: () => "Payment refunded",
+  canceled: () => "Payment canceled",
+  failed: (p) => "Payment failed" + (p.failure ? `: ${(p.failure.decline_code || p.failure.code).replaceAll("_", " ")}` : ""),
+};
+
+function toMinor(value, currency) {
+  return Math.round(Number(value) * 10 ** MINOR_UNITS[currency]);
+}
+
+function money(amount, currency) {
+  const places = MINOR_UNITS[currency] ?? 2;
+  return `${(amount / 10 ** places).toFixed(places)} ${currency.toUpperCase()}`;
+}
+
+function secretQuery(payment) {
+  return `client_secret=${encodeURIComponent(payment.client_secret)}`;
+}
+
+async function call(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await response.json();
+  if (!response.ok) throw new Error(json.error ? json.error.message : response.statusText);
+  return json;
+}
+
+function show(payment) {
+  current = payment;
+  $("payment").hidden = false;
+  $("payment-id").textContent = payment.id;
+  $("status").dataset.status = payment.status;
+  $("status").textContent = HEADLINES[payment.status](payment);
+  const c = payment.currency;
+  $("amounts").textContent = `${money(payment.amount, c)} · captured ${money(payment.amount_captured, c)}` +
+    ` · refunded ${money(payment.amount_refunded, c)}`;
+  $("capture").disabled = payment.status !== "requires_capture";
+  $("cancel").disabled = !["processing", "requires_capture"].includes(payment.status);
+  const refundable = ["succeeded", "partially_refunded"].includes(payment.status);
+  $("refund").disabled = !refundable;
+  $("refund-amount").disabled = !refundable;
+  $("events-link").href = `${payment.links.events}?${secretQuery(payment)}`;
+  $("temporal-link").href = payment.links.temporal_ui;
+}
+
+function describe(event) {
+  const d = event.data;
+  const c = current ? current.currency : "usd";
+  switch (event.type) {
+    case "payment.requested": return `${money(d.amount, d.currency)} with ${d.payment_method}`;
+    case "payment.authorized": return `${money(d.amount, c)} authorized (${d.authorization_id})`;
+    case "payment.captured": return `${money(d.amount, c)} captured`;
+    case "payment.declined": return `${d.code}${d.decline_code ? " / " + d.decline_code : ""}: ${d.message}`;
+    case "payment.failed": return d.failure ? d.failure.message : "";
+    case "refund.requested": case "refund.succeeded": return `${money(d.amount, c)}`;
+    case "refund.failed": return d.message || "";
+    default: return d.reason || d.message || "";
+  }
+}
+
+function addToTimeline(event) {
+  const item = document.createElement("li");
+  item.dataset.type = event.type;
+  const type = document.createElement("span");
+  type.className = "type";
+  type.textContent = event.type;
+  const when = document.createElement("span");
+  when.className = "when";
+  when.textContent = new Date(event.at).toLocaleTimeString();
+  const detail = document.createElement("div");
+  detail.className = "detail";
+  detail.textContent = describe(event);
+  item.append(type, when, detail);
+  $("timeline").append(item);
+}
+
+async function refresh() {
+  const response = await fetch(`/v1/payments/${current.id}?${secretQuery(current)}`);
+  if (response.ok) show(await response.json());
+}
+
+function follow(payment) {
+  if (stream) stream.close();
+  $("timeline").replaceChildren();
+  // follow=true: later captures and refunds appear too, until the workflow closes.
+  stream = new EventSource(`${payment.links.stream}?${secretQuery(payment)}&follow=true`);
+  const onEvent = (message) => {
+    addToTimeline(JSON.parse(message.data));
+    refresh();
+  };
+  for (const type of ["payment.requested", "payment.authorized", "payment.declined",
+    "payment.capture_requested", "payment.captured", "payment.capture_failed", "payment.voided",
+    "payment.void_failed", "payment.failed", "payment.cancel_requested", "payment.cancel_failed",
+    "payment.canceled", "payment.expired", "refund.requested", "refund.succeeded", "refund.failed"]) {
+    stream.addEventListener(type, onEvent);
+  }
+  stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) stream = null; };
+}
+
+$("pay-form").addEventListener("submit", async (submit) => {
+  submit.preventDefault();
+  $("form-error").hidden = true;
+  const currency = $("currency").value;
+  try {
+    const payment = await call("/demo/payments", {
+      amount: toMinor($("amount").value, currency),
+      currency,
+      payment_method: $("payment-method").value,
+      capture_method: $("manual").checked ? "manual" : "automatic",
+    });
+    show(payment);
+    follow(payment);
+  } catch (error) {
+    $("form-error").textContent = error.message;
+    $("form-error").hidden = false;
+  }
+});
+
+async function act(path, body) {
+  try {
+    await call(`/demo/payments/${current.id}/${path}?${secretQuery(current)}`, body);
+  } catch (error) {
+    alert(error.message);
+  }
+}
+
+$("capture").addEventListener("click", () => act("capture"));
+$("cancel").addEventListener("click", () => act("cancel"));
+$("refund").addEventListener("click", () => {
+  const value = $("refund-amount").value;
+  act("refunds", value ? { amount: toMinor(value, current.currency) } : {});
+});

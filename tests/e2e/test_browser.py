@@ -1,0 +1,88 @@
+"""The demo page in headless Chromium (Debian's package, never a downloaded
+browser): pay with a success card and with a declined one, watch the
+timeline reach the outcome, and keep screenshots in tests/artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from devstack import Stack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def pay(page: Page, method: str, *, manual: bool = False) -> None:
+    await page.select_option("#payment-method", method)
+    await page.set_checked("#manual", manual)
+    await page.click("#pay")
+
+
+async def timeline(page: Page) -> list[str]:
+    return await page.locator("#timeline li").evaluate_all(
+        "items => items.map(i => i.dataset.type)"
+    )
+
+
+async def test_pay_on_the_page_and_watch_the_outcome(stack: Stack, browser: Browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    await page.goto(f"{stack.api_url}/")
+
+    await pay(page, "pm_card_visa")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    await expect(status).to_have_text("Payment succeeded")
+    await expect(page.locator("#timeline li")).to_have_count(3)
+    assert await timeline(page) == ["payment.requested", "payment.authorized", "payment.captured"]
+    ui_link = await page.locator("#temporal-link").get_attribute("href")
+    payment_id = await page.locator("#payment-id").text_content()
+    assert ui_link == f"{stack.temporal_ui_url}/namespaces/default/workflows/{payment_id}"
+    await page.screenshot(path=ARTIFACTS / "demo-page-succeeded.png", full_page=True)
+
+    await page.click("#refund")
+    await expect(status).to_have_attribute("data-status", "refunded", timeout=20_000)
+    assert (await timeline(page))[-2:] == ["refund.requested", "refund.succeeded"]
+
+    await pay(page, "pm_card_chargeDeclinedInsufficientFunds")
+    await expect(status).to_have_attribute("data-status", "failed", timeout=20_000)
+    await expect(status).to_have_text("Payment failed: insufficient funds")
+    assert await timeline(page) == ["payment.requested", "payment.declined", "payment.failed"]
+    await page.screenshot(path=ARTIFACTS / "demo-page-declined.png", full_page=True)
+
+
+async def test_capture_later_from_the_page(stack: Stack, browser: Browser) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{stack.api_url}/")
+    await pay(page, "pm_card_visa", manual=True)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "requires_capture", timeout=20_000)
+    await expect(page.locator("#capture")).to_be_enabled()
+    await page.click("#capture")
+    await expect(status).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    assert "payment.captured" in await timeline(page)
