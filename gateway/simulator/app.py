@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
@@ -153,8 +153,18 @@ def create_app(ledger: SimulatorLedger | None = None) -> FastAPI:
     async def read_faults() -> Faults:
         return book.faults
 
-    @app.put("/_faults")
-    async def set_faults(faults: Faults) -> Faults:
+    @app.put(
+        "/_faults",
+        openapi_extra={
+            "requestBody": {"content": {"application/json": {"schema": Faults.model_json_schema()}}}
+        },
+    )
+    async def set_faults(request: Request) -> Faults:
+        # Read as JSON whatever the Content-Type: `curl -d '{...}'` must just work.
+        try:
+            faults = Faults.model_validate_json(await request.body())
+        except ValidationError as err:
+            raise RequestValidationError(err.errors(include_input=False)) from None
         book.faults = faults
         return faults
 

@@ -261,6 +261,11 @@ async def test_faults_endpoint(simulator: Simulator) -> None:
         response = await control.put("/_faults", json=bad)
         assert response.status_code == 422, bad
     assert (await control.get("/_faults")).json() == wanted
+    # What `curl -X PUT -d '{...}'` sends: a form content type, a JSON body.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    as_curl = await control.put("/_faults", content=b'{"latency_ms": 7}', headers=form)
+    assert as_curl.status_code == 200 and simulator.ledger.faults.latency_ms == 7
+    assert (await control.put("/_faults", content=b"not json")).status_code == 422
     assert (await control.delete("/_faults")).json() == cleared
     assert simulator.ledger.faults.error_rate == 0.0
 
