@@ -9,6 +9,7 @@ Answers map onto the port's exceptions: ``402`` is ``CardDeclined``; ``400``,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -81,6 +82,11 @@ class SimulatorGateway:
         request = self._client.build_request(
             "GET", "/v1/operations", params={"reference": reference}
         )
+        return (await self._send(request, _OperationList)).data
+
+    async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
+        params = {"since": since.isoformat(), "until": until.isoformat()}
+        request = self._client.build_request("GET", "/v1/operations", params=params)
         return (await self._send(request, _OperationList)).data
 
     async def aclose(self) -> None:

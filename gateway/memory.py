@@ -6,6 +6,8 @@ injected outage or a dropped reply raises a ``TransientGatewayError``
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from gateway.port import GatewayOperation
 from gateway.simulator.core import SimulatorLedger
 
@@ -60,6 +62,9 @@ class InMemoryGateway:
 
     async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
         return self.ledger.find_by_reference(reference)
+
+    async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
+        return self.ledger.list_operations(since=since, until=until)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -15,6 +15,7 @@ Exceptions (the one place that says which gateway answers are which):
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
@@ -90,6 +91,10 @@ class Gateway(Protocol):
 
     async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
         """Every operation committed for our payment id, oldest first."""
+        ...
+
+    async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
+        """Every operation committed in ``[since, until)``, oldest first (reconciliation)."""
         ...
 
     async def aclose(self) -> None: ...
