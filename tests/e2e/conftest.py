@@ -24,7 +24,12 @@ def stack(
     # A second merchant, to show that merchants cannot see each other's payments.
     keys = {"sk_test_demo": "demo", "sk_test_other": "other"}
     # Keep-alives every second, so a test sees them while a slow gateway works.
-    env = {"PAYMENTS_API_KEYS": json.dumps(keys), "PAYMENTS_STREAM_KEEPALIVE_SECONDS": "1"}
+    env = {
+        "PAYMENTS_API_KEYS": json.dumps(keys),
+        "PAYMENTS_STREAM_KEEPALIVE_SECONDS": "1",
+        # Short, so the fault tests see slow answers time out and be retried.
+        "PAYMENTS_GATEWAY_TIMEOUT_SECONDS": "2",
+    }
     with Stack(StackConfig.on_free_ports(data_dir), env=env, output=lines.append) as running:
         running.output_lines = lines  # type: ignore[attr-defined]
         yield running

@@ -1,0 +1,100 @@
+"""Unknown outcomes against the real simulator: dropped replies (committed,
+then the connection reset), 503 storms, and answers slower than our gateway
+timeout. Whatever the mix, every payment ends with exactly one authorization
+and one capture in the gateway's ledger, and its events say how many
+attempts each step took."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from support import simulator_ledger
+
+from devstack import Stack
+
+VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
+
+
+@pytest.fixture
+async def simulator(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as client:
+        try:
+            yield client
+        finally:
+            await client.delete("/_faults")
+
+
+async def settled(http: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
+    response = await http.get(f"/v1/payments/{payment_id}", headers={"Prefer": "wait=60"})
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def pay_many(http: httpx.AsyncClient, count: int) -> list[str]:
+    created = await asyncio.gather(*(http.post("/v1/payments", json=VISA) for _ in range(count)))
+    return [response.json()["id"] for response in created]
+
+
+async def assert_charged_once(stack: Stack, http: httpx.AsyncClient, payment_id: str) -> None:
+    payment = await settled(http, payment_id)
+    assert payment["status"] == "succeeded", payment
+    kinds = [e["kind"] for e in await simulator_ledger(stack.simulator_url, payment_id)]
+    assert kinds == ["authorization", "capture"], (payment_id, kinds)
+
+
+async def attempts(http: httpx.AsyncClient, payment_id: str) -> list[int]:
+    events = (await http.get(f"/v1/payments/{payment_id}/events")).json()["data"]
+    return [e["data"]["attempt"] for e in events if "attempt" in e["data"]]
+
+
+async def test_half_the_replies_dropped(
+    stack: Stack, http: httpx.AsyncClient, simulator: httpx.AsyncClient
+) -> None:
+    await simulator.put("/_faults", json={"drop_reply_rate": 0.5})
+    payment_ids = await pay_many(http, 12)
+    for payment_id in payment_ids:
+        await assert_charged_once(stack, http, payment_id)
+    retried = [max(await attempts(http, p)) for p in payment_ids]
+    assert max(retried) > 1  # some replies were lost, and the events say so
+
+
+async def test_a_503_storm_then_recovery(
+    stack: Stack, http: httpx.AsyncClient, simulator: httpx.AsyncClient
+) -> None:
+    await simulator.put("/_faults", json={"error_rate": 1.0})
+    payment_ids = await pay_many(http, 5)
+    await asyncio.sleep(3)
+    for payment_id in payment_ids:
+        assert (await http.get(f"/v1/payments/{payment_id}")).json()["status"] == "processing"
+        assert await simulator_ledger(stack.simulator_url, payment_id) == []
+    await simulator.delete("/_faults")
+    for payment_id in payment_ids:
+        await assert_charged_once(stack, http, payment_id)
+        assert (await attempts(http, payment_id))[0] > 1
+
+
+async def test_answers_slower_than_our_timeout(
+    stack: Stack, http: httpx.AsyncClient, simulator: httpx.AsyncClient
+) -> None:
+    # The simulator commits, then takes longer than the 2 s the worker waits.
+    await simulator.put("/_faults", json={"latency_ms": 2500})
+    payment_ids = await pay_many(http, 3)
+    await asyncio.sleep(4)
+    await simulator.delete("/_faults")
+    for payment_id in payment_ids:
+        await assert_charged_once(stack, http, payment_id)
+
+
+async def test_every_fault_at_once(
+    stack: Stack, http: httpx.AsyncClient, simulator: httpx.AsyncClient
+) -> None:
+    await simulator.put(
+        "/_faults", json={"error_rate": 0.2, "drop_reply_rate": 0.3, "latency_ms": 50}
+    )
+    payment_ids = await pay_many(http, 12)
+    for payment_id in payment_ids:
+        await assert_charged_once(stack, http, payment_id)
