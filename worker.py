@@ -16,22 +16,26 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
+from activities.reconciliation import ReconciliationActivities, ensure_schedule
 from gateway.factory import build_gateway
+from gateway.port import Gateway
 from payments.settings import Settings
 from payments.temporal import connect
 from workflows.payment import PaymentWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
 log = logging.getLogger("worker")
 
 
-def build_worker(
-    client: Client, settings: Settings, activities: PaymentActivities, **options: object
-) -> Worker:
+def build_worker(client: Client, settings: Settings, gateway: Gateway, **options: object) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PaymentWorkflow],
-        activities=activities.all(),
+        workflows=[PaymentWorkflow, ReconciliationWorkflow],
+        activities=[
+            *PaymentActivities(gateway).all(),
+            *ReconciliationActivities(gateway, client).all(),
+        ],
         graceful_shutdown_timeout=timedelta(seconds=20),
         **options,  # type: ignore[arg-type]
     )
@@ -47,7 +51,11 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        worker = build_worker(client, settings, PaymentActivities(gateway))
+        worker = build_worker(client, settings, gateway)
+        if await ensure_schedule(client, settings.task_queue, settings.reconciliation_interval):
+            log.info(
+                "created the reconciliation schedule (every %s)", settings.reconciliation_interval
+            )
         async with worker:
             log.info(
                 "worker ready on task queue %r (gateway: %s)", settings.task_queue, settings.gateway

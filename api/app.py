@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import demo, errors, routes, streaming
+from api import demo, errors, reconciliation, routes, streaming
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(streaming.router)
+    app.include_router(reconciliation.router)
     app.include_router(demo.router)
     return app
 

@@ -94,5 +94,18 @@ def reader(
     return reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
 
 
+def operator(request: Request, settings: SettingsDep) -> None:
+    """Back-office endpoints take an operator key, not a merchant's."""
+    token = _bearer(request.headers.get("authorization"))
+    if token is None:
+        raise AuthenticationFailed("missing_api_key", "no API key given")
+    valid = False
+    for key in settings.operator_api_keys:
+        valid |= hmac.compare_digest(key.encode(), token.encode())
+    if not valid:
+        raise AuthenticationFailed("invalid_api_key", "this endpoint needs an operator key")
+
+
 MerchantDep = Annotated[str, Depends(merchant)]
+OperatorDep = Depends(operator)
 ReaderDep = Annotated[Reader, Depends(reader)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.http_simulator import SimulatorGateway
 from gateway.port import Gateway
+from gateway.stripe_adapter import StripeGateway
 from payments.settings import Settings
 
 
@@ -12,4 +13,4 @@ def build_gateway(settings: Settings) -> Gateway:
         case "simulator":
             return SimulatorGateway(settings.gateway_base(), settings.gateway_timeout_seconds)
         case "stripe":
-            raise NotImplementedError("the Stripe adapter is issue #4")
+            return StripeGateway(settings)

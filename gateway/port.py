@@ -7,10 +7,15 @@ Exceptions (the one place that says which gateway answers are which):
 
     GatewayError
     ├── PermanentGatewayError   retrying cannot help
-    │   ├── CardDeclined        the issuer said no (code, decline_code)
-    │   ├── InvalidGatewayRequest  the gateway refused the request itself
+    │   ├── CardDeclined        the issuer said no (code, decline_code), or the
+    │   │                       card needs 3-D Secure, which we cannot perform
+    │   │                       (authentication_required)
+    │   ├── InvalidGatewayRequest  the gateway refused the request itself, or
+    │   │                          our credentials (authentication_failed)
     │   └── NotFound            no such authorization / capture
-    └── TransientGatewayError   timeouts, resets, 5xx, rate limits: retry
+    └── TransientGatewayError   timeouts, resets, 5xx, rate limits, a request
+                                still in flight on the same key (Stripe's
+                                409): retry
 """
 
 from __future__ import annotations

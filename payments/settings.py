@@ -18,6 +18,8 @@ class Settings(BaseSettings):
 
     # API key -> merchant id.
     api_keys: dict[str, str] = Field(default_factory=lambda: {"sk_test_demo": "demo"})
+    # Keys for back-office endpoints (reconciliation), not tied to a merchant.
+    operator_api_keys: list[str] = Field(default_factory=lambda: ["sk_test_operator"])
     # Signs client secrets (``pay_..._secret_...``); never leaves the API.
     client_secret_key: SecretStr = SecretStr("dev-only-client-secret-key-change-me")
 
@@ -38,6 +40,8 @@ class Settings(BaseSettings):
 
     authorization_window: timedelta = timedelta(days=7)
     refund_window: timedelta = timedelta(days=180)
+    # How often the reconciliation Schedule runs, and the window each run checks.
+    reconciliation_interval: timedelta = timedelta(hours=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -57,7 +61,9 @@ class Settings(BaseSettings):
                 raise ValueError("API keys and merchant ids must be non-empty")
         return value
 
-    @field_validator("authorization_window", "refund_window", mode="before")
+    @field_validator(
+        "authorization_window", "refund_window", "reconciliation_interval", mode="before"
+    )
     @classmethod
     def _seconds_or_iso(cls, value: object) -> object:
         # From the environment: "604800" (seconds) as well as ISO 8601 "P7D".
@@ -65,7 +71,7 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("authorization_window", "refund_window")
+    @field_validator("authorization_window", "refund_window", "reconciliation_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

@@ -24,6 +24,10 @@ MERCHANT = SearchAttributeKey.for_keyword("MerchantId")
 CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
 AMOUNT = SearchAttributeKey.for_int("PaymentAmount")
 CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
+RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches")
+
+RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
+RECONCILIATION_SCHEDULE_ID = "payments-reconciliation"
 
 # name -> type as `temporal server start-dev --search-attribute` and
 # `temporal operator search-attribute create` spell it.
@@ -33,6 +37,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "CustomerId": "Keyword",
     "PaymentAmount": "Int",
     "PaymentCurrency": "Keyword",
+    # Not on payments: on reconciliation runs, so runs that found something filter out.
+    "ReconciliationMismatches": "Int",
 }
 
 

@@ -29,8 +29,15 @@ async def simulator(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def settled(http: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
-    response = await http.get(f"/v1/payments/{payment_id}", headers={"Prefer": "wait=60"})
-    body: dict[str, Any] = response.json()
+    # Unlucky runs of faults back off for a while (0.5 s, 1 s, 2 s, ...): allow minutes.
+    body: dict[str, Any] = {}
+    for _ in range(3):
+        response = await http.get(
+            f"/v1/payments/{payment_id}", headers={"Prefer": "wait=60"}, timeout=90
+        )
+        body = response.json()
+        if body["status"] != "processing":
+            break
     return body
 
 

@@ -54,7 +54,7 @@ async def collect(
 @pytest.fixture
 async def slow_gateway(stack: Stack) -> AsyncIterator[None]:
     async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        await simulator.put("/_faults", json={"latency_ms": 2500})
+        await simulator.put("/_faults", json={"latency_ms": 1500})
         try:
             yield
         finally:

@@ -20,7 +20,7 @@ WAIT = {"Prefer": "wait=10"}
 @pytest.fixture
 async def slow_gateway(stack: Stack) -> AsyncIterator[None]:
     async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        await simulator.put("/_faults", json={"latency_ms": 3000})
+        await simulator.put("/_faults", json={"latency_ms": 1500})
         try:
             yield
         finally:

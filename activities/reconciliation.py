@@ -1,0 +1,99 @@
+"""The reconciliation activity and the Schedule that runs it.
+
+``reconcile`` reads both sides for a window: what the gateway committed
+(its list endpoint) and what our payments say (their memos, from Temporal),
+then compares them with :func:`payments.reconciliation.compare`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from gateway.port import Gateway, GatewayOperation
+from payments import events, temporal
+from payments.models import PaymentState
+from payments.reconciliation import (
+    ReconciliationReport,
+    ReconciliationRequest,
+    Window,
+    compare,
+    in_flight,
+)
+
+
+class ReconciliationActivities:
+    def __init__(self, gateway: Gateway, client: Client) -> None:
+        self._gateway = gateway
+        self._client = client
+
+    @activity.defn(name="reconcile")
+    async def reconcile(self, window: Window) -> ReconciliationReport:
+        operations = await self._gateway.list_operations(since=window.start, until=window.end)
+        references = {op.reference for op in operations}
+        # Payments started in the window, so one that claims a capture the
+        # gateway never made is found even when the gateway has nothing.
+        query = (
+            f"WorkflowType = '{temporal.WORKFLOW_TYPE}' AND StartTime >= "
+            f"'{window.start.isoformat()}' AND StartTime < '{window.end.isoformat()}'"
+        )
+        async for execution in self._client.list_workflows(query):
+            references.add(execution.id)
+        checked = 0
+        mismatches = []
+        for reference in sorted(references):
+            payment = await self._payment(reference)
+            if payment is not None and in_flight(payment):
+                continue
+            # All of the payment's operations, not only the window's: a refund
+            # made later belongs to the same payment.
+            theirs: list[GatewayOperation] = await self._gateway.find_by_reference(reference)
+            mismatches.extend(compare(reference, payment, theirs))
+            checked += 1
+            activity.heartbeat(checked)
+        return ReconciliationReport(window=window, checked=checked, mismatches=mismatches)
+
+    async def _payment(self, payment_id: str) -> PaymentState | None:
+        try:
+            description = await self._client.get_workflow_handle(payment_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        state: PaymentState | None = await description.memo_value(
+            events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
+        )
+        return state
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.reconcile]
+
+
+async def ensure_schedule(client: Client, task_queue: str, every: timedelta) -> bool:
+    """Create the reconciliation Schedule unless it exists; True if created."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            temporal.RECONCILIATION_WORKFLOW_TYPE,
+            ReconciliationRequest(lookback_seconds=every.total_seconds()),
+            id="reconciliation",
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+    )
+    try:
+        await client.create_schedule(temporal.RECONCILIATION_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        return False
+    return True

@@ -1,0 +1,121 @@
+"""Reconciliation: what the gateway holds against what the payments say.
+
+Pure: given the gateway's operations for each reference and the payment (if
+any) that reference names, list the mismatches. The activity gathers the
+inputs; the workflow runs it on a schedule and reports.
+
+Mismatch kinds:
+
+| kind                     | the gateway holds                 | the payment says          |
+|--------------------------|-----------------------------------|---------------------------|
+| unknown_payment          | operations for a reference        | nothing: no such payment  |
+| missing_capture          | no capture                        | captured                  |
+| capture_not_recorded     | a capture                         | nothing captured          |
+| capture_amount_mismatch  | captured X                        | captured Y                |
+| refund_amount_mismatch   | refunded X                        | refunded Y                |
+| authorization_not_voided | an open authorization             | failed or canceled        |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.port import GatewayOperation
+from payments.models import PaymentState
+from payments.status import PaymentStatus
+
+
+class ReconciliationRequest(BaseModel):
+    """A window to check; both ends default to the last ``lookback_seconds``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = None
+    end: datetime | None = None
+    lookback_seconds: float = Field(default=3600, gt=0)
+
+
+class Window(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class Mismatch(BaseModel):
+    payment_id: str
+    merchant_id: str | None = None
+    kind: str
+    gateway: int | None = None
+    payment: int | None = None
+    message: str
+
+
+class ReconciliationReport(BaseModel):
+    id: str = ""
+    window: Window
+    checked: int
+    mismatches: list[Mismatch] = Field(default_factory=list)
+
+
+def _sum(operations: Iterable[GatewayOperation], kind: str) -> int:
+    return sum(op.amount for op in operations if op.kind == kind)
+
+
+def compare(
+    reference: str, payment: PaymentState | None, operations: list[GatewayOperation]
+) -> list[Mismatch]:
+    """The mismatches between one payment and the gateway's operations for it."""
+    captured = _sum(operations, "capture")
+    refunded = _sum(operations, "refund")
+    authorized = any(op.kind == "authorization" for op in operations)
+    voided = any(op.kind == "void" for op in operations)
+    if payment is None:
+        if not operations:
+            return []
+        return [
+            Mismatch(
+                payment_id=reference,
+                kind="unknown_payment",
+                gateway=captured,
+                message="the gateway holds operations for a payment we do not know",
+            )
+        ]
+    found: list[Mismatch] = []
+
+    def add(kind: str, gateway: int | None, ours: int | None, message: str) -> None:
+        found.append(
+            Mismatch(
+                payment_id=payment.id,
+                merchant_id=payment.merchant_id,
+                kind=kind,
+                gateway=gateway,
+                payment=ours,
+                message=message,
+            )
+        )
+
+    if payment.amount_captured and not captured:
+        add("missing_capture", 0, payment.amount_captured, "captured here, not at the gateway")
+    elif captured and not payment.amount_captured:
+        add("capture_not_recorded", captured, 0, "captured at the gateway, not here")
+    elif captured != payment.amount_captured:
+        add("capture_amount_mismatch", captured, payment.amount_captured, "captured amounts differ")
+    if refunded != payment.amount_refunded:
+        add("refund_amount_mismatch", refunded, payment.amount_refunded, "refunded amounts differ")
+    closed_unpaid = payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED)
+    if closed_unpaid and authorized and not voided and not captured:
+        add(
+            "authorization_not_voided",
+            None,
+            None,
+            f"the payment is {payment.status} but its authorization is still open",
+        )
+    return found
+
+
+def in_flight(payment: PaymentState) -> bool:
+    """Work under way: comparing now would report what is about to be true."""
+    pending_refund = any(refund.status == "pending" for refund in payment.refunds)
+    return payment.status is PaymentStatus.PROCESSING or pending_refund

@@ -1,0 +1,94 @@
+"""The comparison at the heart of reconciliation, one mismatch kind at a time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gateway.port import GatewayOperation
+from payments.models import PaymentState
+from payments.reconciliation import compare, in_flight
+from payments.status import PaymentStatus
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def op(kind: str, amount: int) -> GatewayOperation:
+    return GatewayOperation(
+        id=f"{kind}_1",
+        kind=kind,
+        amount=amount,
+        currency="usd",
+        reference="pay_a",  # type: ignore[arg-type]
+        idempotency_key=f"pay_a:{kind}",
+        created_at=NOW.isoformat(),
+    )
+
+
+def payment(**fields: Any) -> PaymentState:
+    base: dict[str, Any] = {
+        "id": "pay_a",
+        "merchant_id": "demo",
+        "amount": 1000,
+        "currency": "usd",
+        "capture_method": "automatic",
+        "payment_method": "pm_card_visa",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "status": PaymentStatus.SUCCEEDED,
+        "amount_captured": 1000,
+    }
+    return PaymentState(**{**base, **fields})
+
+
+def kinds(found: list[Any]) -> list[str]:
+    return [m.kind for m in found]
+
+
+def test_agreeing_payment_has_no_mismatch() -> None:
+    assert compare("pay_a", payment(), [op("authorization", 1000), op("capture", 1000)]) == []
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "expected"),
+    [
+        ({}, [op("authorization", 1000)], ["missing_capture"]),
+        (
+            {"amount_captured": 0, "status": PaymentStatus.REQUIRES_CAPTURE},
+            [op("authorization", 1000), op("capture", 1000)],
+            ["capture_not_recorded"],
+        ),
+        ({}, [op("authorization", 1000), op("capture", 900)], ["capture_amount_mismatch"]),
+        (
+            {},
+            [op("authorization", 1000), op("capture", 1000), op("refund", 100)],
+            ["refund_amount_mismatch"],
+        ),
+        (
+            {"amount_captured": 0, "status": PaymentStatus.CANCELED},
+            [op("authorization", 1000)],
+            ["authorization_not_voided"],
+        ),
+    ],
+)
+def test_each_kind(
+    ours: dict[str, Any], theirs: list[GatewayOperation], expected: list[str]
+) -> None:
+    found = compare("pay_a", payment(**ours), theirs)
+    assert kinds(found) == expected
+    assert all(m.merchant_id == "demo" for m in found)
+
+
+def test_operations_for_an_unknown_payment() -> None:
+    found = compare("pay_ghost", None, [op("authorization", 5), op("capture", 5)])
+    assert kinds(found) == ["unknown_payment"] and found[0].gateway == 5
+    assert compare("pay_ghost", None, []) == []
+
+
+def test_voided_cancel_is_clean_and_work_in_flight_is_recognised() -> None:
+    canceled = payment(amount_captured=0, status=PaymentStatus.CANCELED)
+    assert compare("pay_a", canceled, [op("authorization", 1000), op("void", 1000)]) == []
+    assert in_flight(payment(status=PaymentStatus.PROCESSING, amount_captured=0))
+    assert not in_flight(payment())
