@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -34,8 +35,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from payments.names import SEARCH_ATTRIBUTES
 from payments.settings import Settings
-from payments.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, SEARCH_ATTRIBUTES
+from payments.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
 
 ROOT = Path(__file__).resolve().parent
 PROCESS_NAMES = ("temporal", "simulator", "worker", "api")
@@ -510,6 +512,7 @@ class Stack:
         self._stopping.clear()
         self._force.clear()
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._local_defaults()
         self.processes = {name: self._build(name) for name in self._names}
         for child in self.processes.values():
             for host, port in child.ports:
@@ -525,6 +528,18 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def _local_defaults(self) -> None:
+        """What a local stack wants unless the environment says otherwise: the
+        demo page on, as its own merchant, and a client-secret signing key of
+        its own, made once and kept in the data directory."""
+        self.env.setdefault("PAYMENTS_DEMO_MERCHANT", "demo-page")
+        if "PAYMENTS_CLIENT_SECRET_KEY" not in self.env:
+            key_file = self.config.data_dir / "client_secret_key"
+            if not key_file.exists():
+                key_file.write_text(secrets.token_urlsafe(32))
+                key_file.chmod(0o600)
+            self.env["PAYMENTS_CLIENT_SECRET_KEY"] = key_file.read_text().strip()
 
     def stop(self) -> None:
         self._stopping.set()

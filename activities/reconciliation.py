@@ -23,7 +23,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from gateway.port import Gateway, GatewayOperation
-from payments import events, temporal
+from payments import names
 from payments.models import PaymentState
 from payments.reconciliation import (
     ReconciliationReport,
@@ -46,7 +46,7 @@ class ReconciliationActivities:
         # Payments started in the window, so one that claims a capture the
         # gateway never made is found even when the gateway has nothing.
         query = (
-            f"WorkflowType = '{temporal.WORKFLOW_TYPE}' AND StartTime >= "
+            f"WorkflowType = '{names.WORKFLOW_TYPE}' AND StartTime >= "
             f"'{window.start.isoformat()}' AND StartTime < '{window.end.isoformat()}'"
         )
         async for execution in self._client.list_workflows(query):
@@ -73,7 +73,7 @@ class ReconciliationActivities:
                 return None
             raise
         state: PaymentState | None = await description.memo_value(
-            events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
+            names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
         )
         return state
 
@@ -85,7 +85,7 @@ async def ensure_schedule(client: Client, task_queue: str, every: timedelta) -> 
     """Create the reconciliation Schedule unless it exists; True if created."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            temporal.RECONCILIATION_WORKFLOW_TYPE,
+            names.RECONCILIATION_WORKFLOW_TYPE,
             ReconciliationRequest(lookback_seconds=every.total_seconds()),
             id="reconciliation",
             task_queue=task_queue,
@@ -93,7 +93,7 @@ async def ensure_schedule(client: Client, task_queue: str, every: timedelta) -> 
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
     )
     try:
-        await client.create_schedule(temporal.RECONCILIATION_SCHEDULE_ID, schedule)
+        await client.create_schedule(names.RECONCILIATION_SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
         return False
     return True

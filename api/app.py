@@ -4,6 +4,7 @@ the lifespan (or handed in by tests), the routes, and the error handlers."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,11 +40,26 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     return app
 
 
+class _RedactSecrets(logging.Filter):
+    """Access logs show request lines; a client secret in a query must not reach them."""
+
+    _SECRET = re.compile(r"(client_secret=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                self._SECRET.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 def main() -> None:
     import uvicorn
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("uvicorn.access").addFilter(_RedactSecrets())
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

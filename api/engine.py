@@ -1,7 +1,8 @@
 """The API's calls into Temporal: start a payment, send it updates, read it.
 
 Reads never replay a workflow: a payment is read from its memo (``describe``),
-lists from visibility, events from the history. Writes are updates the
+lists from visibility, events from the history; a caller who asks to wait
+waits on the workflow's ``wait_settled`` update. Writes are updates the
 workflow validates before anything touches the history.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
-from payments import events, temporal
+from payments import events, names
 from payments.currencies import format_amount
 from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
 from payments.settings import Settings
@@ -69,27 +70,15 @@ async def start_payment(
     stands when ``wait`` seconds ran out.
     """
     now = datetime.now(UTC)
-    state = PaymentState(
-        id=payment_id,
-        merchant_id=merchant_id,
-        amount=request.amount,
-        currency=request.currency,
-        capture_method=request.capture_method,
-        payment_method=request.payment_method,
-        customer_id=request.customer_id,
-        description=request.description,
-        metadata=request.metadata,
-        created_at=now,
-        updated_at=now,
-    )
+    state = PaymentState.requested(payment_id, merchant_id, request, now)
     attributes: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(temporal.STATUS, state.status.value),
-        SearchAttributePair(temporal.MERCHANT, merchant_id),
-        SearchAttributePair(temporal.AMOUNT, request.amount),
-        SearchAttributePair(temporal.CURRENCY, request.currency),
+        SearchAttributePair(names.STATUS, state.status.value),
+        SearchAttributePair(names.MERCHANT, merchant_id),
+        SearchAttributePair(names.AMOUNT, request.amount),
+        SearchAttributePair(names.CURRENCY, request.currency),
     ]
     if request.customer_id:
-        attributes.append(SearchAttributePair(temporal.CUSTOMER, request.customer_id))
+        attributes.append(SearchAttributePair(names.CUSTOMER, request.customer_id))
     workflow_input = PaymentInput(
         payment_id=payment_id,
         merchant_id=merchant_id,
@@ -106,8 +95,8 @@ async def start_payment(
         "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
         "search_attributes": TypedSearchAttributes(attributes),
         "memo": {
-            events.PAYMENT_MEMO_KEY: state,
-            events.REQUEST_FINGERPRINT_MEMO_KEY: fingerprint,
+            names.PAYMENT_MEMO_KEY: state,
+            names.REQUEST_FINGERPRINT_MEMO_KEY: fingerprint,
         },
         "static_summary": summary(request),
         "static_details": request.description,
@@ -115,14 +104,14 @@ async def start_payment(
     try:
         if wait is None:
             await client.start_workflow(
-                temporal.WORKFLOW_TYPE,
+                names.WORKFLOW_TYPE,
                 workflow_input,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 **options,
             )
             return state, True
         operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            temporal.WORKFLOW_TYPE,
+            names.WORKFLOW_TYPE,
             workflow_input,
             # A duplicate joins the running payment and waits on it too; the
             # validator refuses it if its body differs.
@@ -143,7 +132,7 @@ async def start_payment(
     except WorkflowAlreadyStartedError:
         # Closed (a final status, or past its refund window): read what it was.
         description = await _describe(client, payment_id)
-        original = await description.memo_value(events.REQUEST_FINGERPRINT_MEMO_KEY, None)
+        original = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
         if original != fingerprint:
             raise _key_reused() from None
         return await _payment_from(description, merchant_id), False
@@ -199,7 +188,7 @@ async def _payment_from(
     description: WorkflowExecutionDescription, merchant_id: str | None
 ) -> PaymentState:
     state: PaymentState | None = await description.memo_value(
-        events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
+        names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
     )
     if state is None or (merchant_id is not None and state.merchant_id != merchant_id):
         # Another merchant's payment answers exactly like one that does not exist.
@@ -238,26 +227,31 @@ async def list_payments(
     starting_after: str | None,
 ) -> tuple[list[PaymentState], bool]:
     clauses = [
-        f"WorkflowType = {_quote(temporal.WORKFLOW_TYPE)}",
+        f"WorkflowType = {_quote(names.WORKFLOW_TYPE)}",
         f"MerchantId = {_quote(merchant_id)}",
+        # A payment that continued as new is listed once, by its current run.
+        "ExecutionStatus != 'ContinuedAsNew'",
     ]
     if status:
         clauses.append(f"PaymentStatus = {_quote(status)}")
     if customer_id:
         clauses.append(f"CustomerId = {_quote(customer_id)}")
-    if starting_after:
-        cursor = await get_payment(client, starting_after, merchant_id)
-        clauses.append(f"StartTime < {_quote(cursor.created_at.isoformat())}")
     query = " AND ".join(clauses)
     # SQL visibility (the dev server's) cannot ORDER BY and lists closed runs
     # after open ones, so sort here, over a bounded scan of the newest matches.
-    found: list[tuple[datetime, PaymentState]] = []
+    found: list[PaymentState] = []
     async for execution in client.list_workflows(query, limit=LIST_SCAN_LIMIT, page_size=1000):
-        state = await execution.memo_value(events.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
+        state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
         if state is not None:
-            found.append((execution.start_time, state))
-    found.sort(key=lambda item: item[0], reverse=True)
-    return [state for _, state in found[:limit]], len(found) > limit
+            found.append(state)
+    found.sort(key=lambda state: (state.created_at, state.id), reverse=True)
+    if starting_after:
+        ids = [state.id for state in found]
+        if starting_after not in ids:
+            await get_payment(client, starting_after, merchant_id)  # 404 if not theirs
+            return [], False
+        found = found[ids.index(starting_after) + 1 :]
+    return found[:limit], len(found) > limit
 
 
 async def update_payment(
@@ -294,12 +288,18 @@ async def wait_settled(
     payment_id: str,
     merchant_id: str | None,
     seconds: float,
+    done: Callable[[PaymentState], bool],
     *,
     refund_id: str | None = None,
-) -> tuple[PaymentState, bool]:
-    """(payment, settled): the payment once what was asked of it is done, or as it
-    stands when ``seconds`` ran out."""
+) -> PaymentState:
+    """The payment once ``done`` holds for it, or as it stands after ``seconds``.
+
+    Answered from the memo when it already holds; otherwise the workflow's
+    ``wait_settled`` update says when what was asked of it is done.
+    """
     state = await get_payment(client, payment_id, merchant_id)
+    if done(state):
+        return state
     handle = client.get_workflow_handle(payment_id)
     try:
         update = await handle.start_update(
@@ -314,10 +314,8 @@ async def wait_settled(
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        return state, True  # closed: as settled as it will ever be
-    if settled is None:
-        return await get_payment(client, payment_id, merchant_id), False
-    return settled, True
+        settled = None  # closed meanwhile: read how it ended
+    return settled or await get_payment(client, payment_id, merchant_id)
 
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:

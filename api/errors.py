@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 log = logging.getLogger("api")
@@ -122,6 +123,13 @@ def install(app: FastAPI) -> None:
         else:
             log.error("Temporal call failed: %s %s", exc.status, exc.message)
             error = ApiError("internal_error", "an internal error occurred")
+        return JSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
+    async def _update_timeout(_: Request, exc: Exception) -> JSONResponse:
+        error = ServiceUnavailable(
+            "temporal_timeout", "the payment engine did not answer in time; retry shortly"
+        )
         return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(Exception)

@@ -47,6 +47,11 @@ def _prefer_wait(prefer: Annotated[str | None, Header(max_length=200)] = None) -
 PreferWait = Annotated[int | None, Depends(_prefer_wait)]
 
 
+def status_code(wait: int | None, settled: bool) -> int:
+    """``200`` only for a caller who asked to wait and got the outcome; else ``202``."""
+    return 200 if wait is not None and settled else 202
+
+
 def response_headers(wait: int | None, settled: bool) -> dict[str, str]:
     headers = {"Vary": "Prefer"}
     if wait is not None:

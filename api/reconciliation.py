@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ClientDep, OperatorDep, SettingsDep
 from api.errors import ApiError, not_found
 from api.routes import parse_body
-from payments import temporal
+from payments import names
 from payments.reconciliation import ReconciliationReport, ReconciliationRequest
 
 router = APIRouter(dependencies=[OperatorDep], tags=["reconciliation"])
@@ -44,7 +44,7 @@ async def run_now(request: Request, settings: SettingsDep, client: ClientDep) ->
     body = await parse_body(request, ReconciliationRequest, required=False)
     run_id = f"reconciliation-{uuid.uuid4().hex[:16]}"
     handle = await client.start_workflow(
-        temporal.RECONCILIATION_WORKFLOW_TYPE,
+        names.RECONCILIATION_WORKFLOW_TYPE,
         body,
         id=run_id,
         task_queue=settings.task_queue,
@@ -69,7 +69,7 @@ async def read_run(run_id: str, client: ClientDep) -> Any:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise not_found("reconciliation run") from None
         raise
-    if description.workflow_type != temporal.RECONCILIATION_WORKFLOW_TYPE:
+    if description.workflow_type != names.RECONCILIATION_WORKFLOW_TYPE:
         raise not_found("reconciliation run")
     if description.close_time is None:
         return _running(run_id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
 
 from api import engine, prefer
 from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
@@ -27,7 +29,7 @@ from payments.models import (
     RefundPayment,
 )
 from payments.settings import Settings
-from payments.status import PaymentStatus, is_settled
+from payments.status import PaymentStatus, can_cancel, is_settled
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
@@ -127,7 +129,8 @@ async def create_payment(
     headers = {"Location": f"/v1/payments/{payment_id}", **prefer.response_headers(wait, settled)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
+    status_code = prefer.status_code(wait, settled)
+    return _payment_response(state, settings, client.namespace, status_code, headers)
 
 
 @router.get("/v1/payments", tags=["payments"])
@@ -157,6 +160,10 @@ async def list_payments(
     }
 
 
+def _settled(state: PaymentState) -> bool:
+    return is_settled(state.status)
+
+
 @router.get("/v1/payments/{payment_id}", tags=["payments"])
 async def get_payment(
     payment_id: str,
@@ -168,13 +175,12 @@ async def get_payment(
 ) -> Response:
     if wait is None:
         state = await engine.get_payment(client, payment_id, reader.merchant_id)
-        settled = is_settled(state.status)
     else:
-        state, settled = await engine.wait_settled(client, payment_id, reader.merchant_id, wait)
+        state = await engine.wait_settled(client, payment_id, reader.merchant_id, wait, _settled)
     body = render(state, settings, client.namespace)
     # Pollers send If-None-Match and get a bodiless 304 until something changed.
     etag = 'W/"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, **prefer.response_headers(wait, settled)}
+    headers = {"ETag": etag, **prefer.response_headers(wait, _settled(state))}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return JSONResponse(body, headers=headers)
@@ -184,6 +190,30 @@ async def get_payment(
 async def list_events(payment_id: str, client: ClientDep, reader: ReaderDep) -> dict[str, Any]:
     found = await engine.payment_events(client, payment_id, reader.merchant_id)
     return {"object": "list", "data": [event.model_dump(mode="json") for event in found]}
+
+
+async def _decide(
+    request: Request,
+    settings: Settings,
+    client: Client,
+    merchant_id: str,
+    wait: int | None,
+    payment_id: str,
+    update: str,
+    model: type[CapturePayment] | type[CancelPayment],
+    done: Callable[[PaymentState], bool],
+) -> JSONResponse:
+    """Capture or cancel: send the update, and wait for its outcome if asked."""
+    body = await parse_body(request, model, required=False)
+    state = await engine.update_payment(
+        client, payment_id, merchant_id, update, body, result_type=PaymentState
+    )
+    if wait is not None:
+        state = await engine.wait_settled(client, payment_id, merchant_id, wait, done)
+    settled = done(state)
+    status_code = prefer.status_code(wait, settled)
+    headers = prefer.response_headers(wait, settled)
+    return _payment_response(state, settings, client.namespace, status_code, headers)
 
 
 @router.post(
@@ -200,15 +230,20 @@ async def capture_payment(
     merchant_id: MerchantDep,
     wait: PreferWait,
 ) -> JSONResponse:
-    body = await parse_body(request, CapturePayment, required=False)
-    state = await engine.update_payment(
-        client, payment_id, merchant_id, "capture", body, result_type=PaymentState
+    def captured_or_failed(state: PaymentState) -> bool:
+        return state.status is not PaymentStatus.REQUIRES_CAPTURE
+
+    return await _decide(
+        request,
+        settings,
+        client,
+        merchant_id,
+        wait,
+        payment_id,
+        "capture",
+        CapturePayment,
+        captured_or_failed,
     )
-    settled = False
-    if wait is not None:
-        state, settled = await engine.wait_settled(client, payment_id, merchant_id, wait)
-    headers = prefer.response_headers(wait, settled)
-    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
 
 
 @router.post(
@@ -225,15 +260,20 @@ async def cancel_payment(
     merchant_id: MerchantDep,
     wait: PreferWait,
 ) -> JSONResponse:
-    body = await parse_body(request, CancelPayment, required=False)
-    state = await engine.update_payment(
-        client, payment_id, merchant_id, "cancel", body, result_type=PaymentState
+    def canceled(state: PaymentState) -> bool:
+        return not can_cancel(state.status)
+
+    return await _decide(
+        request,
+        settings,
+        client,
+        merchant_id,
+        wait,
+        payment_id,
+        "cancel",
+        CancelPayment,
+        canceled,
     )
-    settled = False
-    if wait is not None:
-        state, settled = await engine.wait_settled(client, payment_id, merchant_id, wait)
-    headers = prefer.response_headers(wait, settled)
-    return _payment_response(state, settings, client.namespace, 200 if settled else 202, headers)
 
 
 @router.post(
@@ -256,15 +296,26 @@ async def refund_payment(
     refund = await engine.update_payment(
         client, payment_id, merchant_id, "refund", command, result_type=Refund, update_id=refund_id
     )
+
+    def this_refund(state: PaymentState) -> Refund:
+        return next((r for r in state.refunds if r.id == refund_id), refund)
+
     if wait is not None:
-        state, _ = await engine.wait_settled(
-            client, payment_id, merchant_id, wait, refund_id=refund_id
+        state = await engine.wait_settled(
+            client,
+            payment_id,
+            merchant_id,
+            wait,
+            lambda s: this_refund(s).status != "pending",
+            refund_id=refund_id,
         )
-        refund = next(r for r in state.refunds if r.id == refund_id)
+        refund = this_refund(state)
     settled = refund.status != "pending"
     body_out = {"object": "refund", "payment_id": payment_id, **refund.model_dump(mode="json")}
-    headers = prefer.response_headers(wait, settled)
-    return JSONResponse(body_out, status_code=200 if settled else 202, headers=headers)
+    status_code = prefer.status_code(wait, settled)
+    return JSONResponse(
+        body_out, status_code=status_code, headers=prefer.response_headers(wait, settled)
+    )
 
 
 @router.get("/healthz", tags=["health"])

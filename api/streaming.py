@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -117,11 +117,23 @@ async def payment_stream(
 
 
 def _last_event_id(header: str | None, query: int | None) -> int:
-    if query is not None:
-        return query
+    # A browser's reconnect sends the header; it wins over the URL it reuses.
     if header and header.strip().isdigit():
         return int(header.strip())
-    return 0
+    return query or 0
+
+
+async def _nothing_left(
+    client: Client, description: engine.Described, after: int, follow: bool
+) -> bool:
+    """True when the stream would end at once without sending an event: the
+    payment settled (or its workflow closed) and the client has seen it all."""
+    closed = description.raw.close_time is not None
+    if not closed and (follow or not is_settled(description.payment.status)):
+        return False
+    runs = await engine.run_histories(client, description.payment.id)
+    found = await events.project(description.payment.id, runs, client.data_converter)
+    return all(event.seq <= after for event in found)
 
 
 def _sse(event: Event | None) -> str:
@@ -146,10 +158,13 @@ async def stream_events(
     last_event_id_header: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=20)
     ] = None,
-) -> StreamingResponse:
+) -> Response:
     after = _last_event_id(last_event_id_header, last_event_id)
     # An unknown or foreign payment is a plain 404, before the stream starts.
     description = await engine.describe_payment(client, payment_id, reader.merchant_id)
+    if after and await _nothing_left(client, description, after, follow):
+        # 204 tells an EventSource not to reconnect: there is nothing more to see.
+        return Response(status_code=204)
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"

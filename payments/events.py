@@ -14,19 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 
-from payments.models import Event, PaymentInput, PaymentState
+from payments.models import DomainEvent, Event, PaymentInput, PaymentState
+from payments.names import EVENT_MEMO_KEY, PAYMENT_MEMO_KEY
 from payments.status import PaymentStatus
-
-EVENT_MEMO_KEY = "event"
-PAYMENT_MEMO_KEY = "payment"
-REQUEST_FINGERPRINT_MEMO_KEY = "request_fingerprint"
 
 TYPES = (
     "payment.requested",
@@ -46,13 +42,6 @@ TYPES = (
     "refund.succeeded",
     "refund.failed",
 )
-
-
-class DomainEvent(BaseModel):
-    """What the workflow writes for one event; the history adds when and where."""
-
-    type: str
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 async def _decode(converter: DataConverter, payload: Payload, type_hint: type[Any]) -> Any:

@@ -150,6 +150,25 @@ class PaymentState(BaseModel):
     merchant_id: str
     authorization_id: str | None = None
 
+    @classmethod
+    def requested(
+        cls, payment_id: str, merchant_id: str, request: CreatePayment, created_at: datetime
+    ) -> PaymentState:
+        """A payment as it stands the moment it is requested."""
+        return cls(
+            id=payment_id,
+            merchant_id=merchant_id,
+            amount=request.amount,
+            currency=request.currency,
+            capture_method=request.capture_method,
+            payment_method=request.payment_method,
+            customer_id=request.customer_id,
+            description=request.description,
+            metadata=request.metadata,
+            created_at=created_at,
+            updated_at=created_at,
+        )
+
     @property
     def refund_pending(self) -> int:
         return sum(r.amount for r in self.refunds if r.status == "pending")
@@ -177,6 +196,8 @@ class PaymentInput(BaseModel):
     # Set when the workflow continues as new: the state it had.
     carried_state: PaymentState | None = None
     refund_window_ends_at: datetime | None = None
+    pending_capture: CapturePayment | None = None
+    pending_cancel: CancelPayment | None = None
 
 
 # Activity inputs and results.
@@ -193,15 +214,12 @@ class CaptureInput(BaseModel):
     payment_id: str
     authorization_id: str
     amount: int
-    currency: str
 
 
 class VoidInput(BaseModel):
     payment_id: str
     # None when authorize's outcome is unknown: look the payment up by reference.
     authorization_id: str | None
-    amount: int
-    currency: str
 
 
 class RefundInput(BaseModel):
@@ -209,7 +227,6 @@ class RefundInput(BaseModel):
     authorization_id: str
     refund_id: str
     amount: int
-    currency: str
 
 
 class GatewayResult(BaseModel):
@@ -218,6 +235,13 @@ class GatewayResult(BaseModel):
     operation_id: str
     amount: int
     attempt: int
+
+
+class DomainEvent(BaseModel):
+    """What the workflow writes for one event; the history adds when and where."""
+
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class Event(BaseModel):

@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     # Signs client secrets (``pay_..._secret_...``); never leaves the API.
     client_secret_key: SecretStr = SecretStr("dev-only-client-secret-key-change-me")
 
-    # The merchant the demo page at / pays as; empty turns the page off.
-    demo_merchant: str = "demo"
+    # The merchant the demo page at / pays as; empty (the default) turns it off.
+    # `make run` turns it on as its own merchant, "demo-page".
+    demo_merchant: str = ""
 
     gateway: Literal["simulator", "stripe"] = "simulator"
     gateway_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8100")

@@ -24,8 +24,8 @@ from gateway.memory import InMemoryGateway
 from gateway.port import GatewayOperation
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, Event, PaymentState
+from payments.names import SEARCH_ATTRIBUTES
 from payments.settings import Settings
-from payments.temporal import SEARCH_ATTRIBUTES
 from workflows.payment import PaymentWorkflow
 
 MERCHANT = "acme"

@@ -4,31 +4,36 @@ The saga (CONTRACT §5, §7): authorize; then capture at once (automatic) or
 wait for ``capture`` until the authorization window ends (manual); a decline
 fails the payment, a refused capture voids the authorization, a cancel voids
 it too. Once captured, refunds are served one at a time until the refund
-window closes.
+window closes. Capture and cancel exclude each other: the first one accepted
+is the decision.
 
 Every domain event is written to the history as a memo upsert (key ``event``,
 with the payment as it now stands under ``payment``), and every status change
 is mirrored into the ``PaymentStatus`` search attribute. The event log of the
 API is a projection of exactly those history events (:mod:`payments.events`).
+
+When Temporal suggests it (a long wait for capture, a long refund window), the
+workflow continues as new with its state and any decision not yet carried out.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from payments import retries
     from payments.currencies import format_amount
-    from payments.events import EVENT_MEMO_KEY, PAYMENT_MEMO_KEY, DomainEvent
     from payments.models import (
         AuthorizeInput,
         CancelPayment,
         CaptureInput,
         CapturePayment,
+        DomainEvent,
         Failure,
         GatewayResult,
         PaymentInput,
@@ -40,6 +45,12 @@ with workflow.unsafe.imports_passed_through():
         VoidInput,
         WaitSettled,
     )
+    from payments.names import (
+        EVENT_MEMO_KEY,
+        PAYMENT_MEMO_KEY,
+        REQUEST_FINGERPRINT_MEMO_KEY,
+        STATUS,
+    )
     from payments.status import (
         PaymentStatus,
         can_cancel,
@@ -49,13 +60,14 @@ with workflow.unsafe.imports_passed_through():
         is_settled,
         status_after_refund,
     )
-    from payments.temporal import STATUS
 
 S = PaymentStatus
+Problem = tuple[str, str]  # (error code, message)
 
 
-def _rejected(code: str, message: str) -> ApplicationError:
-    """An update refused by its validator; ``code`` becomes the API error's code."""
+def _rejected(problem: Problem) -> ApplicationError:
+    """An update refused by its validator; the code becomes the API error's code."""
+    code, message = problem
     return ApplicationError(message, type=code, non_retryable=True)
 
 
@@ -68,52 +80,47 @@ def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
     return None, {"message": str(cause or err)}
 
 
+def _invalid_signal(err: ValidationError) -> Problem:
+    first = err.errors(include_input=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return "invalid_signal", f"{where}: {message}" if where else message
+
+
 @workflow.defn(name="PaymentWorkflow")
 class PaymentWorkflow:
     @workflow.init
     def __init__(self, input: PaymentInput) -> None:
         self._input = input
-        request = input.request
-        self._state = input.carried_state or PaymentState(
-            id=input.payment_id,
-            merchant_id=input.merchant_id,
-            amount=request.amount,
-            currency=request.currency,
-            capture_method=request.capture_method,
-            payment_method=request.payment_method,
-            customer_id=request.customer_id,
-            description=request.description,
-            metadata=request.metadata,
-            created_at=input.created_at,
-            updated_at=input.created_at,
+        self._state = input.carried_state or PaymentState.requested(
+            input.payment_id, input.merchant_id, input.request, input.created_at
         )
-        self._cancel: CancelPayment | None = None
-        self._capture: CapturePayment | None = None
-        self._capture_started = False
+        # The decision on an authorization, carried across continue-as-new.
+        self._capture: CapturePayment | None = input.pending_capture
+        self._cancel: CancelPayment | None = input.pending_cancel
         self._refund_window_ends_at = input.refund_window_ends_at
+        # No new refunds once the workflow is on its way out.
+        self._closing = False
+        # Waiters let go when the payment moves to its next run.
+        self._handing_over = False
 
     # -- the saga ---------------------------------------------------------
 
     @workflow.run
     async def run(self, input: PaymentInput) -> PaymentState:
-        if input.carried_state is None:
-            await self._authorize_and_capture()
-        if can_refund(self._state.status) and await self._serve_refunds():
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                self._input.model_copy(
-                    update={
-                        "carried_state": self._state,
-                        "refund_window_ends_at": self._refund_window_ends_at,
-                    }
-                ),
-                memo={PAYMENT_MEMO_KEY: self._state},
-                search_attributes=workflow.info().typed_search_attributes,
-            )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._state
+        state = self._state
+        authorized = input.carried_state is None and await self._authorize()
+        if authorized and state.capture_method == "automatic":
+            self._capture = CapturePayment()
+            await self._capture_amount(state.amount)
+        if state.status is S.REQUIRES_CAPTURE and await self._await_decision():
+            await self._hand_over()
+        if can_refund(state.status) and await self._serve_refunds():
+            await self._hand_over()
+        return await self._finish()
 
-    async def _authorize_and_capture(self) -> None:
+    async def _authorize(self) -> bool:
+        """Authorize; True when the payment goes on to capture."""
         state = self._state
         try:
             authorization = await workflow.execute_activity(
@@ -130,8 +137,7 @@ class PaymentWorkflow:
             )
         except ActivityError as err:
             await self._authorize_failed(err)
-            return
-
+            return False
         state.authorization_id = authorization.operation_id
         state.amount_capturable = authorization.amount
         manual = state.capture_method == "manual"
@@ -145,28 +151,10 @@ class PaymentWorkflow:
             status=S.REQUIRES_CAPTURE if manual and self._cancel is None else None,
         )
         if self._cancel is not None:
-            await self._void_then(S.CANCELED)
-            return
-
-        amount = state.amount
-        if manual:
-            window = timedelta(seconds=self._input.authorization_window_seconds)
-            expires_at = state.created_at + window
-            try:
-                await workflow.wait_condition(
-                    lambda: self._capture is not None or self._cancel is not None,
-                    timeout=max(expires_at - workflow.now(), timedelta(seconds=1)),
-                    timeout_summary="authorization window",
-                )
-            except TimeoutError:
-                self._emit("payment.expired", {"expired_at": workflow.now().isoformat()})
-                await self._void_then(S.CANCELED)
-                return
-            if self._capture is None:
-                await self._void_then(S.CANCELED)
-                return
-            amount = self._capture.amount or state.amount
-        await self._capture_amount(amount)
+            # Canceled while authorize was in flight: honoured now that it returned.
+            await self._void_then(S.CANCELED, reason=self._cancel.reason)
+            return False
+        return True
 
     async def _authorize_failed(self, err: ActivityError) -> None:
         error_type, details = _failure_details(err)
@@ -194,18 +182,41 @@ class PaymentWorkflow:
         self._state.failure = failure
         self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
 
+    async def _await_decision(self) -> bool:
+        """Wait for capture or cancel until the authorization window ends; True
+        to continue as new first."""
+        state = self._state
+        expires_at = state.created_at + timedelta(seconds=self._input.authorization_window_seconds)
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._capture is not None
+                    or self._cancel is not None
+                    or workflow.info().is_continue_as_new_suggested()
+                ),
+                timeout=max(expires_at - workflow.now(), timedelta(seconds=1)),
+                timeout_summary="authorization window",
+            )
+        except TimeoutError:
+            self._emit("payment.expired", {"expired_at": workflow.now().isoformat()})
+            await self._void_then(S.CANCELED, reason="authorization window ended")
+            return False
+        if self._cancel is not None:
+            await self._void_then(S.CANCELED, reason=self._cancel.reason)
+        elif self._capture is not None:
+            await self._capture_amount(self._capture.amount or state.amount)
+        else:
+            return True
+        return False
+
     async def _capture_amount(self, amount: int) -> None:
         state = self._state
         assert state.authorization_id is not None
-        self._capture_started = True
         try:
             capture = await workflow.execute_activity(
                 "capture",
                 CaptureInput(
-                    payment_id=state.id,
-                    authorization_id=state.authorization_id,
-                    amount=amount,
-                    currency=state.currency,
+                    payment_id=state.id, authorization_id=state.authorization_id, amount=amount
                 ),
                 result_type=GatewayResult,
                 **self._timeouts(retries.CAPTURE),
@@ -246,8 +257,6 @@ class PaymentWorkflow:
                 VoidInput(
                     payment_id=state.id,
                     authorization_id=None if by_reference else state.authorization_id,
-                    amount=state.amount,
-                    currency=state.currency,
                 ),
                 result_type=GatewayResult | None,  # type: ignore[arg-type]
                 **self._timeouts(retries.VOID),
@@ -262,10 +271,9 @@ class PaymentWorkflow:
         if void is not None:
             self._emit("payment.voided", {"void_id": void.operation_id, "attempt": void.attempt})
 
-    async def _void_then(self, final: PaymentStatus) -> None:
+    async def _void_then(self, final: PaymentStatus, *, reason: str | None = None) -> None:
         await self._void()
         if final is S.CANCELED:
-            reason = self._cancel.reason if self._cancel else "authorization window ended"
             self._emit("payment.canceled", {"reason": reason}, status=S.CANCELED)
         else:
             failure = self._state.failure.model_dump() if self._state.failure else None
@@ -312,7 +320,6 @@ class PaymentWorkflow:
                     authorization_id=state.authorization_id,
                     refund_id=refund.id,
                     amount=refund.amount,
-                    currency=state.currency,
                 ),
                 result_type=GatewayResult,
                 **self._timeouts(retries.REFUND),
@@ -343,6 +350,34 @@ class PaymentWorkflow:
             status=status_after_refund(state.amount_captured, state.amount_refunded),
         )
 
+    async def _finish(self) -> PaymentState:
+        """Refuse new refunds, carry out the ones already accepted, and end."""
+        self._closing = True
+        while (pending := self._next_pending_refund()) is not None:
+            await self._refund(pending)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _hand_over(self) -> NoReturn:
+        """Continue as new with everything this run knows."""
+        self._handing_over = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            self._input.model_copy(
+                update={
+                    "carried_state": self._state,
+                    "refund_window_ends_at": self._refund_window_ends_at,
+                    "pending_capture": self._capture,
+                    "pending_cancel": self._cancel,
+                }
+            ),
+            memo={
+                PAYMENT_MEMO_KEY: self._state,
+                REQUEST_FINGERPRINT_MEMO_KEY: self._input.request_fingerprint,
+            },
+            search_attributes=workflow.info().typed_search_attributes,
+        )
+
     # -- the API's updates ------------------------------------------------
     # Each completes as soon as the request is recorded: the API answers 202
     # and the saga carries it out; ``wait_settled`` is how a caller waits.
@@ -355,14 +390,21 @@ class PaymentWorkflow:
 
     @capture.validator
     def _validate_capture(self, request: CapturePayment) -> None:
-        if not can_capture(self._state.status) or self._capture is not None:
+        state = self._state
+        if self._cancel is not None:
+            raise _rejected(("payment_not_capturable", "the payment is being canceled"))
+        if self._capture is not None:
+            raise _rejected(("payment_not_capturable", "a capture is already under way"))
+        if not can_capture(state.status):
             raise _rejected(
-                "payment_not_capturable", f"a {self._state.status} payment cannot be captured"
+                ("payment_not_capturable", f"a {state.status} payment cannot be captured")
             )
-        if request.amount is not None and request.amount > self._state.amount_capturable:
+        if request.amount is not None and request.amount > state.amount_capturable:
             raise _rejected(
-                "amount_too_large",
-                f"amount {request.amount} exceeds the authorized {self._state.amount_capturable}",
+                (
+                    "amount_too_large",
+                    f"amount {request.amount} exceeds the authorized {state.amount_capturable}",
+                )
             )
 
     @workflow.update(name="cancel")
@@ -374,7 +416,7 @@ class PaymentWorkflow:
     def _validate_cancel(self, request: CancelPayment) -> None:
         problem = self._cancel_problem()
         if problem:
-            raise _rejected(*problem)
+            raise _rejected(problem)
 
     @workflow.update(name="refund")
     async def refund(self, command: RefundCommand) -> Refund:
@@ -387,21 +429,25 @@ class PaymentWorkflow:
     def _validate_refund(self, command: RefundCommand) -> None:
         existing = self._find_refund(command.refund_id)
         if existing is not None:
-            if command.amount is not None and command.amount != existing.amount:
+            same_amount = command.amount is None or command.amount == existing.amount
+            if not same_amount or command.reason != existing.reason:
                 raise _rejected(
-                    "idempotency_key_reused",
-                    "this refund was already requested with another amount",
+                    (
+                        "idempotency_key_reused",
+                        "this refund was already requested with other parameters",
+                    )
                 )
             return
         problem = self._refund_problem(command.amount)
         if problem:
-            raise _rejected(*problem)
+            raise _rejected(problem)
 
     @workflow.update(name="wait_settled")
     async def wait_settled(self, wait: WaitSettled | None = None) -> PaymentState:
-        """Returns once nothing asked of the payment is still under way."""
+        """Returns once nothing asked of the payment is still under way (or the
+        payment moves to its next run: the caller then reads it again)."""
         refund_id = wait.refund_id if wait else None
-        await workflow.wait_condition(lambda: self._is_settled(refund_id))
+        await workflow.wait_condition(lambda: self._is_settled(refund_id) or self._handing_over)
         return self._state
 
     @wait_settled.validator
@@ -411,11 +457,13 @@ class PaymentWorkflow:
         fingerprint = wait.request_fingerprint
         if fingerprint is not None and fingerprint != self._input.request_fingerprint:
             raise _rejected(
-                "idempotency_key_reused",
-                "this Idempotency-Key was already used with a different request",
+                (
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request",
+                )
             )
         if wait.refund_id is not None and self._find_refund(wait.refund_id) is None:
-            raise _rejected("resource_missing", "no such refund")
+            raise _rejected(("resource_missing", "no such refund"))
 
     def _is_settled(self, refund_id: str | None) -> bool:
         if refund_id is not None:
@@ -427,38 +475,40 @@ class PaymentWorkflow:
         return is_settled(status) and not capturing and not canceling
 
     # -- operators' signals: never fail the workflow ----------------------
+    # They take plain JSON (what `temporal workflow signal --input` sends) and
+    # check it here, so a malformed one becomes an event instead of vanishing.
 
     @workflow.signal(name="cancel")
-    def cancel_signal(self, request: CancelPayment) -> None:
+    def cancel_signal(self, payload: Any) -> None:
+        try:
+            request = CancelPayment.model_validate(payload or {})
+        except ValidationError as err:
+            self._signal_refused("payment.cancel_failed", _invalid_signal(err), {})
+            return
         problem = self._cancel_problem()
         if problem:
-            code, message = problem
-            self._emit(
-                "payment.cancel_failed",
-                {"reason": request.reason, "code": code, "message": message, "source": "signal"},
-            )
+            self._signal_refused("payment.cancel_failed", problem, {"reason": request.reason})
             return
         self._request_cancel(request, source="signal")
 
     @workflow.signal(name="refund")
-    def refund_signal(self, request: RefundPayment) -> None:
+    def refund_signal(self, payload: Any) -> None:
         refund_id = f"re_{workflow.uuid4().hex[:24]}"
+        try:
+            request = RefundPayment.model_validate(payload or {})
+        except ValidationError as err:
+            self._signal_refused("refund.failed", _invalid_signal(err), {"refund_id": refund_id})
+            return
         problem = self._refund_problem(request.amount)
         if problem:
-            code, message = problem
-            self._emit(
-                "refund.failed",
-                {
-                    "refund_id": refund_id,
-                    "amount": request.amount,
-                    "reason": request.reason,
-                    "code": code,
-                    "message": message,
-                    "source": "signal",
-                },
-            )
+            details = {"refund_id": refund_id, "amount": request.amount, "reason": request.reason}
+            self._signal_refused("refund.failed", problem, details)
             return
         self._add_refund(refund_id, request.amount, request.reason, "signal")
+
+    def _signal_refused(self, event_type: str, problem: Problem, details: dict[str, Any]) -> None:
+        code, message = problem
+        self._emit(event_type, {**details, "code": code, "message": message, "source": "signal"})
 
     @workflow.query(name="state")
     def state(self) -> PaymentState:
@@ -466,7 +516,7 @@ class PaymentWorkflow:
 
     # -- helpers ----------------------------------------------------------
 
-    def _cancel_problem(self) -> tuple[str, str] | None:
+    def _cancel_problem(self) -> Problem | None:
         if self._cancel is not None:
             return None  # a repeated cancel is harmless: it is already under way
         if not can_cancel(self._state.status):
@@ -474,7 +524,7 @@ class PaymentWorkflow:
                 "payment_not_cancelable",
                 f"a {self._state.status} payment cannot be canceled; refund it instead",
             )
-        if self._capture_started or self._capture is not None:
+        if self._capture is not None:
             return ("payment_not_cancelable", "the payment is being captured; refund it instead")
         return None
 
@@ -483,8 +533,10 @@ class PaymentWorkflow:
             self._cancel = request
             self._emit("payment.cancel_requested", {"reason": request.reason, "source": source})
 
-    def _refund_problem(self, amount: int | None) -> tuple[str, str] | None:
+    def _refund_problem(self, amount: int | None) -> Problem | None:
         state = self._state
+        if self._closing:
+            return ("payment_closed", "the refund window has closed")
         if not can_refund(state.status):
             return ("payment_not_refundable", f"a {state.status} payment cannot be refunded")
         refundable = state.refundable_amount

@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from payments.names import RECONCILIATION_MISMATCHES
     from payments.reconciliation import ReconciliationReport, ReconciliationRequest, Window
-    from payments.temporal import RECONCILIATION_MISMATCHES
 
 # Payments whose last change is this recent may still be moving: a window ends
 # this long before the run starts, unless the caller says otherwise.

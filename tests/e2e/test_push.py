@@ -74,6 +74,16 @@ async def test_stream_sends_past_events_in_order_and_ends(http: httpx.AsyncClien
     assert [m["data"] for m in streamed] == logged
 
 
+async def test_a_reconnect_after_the_end_gets_204(http: httpx.AsyncClient) -> None:
+    payment = (await http.post("/v1/payments", json=VISA, headers=WAIT)).json()
+    logged = (await http.get(f"/v1/payments/{payment['id']}/events")).json()["data"]
+    again = await http.get(
+        f"/v1/payments/{payment['id']}/stream", headers={"Last-Event-ID": str(logged[-1]["seq"])}
+    )
+    # What tells a browser's EventSource to stop reconnecting.
+    assert again.status_code == 204
+
+
 async def test_last_event_id_resumes_after_it(http: httpx.AsyncClient) -> None:
     payment = (await http.post("/v1/payments", json=VISA, headers=WAIT)).json()
     logged = (await http.get(f"/v1/payments/{payment['id']}/events")).json()["data"]
@@ -131,6 +141,10 @@ async def test_client_secret_opens_the_stream_and_nothing_else(
     path = f"/v1/payments/{payment['id']}/stream"
     streamed, _ = await collect(anonymous, path, params={"client_secret": payment["client_secret"]})
     assert streamed[-1]["event"] == "payment.captured"
+    # The secret never reaches the access log.
+    output = getattr(stack, "output_lines", [])
+    assert not any(payment["client_secret"] in line for line in output)
+    assert any("client_secret=[redacted]" in line for line in output)
     wrong = await anonymous.get(path, params={"client_secret": payment["client_secret"] + "0"})
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "invalid_client_secret"
@@ -187,6 +201,13 @@ async def test_demo_endpoints_act_only_with_the_payments_secret(
         f"/demo/payments/{theirs['id']}/cancel", params={"client_secret": theirs["client_secret"]}
     )
     assert foreign.status_code == 404
+    # Nor is a payment the merchant made through the API: a client secret stays
+    # read-only for those; the page acts only on its own merchant's payments.
+    mine = (await http.post("/v1/payments", json=manual)).json()
+    read_only = await anonymous.post(
+        f"/demo/payments/{mine['id']}/cancel", params={"client_secret": mine["client_secret"]}
+    )
+    assert read_only.status_code == 404
     bad = await anonymous.post(
         "/demo/payments", json={**VISA, "payment_method": "4242424242424242"}
     )

@@ -14,7 +14,7 @@ from support import simulator_ledger
 from temporalio.client import Client
 
 from devstack import Stack
-from payments.temporal import RECONCILIATION_SCHEDULE_ID
+from payments.names import RECONCILIATION_SCHEDULE_ID
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 OPERATOR = {"Authorization": "Bearer sk_test_operator"}

@@ -2,8 +2,10 @@
 
 Runs every path of the saga on fresh servers from the wheels (a dev server,
 and the time-skipping server for the clocks) and writes each workflow's
-history, one file per run, next to this script. The replay test replays them
-all on every `make test`, so a change that breaks determinism fails CI.
+history, one file per run, next to this script. Name scenarios on the command
+line to record only those (new paths, without touching the older files).
+The replay test replays them all on every `make test`, so a change that
+breaks determinism fails CI.
 """
 
 from __future__ import annotations
@@ -118,6 +120,22 @@ async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
+async def capture_after_continue_as_new(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    handle = stack.client.get_workflow_handle(payment.id)
+    for _ in range(60):  # refused refund signals grow the history
+        await handle.signal("refund", {"amount": 1})
+    for _ in range(200):
+        description = await handle.describe()
+        if description.raw_description.workflow_execution_info.first_run_id != description.run_id:
+            break
+        await asyncio.sleep(0.05)
+    await stack.update(payment.id, "capture", CapturePayment(), PaymentState)
+    await stack.wait_status(payment.id, "succeeded")
+    return payment.id
+
+
 async def expiry(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(capture_method="manual")
     await stack.wait_status(payment.id, "requires_capture")
@@ -146,12 +164,16 @@ DEV_SCENARIOS: list[Scenario] = [
     refunds,
     operator_signals,
     continue_as_new,
+    capture_after_continue_as_new,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 
 
 async def record(env: WorkflowEnvironment, scenarios: list[Scenario]) -> None:
+    wanted = set(sys.argv[1:])  # names on the command line: only those
     for scenario in scenarios:
+        if wanted and scenario.__name__ not in wanted:
+            continue
         async with running_stack(env.client, f"record-{uuid.uuid4()}") as stack:
             payment_id = await scenario(stack, env)
             runs = await run_histories(env.client, payment_id)

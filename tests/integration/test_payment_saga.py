@@ -268,3 +268,78 @@ async def test_every_task_replays_with_no_cache(dev_client: Client, task_queue: 
         done = await stack.wait_status(created.id, "partially_refunded")
         assert done.amount_refunded == 99
         assert stack.kinds(created.id) == ["authorization", "capture", "refund"]
+
+
+async def test_cancel_racing_capture_has_one_winner(dev_client: Client, task_queue: str) -> None:
+    async with running_stack(dev_client, task_queue) as stack:
+        for _ in range(5):
+            created = await stack.create(capture_method="manual")
+            await stack.wait_status(created.id, "requires_capture")
+            results = await asyncio.gather(
+                stack.update(created.id, "cancel", CancelPayment(), PaymentState),
+                stack.update(created.id, "capture", CapturePayment(), PaymentState),
+                return_exceptions=True,
+            )
+            accepted = [r for r in results if not isinstance(r, BaseException)]
+            refused = [r for r in results if isinstance(r, InvalidRequest)]
+            assert len(accepted) == 1 and len(refused) == 1, results
+            final = await stack.wait_status(created.id, "canceled", "succeeded")
+            kinds = stack.kinds(created.id)
+            if final.status == "canceled":
+                assert kinds == ["authorization", "void"]
+            else:
+                assert kinds == ["authorization", "capture"]
+
+
+async def test_malformed_operator_signals_become_events(
+    dev_client: Client, task_queue: str
+) -> None:
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create()
+        await stack.wait_status(created.id, "succeeded")
+        handle = dev_client.get_workflow_handle(created.id)
+        await handle.signal("refund", {"amount": 0})
+        await handle.signal("refund", {"amount": "a lot"})
+        await handle.signal("cancel", {"reason": 42, "extra": True})
+        await handle.signal("refund", {"amount": 10, "reason": "fine"})
+        await stack.wait_for(created.id, lambda s: s.amount_refunded == 10)
+        events = await stack.events(created.id)
+        refused = [(e.type, e.data["code"]) for e in events if e.type.endswith("failed")]
+        assert refused == [
+            ("refund.failed", "invalid_signal"),
+            ("refund.failed", "invalid_signal"),
+            ("payment.cancel_failed", "invalid_signal"),
+        ]
+
+
+async def test_a_long_wait_for_capture_continues_as_new(
+    dev_client: Client, task_queue: str
+) -> None:
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create(
+            idempotency_key="can-while-authorized", capture_method="manual"
+        )
+        await stack.wait_status(created.id, "requires_capture")
+        handle = dev_client.get_workflow_handle(created.id)
+        # Refund signals on an uncaptured payment are refused as events: enough of
+        # them and Temporal suggests continuing as new while capture is awaited.
+        for _ in range(60):
+            await handle.signal("refund", {"amount": 1})
+        for _ in range(200):
+            info = (await handle.describe()).raw_description.workflow_execution_info
+            if info.first_run_id != (await handle.describe()).run_id:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the workflow never continued as new")
+        assert (await stack.get(created.id)).status == "requires_capture"
+        # The same request again is the same payment, not an idempotency conflict.
+        again = await stack.create(idempotency_key="can-while-authorized", capture_method="manual")
+        assert again.id == created.id
+        await stack.update(created.id, "capture", CapturePayment(amount=1000), PaymentState)
+        done = await stack.wait_status(created.id, "succeeded")
+        assert done.amount_captured == 1000
+        assert stack.kinds(created.id) == ["authorization", "capture"]
+        types = event_types(await stack.events(created.id))
+        assert types[:2] == ["payment.requested", "payment.authorized"]
+        assert types[-2:] == ["payment.capture_requested", "payment.captured"]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from payments.names import SEARCH_ATTRIBUTES
 from payments.settings import Settings
-from payments.temporal import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("gateway-simulator", "worker", "api")

@@ -22,7 +22,7 @@ from devstack import (
     same_search_attribute_type,
     url_port,
 )
-from payments.temporal import SEARCH_ATTRIBUTES
+from payments.names import SEARCH_ATTRIBUTES
 
 
 def _flag_values(command: list[str], flag: str) -> list[str]:

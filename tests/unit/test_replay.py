@@ -27,6 +27,8 @@ EXPECTED_PATHS = {
     "operator_signals",
     "continue_as_new_run1",
     "continue_as_new_run2",
+    "capture_after_continue_as_new_run1",
+    "capture_after_continue_as_new_run2",
     "expiry",
     "refund_window_end",
 }

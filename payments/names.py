@@ -1,0 +1,36 @@
+"""Names the service and Temporal agree on (CONTRACT §7): workflow types,
+search attributes, memo keys. No I/O and no client imports, so the workflow
+sandbox can import it."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+WORKFLOW_TYPE = "PaymentWorkflow"
+STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+MERCHANT = SearchAttributeKey.for_keyword("MerchantId")
+CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
+AMOUNT = SearchAttributeKey.for_int("PaymentAmount")
+CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
+RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches")
+
+RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
+RECONCILIATION_SCHEDULE_ID = "payments-reconciliation"
+
+# name -> type as `temporal server start-dev --search-attribute` and
+# `temporal operator search-attribute create` spell it.
+SEARCH_ATTRIBUTES: dict[str, str] = {
+    "PaymentStatus": "Keyword",
+    "MerchantId": "Keyword",
+    "CustomerId": "Keyword",
+    "PaymentAmount": "Int",
+    "PaymentCurrency": "Keyword",
+    # Not on payments: on reconciliation runs, so runs that found something filter out.
+    "ReconciliationMismatches": "Int",
+}
+
+# Memo keys: the payment as it stands, the domain event a memo upsert records,
+# and the fingerprint of the request that created the payment.
+PAYMENT_MEMO_KEY = "payment"
+EVENT_MEMO_KEY = "event"
+REQUEST_FINGERPRINT_MEMO_KEY = "request_fingerprint"
