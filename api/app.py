@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import demo, errors, reconciliation, routes, streaming
+from api import demo, errors, reconciliation, routes, streaming, webhooks
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.include_router(routes.router)
     app.include_router(streaming.router)
     app.include_router(reconciliation.router)
+    app.include_router(webhooks.router)
     app.include_router(demo.router)
     return app
 

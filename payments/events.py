@@ -41,6 +41,7 @@ TYPES = (
     "refund.requested",
     "refund.succeeded",
     "refund.failed",
+    "payment.gateway_event",
 )
 
 

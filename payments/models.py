@@ -109,6 +109,16 @@ class WaitSettled(BaseModel):
     refund_id: str | None = None
 
 
+class GatewayEvent(BaseModel):
+    """A gateway's webhook event, as the API hands it to the payment's workflow."""
+
+    id: str
+    type: str
+    created: int | None = None
+    object_id: str | None = None
+    payment_id: str | None = None
+
+
 class Failure(BaseModel):
     type: Literal["card_error", "api_error"]
     code: str
@@ -149,6 +159,8 @@ class PaymentState(BaseModel):
     # Internal: never shown to API clients.
     merchant_id: str
     authorization_id: str | None = None
+    # Webhook events already recorded, so a redelivery is recorded once.
+    gateway_event_ids: list[str] = Field(default_factory=list)
 
     @classmethod
     def requested(
@@ -179,7 +191,7 @@ class PaymentState(BaseModel):
         return self.amount_captured - self.amount_refunded - self.refund_pending
 
 
-INTERNAL_FIELDS = frozenset({"merchant_id", "authorization_id"})
+INTERNAL_FIELDS = frozenset({"merchant_id", "authorization_id", "gateway_event_ids"})
 
 
 class PaymentInput(BaseModel):

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     gateway_timeout_seconds: float = Field(default=10.0, gt=0)
     stripe_api_key: SecretStr = SecretStr("sk_test_stripe")
     stripe_api_base: AnyHttpUrl = AnyHttpUrl("https://api.stripe.com")
+    # Verifies Stripe-Signature on inbound webhooks.
+    stripe_webhook_secret: SecretStr = SecretStr("whsec_local_dev_only")
+    stripe_webhook_tolerance_seconds: float = Field(default=300, gt=0)
 
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")

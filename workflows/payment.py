@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CapturePayment,
         DomainEvent,
         Failure,
+        GatewayEvent,
         GatewayResult,
         PaymentInput,
         PaymentState,
@@ -509,6 +510,21 @@ class PaymentWorkflow:
     def _signal_refused(self, event_type: str, problem: Problem, details: dict[str, Any]) -> None:
         code, message = problem
         self._emit(event_type, {**details, "code": code, "message": message, "source": "signal"})
+
+    @workflow.signal(name="gateway_event")
+    def gateway_event(self, payload: Any) -> None:
+        """A webhook from the gateway (verified by the API), recorded once per event id."""
+        try:
+            event = GatewayEvent.model_validate(payload)
+        except ValidationError:
+            return  # only the API sends these, and it sends them well-formed
+        if event.id in self._state.gateway_event_ids:
+            return
+        self._state.gateway_event_ids.append(event.id)
+        self._emit(
+            "payment.gateway_event",
+            {"event_id": event.id, "type": event.type, "object_id": event.object_id},
+        )
 
     @workflow.query(name="state")
     def state(self) -> PaymentState:

@@ -107,7 +107,8 @@ function follow(payment) {
   for (const type of ["payment.requested", "payment.authorized", "payment.declined",
     "payment.capture_requested", "payment.captured", "payment.capture_failed", "payment.voided",
     "payment.void_failed", "payment.failed", "payment.cancel_requested", "payment.cancel_failed",
-    "payment.canceled", "payment.expired", "refund.requested", "refund.succeeded", "refund.failed"]) {
+    "payment.canceled", "payment.expired", "refund.requested", "refund.succeeded", "refund.failed",
+    "payment.gateway_event"]) {
     stream.addEventListener(type, onEvent);
   }
   stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) stream = null; };

@@ -1,0 +1,102 @@
+"""Inbound gateway webhooks: ``POST /v1/gateway/webhooks/stripe``.
+
+A request is believed only with a valid ``Stripe-Signature``: a timestamp
+within the tolerance and an HMAC-SHA256 of ``"<t>.<body>"`` under the
+endpoint secret, compared in constant time. A believed event is delivered to
+its payment's workflow as the ``gateway_event`` signal; the workflow records
+each event id once, so Stripe's retries and replays change nothing. Anything
+else is refused (``400``) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import ClientDep, SettingsDep
+from api.errors import InvalidRequest
+from payments.models import GatewayEvent
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("api.webhooks")
+MAX_BODY = 256 * 1024
+
+
+def verify_signature(
+    body: bytes, header: str | None, secret: str, tolerance: float, now: float | None = None
+) -> None:
+    """Raise ``InvalidRequest`` unless ``header`` signs ``body`` recently with ``secret``."""
+    if not header:
+        raise InvalidRequest(400, "signature_missing", "the Stripe-Signature header is missing")
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise InvalidRequest(400, "signature_invalid", "the Stripe-Signature header is malformed")
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise InvalidRequest(400, "signature_stale", "the signature's timestamp is too old")
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    # Check every candidate, so the time taken says nothing about which one matched.
+    matched = False
+    for candidate in signatures:
+        matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise InvalidRequest(400, "signature_invalid", "the signature does not match")
+
+
+def _event(body: bytes) -> GatewayEvent | None:
+    try:
+        data: Any = json.loads(body)
+        obj = data["data"]["object"]
+        payment_id = (obj.get("metadata") or {}).get("payment_id")
+        return GatewayEvent(
+            id=data["id"],
+            type=data["type"],
+            created=data.get("created"),
+            object_id=obj.get("id"),
+            payment_id=payment_id,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@router.post("/v1/gateway/webhooks/stripe")
+async def stripe_webhook(request: Request, settings: SettingsDep, client: ClientDep) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidRequest(413, "body_too_large", "webhook bodies are at most 256 KiB")
+    verify_signature(
+        body,
+        request.headers.get("stripe-signature"),
+        settings.stripe_webhook_secret.get_secret_value(),
+        settings.stripe_webhook_tolerance_seconds,
+    )
+    event = _event(body)
+    if event is None:
+        raise InvalidRequest(400, "invalid_event", "the body is not a Stripe event")
+    if event.payment_id is None:
+        return {"received": True, "delivered": False}
+    try:
+        await client.get_workflow_handle(event.payment_id).signal("gateway_event", event)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # Not ours, or its workflow has closed: acknowledge, so Stripe stops retrying.
+        log.info("webhook %s for unknown or closed payment %s", event.id, event.payment_id)
+        return {"received": True, "delivered": False}
+    return {"received": True, "delivered": True}
