@@ -22,7 +22,14 @@ from gateway.port import (
 )
 from payments import retries
 from payments.ids import idempotency_key
-from payments.models import AuthorizeInput, CaptureInput, GatewayResult, RefundInput, VoidInput
+from payments.models import (
+    AuthorizeInput,
+    CaptureInput,
+    FindOperation,
+    GatewayResult,
+    RefundInput,
+    VoidInput,
+)
 
 T = TypeVar("T")
 
@@ -128,5 +135,13 @@ class PaymentActivities:
         )
         return _result(operation)
 
+    @activity.defn(name="find_operation")
+    async def find_operation(self, request: FindOperation) -> GatewayResult | None:
+        """What the gateway committed for one step, when our calls got no answer."""
+        key = idempotency_key(request.payment_id, request.step)
+        operations = await _gateway_call(self._gateway.find_by_reference(request.payment_id))
+        found = next((op for op in operations if op.idempotency_key == key), None)
+        return _result(found) if found is not None else None
+
     def all(self) -> list[Callable[..., Any]]:
-        return [self.authorize, self.capture, self.void, self.refund]
+        return [self.authorize, self.capture, self.void, self.refund, self.find_operation]

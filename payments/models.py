@@ -241,6 +241,13 @@ class RefundInput(BaseModel):
     amount: int
 
 
+class FindOperation(BaseModel):
+    """Ask the gateway whether one step of a payment was committed after all."""
+
+    payment_id: str
+    step: str  # "capture", "refund:<refund id>": the idempotency key's step
+
+
 class GatewayResult(BaseModel):
     """What a gateway call committed, and how many attempts it took."""
 

@@ -55,3 +55,5 @@ AUTHORIZE = StepPolicy(timedelta(seconds=30), timedelta(minutes=10), _retry(time
 CAPTURE = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
 VOID = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
 REFUND = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
+# Asking what happened after a step gave up: a read, retried for a day too.
+FIND = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CapturePayment,
         DomainEvent,
         Failure,
+        FindOperation,
         GatewayEvent,
         GatewayResult,
         PaymentInput,
@@ -225,16 +226,19 @@ class PaymentWorkflow:
             )
         except ActivityError as err:
             error_type, details = _failure_details(err)
-            failure = Failure(
-                type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
-                code=details.get("code", "capture_failed"),
-                decline_code=details.get("decline_code"),
-                message=details["message"],
-            )
-            self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
-            state.failure = failure
-            await self._void_then(S.FAILED)
-            return
+            # Retries ran out without an answer: the capture may have happened.
+            capture = await self._committed("capture", error_type)
+            if capture is None:
+                failure = Failure(
+                    type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
+                    code=details.get("code", "capture_failed"),
+                    decline_code=details.get("decline_code"),
+                    message=details["message"],
+                )
+                self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
+                state.failure = failure
+                await self._void_then(S.FAILED)
+                return
         state.amount_capturable = 0
         state.amount_captured = capture.amount
         self._refund_window_ends_at = workflow.now() + timedelta(
@@ -249,6 +253,27 @@ class PaymentWorkflow:
             },
             status=S.SUCCEEDED,
         )
+
+    async def _committed(self, step: str, error_type: str | None) -> GatewayResult | None:
+        """After a step failed: what the gateway committed for it, if anything.
+
+        A permanent refusal committed nothing. Otherwise the step gave up
+        without an answer (timeouts, resets, 5xx for as long as it tried), so
+        ask the gateway before deciding it failed.
+        """
+        if error_type in retries.PERMANENT_ERROR_TYPES:
+            return None
+        try:
+            found: GatewayResult | None = await workflow.execute_activity(
+                "find_operation",
+                FindOperation(payment_id=self._state.id, step=step),
+                result_type=GatewayResult | None,  # type: ignore[arg-type]
+                **self._timeouts(retries.FIND),
+                summary=f"look up {step}",
+            )
+        except ActivityError:
+            return None
+        return found
 
     async def _void(self, *, by_reference: bool = False) -> None:
         state = self._state
@@ -327,17 +352,20 @@ class PaymentWorkflow:
                 summary=f"refund {self._money(refund.amount)}",
             )
         except ActivityError as err:
-            _, details = _failure_details(err)
-            refund.status = "failed"
-            refund.failure = Failure(
-                type="api_error",
-                code=details.get("code", "refund_failed"),
-                message=details["message"],
-            )
-            self._emit(
-                "refund.failed", {"refund_id": refund.id, "amount": refund.amount, **details}
-            )
-            return
+            error_type, details = _failure_details(err)
+            found = await self._committed(f"refund:{refund.id}", error_type)
+            if found is None:
+                refund.status = "failed"
+                refund.failure = Failure(
+                    type="api_error",
+                    code=details.get("code", "refund_failed"),
+                    message=details["message"],
+                )
+                self._emit(
+                    "refund.failed", {"refund_id": refund.id, "amount": refund.amount, **details}
+                )
+                return
+            result = found
         refund.status = "succeeded"
         state.amount_refunded += result.amount
         self._emit(

@@ -10,7 +10,8 @@ from support import event_types, running_stack
 from temporalio.testing import WorkflowEnvironment
 
 from api.errors import InvalidRequest
-from payments.models import PaymentState, Refund, RefundCommand
+from gateway.simulator.core import Faults
+from payments.models import CapturePayment, PaymentState, Refund, RefundCommand
 
 
 async def test_uncaptured_authorization_expires_after_seven_days(
@@ -51,3 +52,22 @@ async def test_refund_window_closes_the_workflow(
         assert (closed.value.status_code, closed.value.code) == (409, "payment_closed")
         # A closed payment still reads as it ended.
         assert (await stack.get(created.id)).status == "partially_refunded"
+
+
+async def test_a_capture_that_never_got_an_answer_is_looked_up(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        created = await stack.create(capture_method="manual")
+        await stack.wait_status(created.id, "requires_capture")
+        # Every capture reply is lost after the gateway committed it, for longer
+        # than the capture step keeps trying (a day).
+        stack.gateway.ledger.faults = Faults(drop_reply_rate=1.0)
+        await stack.update(created.id, "capture", CapturePayment(), PaymentState)
+        await time_env.sleep(timedelta(days=1, hours=1))
+        done = await stack.wait_status(created.id, "succeeded", "failed")
+        stack.gateway.ledger.faults = Faults()
+        # Not "failed and voided": the lookup found the capture that did happen.
+        assert done.status == "succeeded" and done.amount_captured == 1999
+        assert stack.kinds(created.id) == ["authorization", "capture"]
+        assert "payment.capture_failed" not in event_types(await stack.events(created.id))
