@@ -6,7 +6,9 @@ twice. Gateway failures become the ``ApplicationError`` types of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -34,10 +36,27 @@ from payments.models import (
 T = TypeVar("T")
 
 
+async def _heartbeating(call: Awaitable[T]) -> T:
+    """Await ``call`` while telling Temporal this worker is alive, so a worker
+    that dies mid-call is noticed within the heartbeat timeout, not after the
+    whole start-to-close timeout, and the retry (same idempotency key) runs
+    elsewhere at once."""
+    interval = (activity.info().heartbeat_timeout or timedelta(seconds=10)) / 3
+    task = asyncio.ensure_future(call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval.total_seconds())
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()
+
+
 async def _gateway_call(call: Awaitable[T]) -> T:
     attempt = activity.info().attempt
     try:
-        return await call
+        return await _heartbeating(call)
     except CardDeclined as err:
         raise ApplicationError(
             err.message,

@@ -37,6 +37,9 @@ class StepPolicy:
     # How long we keep trying before the step counts as failed.
     schedule_to_close: timedelta
     retry: RetryPolicy
+    # Activities heartbeat while they wait on the gateway: a dead worker's
+    # attempt is retried elsewhere after this long.
+    heartbeat: timedelta = timedelta(seconds=5)
 
 
 def _retry(maximum_interval: timedelta) -> RetryPolicy:

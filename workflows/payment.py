@@ -639,5 +639,6 @@ class PaymentWorkflow:
         return {
             "start_to_close_timeout": policy.start_to_close,
             "schedule_to_close_timeout": policy.schedule_to_close,
+            "heartbeat_timeout": policy.heartbeat,
             "retry_policy": policy.retry,
         }
