@@ -153,3 +153,13 @@ async def simulator_ledger(simulator_url: str, payment_id: str) -> list[dict[str
         response = await simulator.get("/_ledger", params={"reference": payment_id})
     entries: list[dict[str, Any]] = response.json()["data"]
     return entries
+
+
+async def found_in_visibility(client: Client, query: str) -> bool:
+    """Whether exactly one workflow matches ``query`` within a few seconds:
+    visibility is eventually consistent."""
+    for _ in range(50):
+        if (await client.count_workflows(query)).count == 1:
+            return True
+        await asyncio.sleep(0.1)
+    return False

@@ -54,5 +54,23 @@ async def anonymous(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def simulator(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's control API (``/_faults``); faults are cleared afterwards."""
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as client:
+        try:
+            yield client
+        finally:
+            await client.delete("/_faults")
+
+
+@pytest.fixture
+async def slow_gateway(simulator: httpx.AsyncClient) -> AsyncIterator[None]:
+    """Gateway answers 1.2 s late: long enough to watch work in flight, shorter
+    than the worker's 2 s gateway timeout, so slowness alone breaks nothing."""
+    await simulator.put("/_faults", json={"latency_ms": 1200})
+    yield
+
+
+@pytest.fixture
 async def temporal(stack: Stack) -> Client:
     return await connect(target_host=stack.temporal_address, namespace=stack.namespace)

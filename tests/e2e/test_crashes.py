@@ -7,27 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from support import simulator_ledger
 
 from devstack import Stack
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-
-
-@pytest.fixture
-async def slow_gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    # Slow enough that a kill lands while calls are in flight, under the
-    # worker's 2 s gateway timeout so the slowness alone breaks nothing.
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        await simulator.put("/_faults", json={"latency_ms": 1200})
-        try:
-            yield simulator
-        finally:
-            await simulator.delete("/_faults")
 
 
 async def charged_once(stack: Stack, http: httpx.AsyncClient, payment_ids: list[str]) -> None:
@@ -51,7 +37,7 @@ async def kill_worker(stack: Stack, sig: int = signal.SIGKILL) -> None:
 
 
 async def test_worker_killed_during_authorize(
-    stack: Stack, http: httpx.AsyncClient, slow_gateway: httpx.AsyncClient
+    stack: Stack, http: httpx.AsyncClient, slow_gateway: None
 ) -> None:
     created = await asyncio.gather(*(http.post("/v1/payments", json=VISA) for _ in range(5)))
     await asyncio.sleep(0.6)  # the authorizations are at the gateway now
@@ -60,7 +46,7 @@ async def test_worker_killed_during_authorize(
 
 
 async def test_worker_killed_during_capture(
-    stack: Stack, http: httpx.AsyncClient, slow_gateway: httpx.AsyncClient
+    stack: Stack, http: httpx.AsyncClient, slow_gateway: None
 ) -> None:
     manual = {**VISA, "capture_method": "manual"}
     created = await asyncio.gather(
@@ -75,7 +61,7 @@ async def test_worker_killed_during_capture(
 
 
 async def test_worker_stopped_gracefully(
-    stack: Stack, http: httpx.AsyncClient, slow_gateway: httpx.AsyncClient
+    stack: Stack, http: httpx.AsyncClient, slow_gateway: None
 ) -> None:
     created = await asyncio.gather(*(http.post("/v1/payments", json=VISA) for _ in range(5)))
     await asyncio.sleep(0.6)

@@ -7,25 +7,14 @@ attempts each step took."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from support import simulator_ledger
 
 from devstack import Stack
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-
-
-@pytest.fixture
-async def simulator(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as client:
-        try:
-            yield client
-        finally:
-            await client.delete("/_faults")
 
 
 async def settled(http: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:

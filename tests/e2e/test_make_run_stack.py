@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import httpx
-from support import simulator_ledger
+from support import found_in_visibility, simulator_ledger
 from temporalio.client import Client
 
 from devstack import Stack
@@ -88,12 +88,7 @@ async def test_card_payment_succeeds_and_is_visible_in_temporal(
     ]
     assert summaries == ["authorize 19.99 USD", "capture 19.99 USD"]
     query = f'WorkflowId = "{payment["id"]}" AND PaymentStatus = "succeeded"'
-    for _ in range(50):  # visibility is eventually consistent
-        if (await temporal.count_workflows(query)).count == 1:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("PaymentStatus never became succeeded in visibility")
+    assert await found_in_visibility(temporal, query)
 
 
 async def test_declined_card_fails_with_its_decline_code(http: httpx.AsyncClient) -> None:

@@ -51,16 +51,6 @@ async def collect(
     return found, comments
 
 
-@pytest.fixture
-async def slow_gateway(stack: Stack) -> AsyncIterator[None]:
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        await simulator.put("/_faults", json={"latency_ms": 1500})
-        try:
-            yield
-        finally:
-            await simulator.delete("/_faults")
-
-
 async def test_stream_sends_past_events_in_order_and_ends(http: httpx.AsyncClient) -> None:
     payment = (await http.post("/v1/payments", json=VISA, headers=WAIT)).json()
     streamed, _ = await collect(http, f"/v1/payments/{payment['id']}/stream")

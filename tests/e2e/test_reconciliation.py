@@ -4,13 +4,12 @@ run is findable in Temporal by its mismatch count."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from support import simulator_ledger
+from support import found_in_visibility, simulator_ledger
 from temporalio.client import Client
 
 from devstack import Stack
@@ -96,12 +95,7 @@ async def test_money_moved_behind_our_back_is_reported(
     assert len(report["mismatches"]) == 2
 
     query = f'WorkflowId = "{report["id"]}" AND ReconciliationMismatches = 2'
-    for _ in range(50):  # visibility is eventually consistent
-        if (await temporal.count_workflows(query)).count == 1:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the run's ReconciliationMismatches never showed 2")
+    assert await found_in_visibility(temporal, query)
 
 
 async def test_schedule_exists_and_runs_need_an_operator_key(

@@ -5,7 +5,6 @@ gateway gets a 202 instead, and pollers get ETags and 304s."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,16 +14,6 @@ from devstack import Stack
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 WAIT = {"Prefer": "wait=10"}
-
-
-@pytest.fixture
-async def slow_gateway(stack: Stack) -> AsyncIterator[None]:
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as simulator:
-        await simulator.put("/_faults", json={"latency_ms": 1500})
-        try:
-            yield
-        finally:
-            await simulator.delete("/_faults")
 
 
 @pytest.mark.parametrize(
