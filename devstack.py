@@ -600,6 +600,8 @@ class Stack:
         lines = ["", "payments stack is up"]
         if "api" in self.processes:
             lines += [f"  API          {api}", f"  API docs     {api}/docs"]
+            if self.env.get("PAYMENTS_DEMO_MERCHANT"):
+                lines.append(f"  Try it       {api}/  (pay in a browser, watch the events)")
         if "temporal" in self.processes:
             lines += [
                 f"  Temporal UI  {self.temporal_ui_url}",
@@ -609,7 +611,10 @@ class Stack:
             lines.append(f"  Simulator    {self.simulator_url}")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
         if "api" in self.processes:
-            lines += ["", "Create a payment:", f"  {curl}"]
+            stream = (
+                f"curl -N {api}/v1/payments/<id>/stream -H 'Authorization: Bearer {self.api_key}'"
+            )
+            lines += ["", "Create a payment:", f"  {curl}", "Watch one:", f"  {stream}"]
         lines += ["", "Ctrl-C stops everything.", ""]
         return "\n".join(lines)
 
