@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import demo, errors, reconciliation, routes, streaming, webhooks
+from api.limits import BodySizeLimit
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodySizeLimit)
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(streaming.router)

@@ -6,6 +6,7 @@ The client is made once per process in the lifespan and handed out through
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated
@@ -33,10 +34,13 @@ ClientDep = Annotated[Client, Depends(get_client)]
 
 
 def _merchant_for_key(settings: Settings, presented: str) -> str | None:
-    # Compare against every key in constant time so timing says nothing.
+    """The merchant of a presented key. Settings may hold keys as they are or as
+    ``sha256:<hex digest>``; every one is compared, in constant time."""
+    digest = "sha256:" + hashlib.sha256(presented.encode()).hexdigest()
     found = None
     for key, merchant in settings.api_keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
+        candidate = digest if key.startswith("sha256:") else presented
+        if hmac.compare_digest(key.encode(), candidate.encode()):
             found = merchant
     return found
 

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from api import engine, prefer
 from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
 from api.errors import InvalidRequest, ServiceUnavailable, from_validation_error
+from api.limits import MAX_JSON_DEPTH, json_depth
 from api.prefer import PreferWait
 from payments.cards import find_card_number
 from payments.ids import client_secret, fingerprint, payment_id_for, refund_id_for
@@ -49,6 +50,10 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(400, "json_too_deep", "the request body nests too deeply")
+
+
 async def parse_body(request: Request, model: type[M], *, required: bool = True) -> M:
     """Parse a JSON body into ``model``: card numbers first, then the model's rules."""
     raw = await request.body()
@@ -60,6 +65,10 @@ async def parse_body(request: Request, model: type[M], *, required: bool = True)
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest(400, "invalid_json", "the request body is not valid JSON") from None
+    except RecursionError:
+        raise _too_deep() from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise _too_deep()
     if not isinstance(data, dict):
         raise InvalidRequest(400, "invalid_json", "the request body must be a JSON object")
     param = find_card_number(data)
