@@ -39,8 +39,9 @@ def _merchant_for_key(settings: Settings, presented: str) -> str | None:
     digest = "sha256:" + hashlib.sha256(presented.encode()).hexdigest()
     found = None
     for key, merchant in settings.api_keys.items():
-        candidate = digest if key.startswith("sha256:") else presented
-        if hmac.compare_digest(key.encode(), candidate.encode()):
+        hashed = key.lower().startswith("sha256:")
+        configured, candidate = (key.lower(), digest) if hashed else (key, presented)
+        if hmac.compare_digest(configured.encode(), candidate.encode()):
             found = merchant
     return found
 

@@ -30,7 +30,7 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
+        if length and (not length.isdigit() or len(length) > 12 or int(length) > self.limit):
             error = too_large()
             body = json.dumps(error.body()).encode()
             await send(

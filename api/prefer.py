@@ -29,7 +29,7 @@ def parse_wait(header: str | None) -> int | None:
         if match is None:
             continue
         value = match.group(1).strip('"')
-        if not value.isdigit() or len(value) > 6:
+        if not re.fullmatch(r"[0-9]{1,6}", value):
             raise InvalidRequest(
                 400,
                 "invalid_prefer_header",

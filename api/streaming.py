@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, TypeVar
 
@@ -118,7 +119,7 @@ async def payment_stream(
 
 def _last_event_id(header: str | None, query: int | None) -> int:
     # A browser's reconnect sends the header; it wins over the URL it reuses.
-    if header and header.strip().isdigit():
+    if header and re.fullmatch(r"[0-9]{1,18}", header.strip()):
         return int(header.strip())
     return query or 0
 

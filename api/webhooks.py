@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -38,7 +39,7 @@ def verify_signature(
     signatures: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
+        if key == "t" and re.fullmatch(r"[0-9]{1,12}", value):
             timestamp = int(value)
         elif key == "v1" and value:
             signatures.append(value)

@@ -82,6 +82,18 @@ def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
     return None, {"message": str(cause or err)}
 
 
+# Operators' signals take whatever they are sent: a wrong count of inputs is
+# refused as an event rather than a TypeError that would fail every task.
+_TOO_MANY = object()
+_ONE_INPUT = ("invalid_signal", "send one JSON object as --input")
+
+
+def _one_input(payloads: tuple[Any, ...]) -> Any:
+    if len(payloads) > 1:
+        return _TOO_MANY
+    return payloads[0] if payloads else None
+
+
 def _invalid_signal(err: ValidationError) -> Problem:
     first = err.errors(include_input=False)[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
@@ -200,8 +212,10 @@ class PaymentWorkflow:
                 timeout_summary="authorization window",
             )
         except TimeoutError:
+            # Expiry is the decision: a capture or cancel arriving now is refused.
+            self._cancel = CancelPayment(reason="authorization window ended")
             self._emit("payment.expired", {"expired_at": workflow.now().isoformat()})
-            await self._void_then(S.CANCELED, reason="authorization window ended")
+            await self._void_then(S.CANCELED, reason=self._cancel.reason)
             return False
         if self._cancel is not None:
             await self._void_then(S.CANCELED, reason=self._cancel.reason)
@@ -508,7 +522,12 @@ class PaymentWorkflow:
     # check it here, so a malformed one becomes an event instead of vanishing.
 
     @workflow.signal(name="cancel")
-    def cancel_signal(self, payload: Any) -> None:
+    def cancel_signal(self, *payloads: Any) -> None:
+        payload = _one_input(payloads)
+        if payload is _TOO_MANY:
+            self._signal_refused("payment.cancel_failed", _ONE_INPUT, {})
+            return
+        # No --input at all is a plain cancel.
         try:
             request = CancelPayment.model_validate(payload or {})
         except ValidationError as err:
@@ -521,10 +540,19 @@ class PaymentWorkflow:
         self._request_cancel(request, source="signal")
 
     @workflow.signal(name="refund")
-    def refund_signal(self, payload: Any) -> None:
+    def refund_signal(self, *payloads: Any) -> None:
         refund_id = f"re_{workflow.uuid4().hex[:24]}"
+        payload = _one_input(payloads)
+        if payload is _TOO_MANY:
+            self._signal_refused("refund.failed", _ONE_INPUT, {"refund_id": refund_id})
+            return
+        if payload is None:
+            # Money moves only when asked for explicitly ({} refunds all that remains).
+            needs_input = ("invalid_signal", 'a refund needs --input, e.g. {"amount": 500}')
+            self._signal_refused("refund.failed", needs_input, {"refund_id": refund_id})
+            return
         try:
-            request = RefundPayment.model_validate(payload or {})
+            request = RefundPayment.model_validate(payload)
         except ValidationError as err:
             self._signal_refused("refund.failed", _invalid_signal(err), {"refund_id": refund_id})
             return
@@ -540,15 +568,17 @@ class PaymentWorkflow:
         self._emit(event_type, {**details, "code": code, "message": message, "source": "signal"})
 
     @workflow.signal(name="gateway_event")
-    def gateway_event(self, payload: Any) -> None:
+    def gateway_event(self, *payloads: Any) -> None:
         """A webhook from the gateway (verified by the API), recorded once per event id."""
         try:
-            event = GatewayEvent.model_validate(payload)
+            event = GatewayEvent.model_validate(_one_input(payloads))
         except ValidationError:
             return  # only the API sends these, and it sends them well-formed
         if event.id in self._state.gateway_event_ids:
             return
-        self._state.gateway_event_ids.append(event.id)
+        # Redeliveries come within days; the last hundred ids are plenty to
+        # recognise them, and the memo stays small.
+        self._state.gateway_event_ids = [*self._state.gateway_event_ids[-99:], event.id]
         self._emit(
             "payment.gateway_event",
             {"event_id": event.id, "type": event.type, "object_id": event.object_id},

@@ -343,3 +343,25 @@ async def test_a_long_wait_for_capture_continues_as_new(
         types = event_types(await stack.events(created.id))
         assert types[:2] == ["payment.requested", "payment.authorized"]
         assert types[-2:] == ["payment.capture_requested", "payment.captured"]
+
+
+async def test_signals_without_input_or_with_too_much_never_wedge(
+    dev_client: Client, task_queue: str
+) -> None:
+    async with running_stack(dev_client, task_queue) as stack:
+        paid = await stack.create()
+        await stack.wait_status(paid.id, "succeeded")
+        handle = dev_client.get_workflow_handle(paid.id)
+        await handle.signal("refund")  # `temporal workflow signal --name refund`, no --input
+        await handle.signal("refund", args=[{"amount": 5}, {"amount": 6}])
+        await handle.signal("refund", {"amount": 7})
+        done = await stack.wait_for(paid.id, lambda s: s.amount_refunded == 7)
+        # The workflow kept answering; the input-less refund was refused as an event.
+        assert await stack.query(paid.id) == done
+        refused = [e.data["code"] for e in await stack.events(paid.id) if e.type == "refund.failed"]
+        assert "invalid_signal" in refused
+
+        authorized = await stack.create(capture_method="manual")
+        await stack.wait_status(authorized.id, "requires_capture")
+        await dev_client.get_workflow_handle(authorized.id).signal("cancel")
+        await stack.wait_status(authorized.id, "canceled")

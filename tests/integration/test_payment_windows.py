@@ -71,3 +71,20 @@ async def test_a_capture_that_never_got_an_answer_is_looked_up(
         assert done.status == "succeeded" and done.amount_captured == 1999
         assert stack.kinds(created.id) == ["authorization", "capture"]
         assert "payment.capture_failed" not in event_types(await stack.events(created.id))
+
+
+async def test_no_capture_after_the_authorization_expired(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        created = await stack.create(capture_method="manual")
+        await stack.wait_status(created.id, "requires_capture")
+        # The void after expiry is slow: a capture arriving meanwhile must be refused.
+        stack.gateway.ledger.faults = Faults(latency_ms=3000)
+        await time_env.sleep(timedelta(days=7, minutes=1))
+        with pytest.raises(InvalidRequest) as refused:
+            await stack.update(created.id, "capture", CapturePayment(), PaymentState)
+        assert refused.value.code in ("payment_not_capturable", "payment_closed")
+        stack.gateway.ledger.faults = Faults()
+        await stack.wait_status(created.id, "canceled")
+        assert stack.kinds(created.id) == ["authorization", "void"]

@@ -41,6 +41,8 @@ def test_one_good_signature_among_several_passes() -> None:
         (f"t={int(NOW)},v1={sign(BODY + b' ', int(NOW))}", "signature_invalid"),
         (f"t={int(NOW) - 301},v1={sign(BODY, int(NOW) - 301)}", "signature_stale"),
         (f"t={int(NOW) + 301},v1={sign(BODY, int(NOW) + 301)}", "signature_stale"),
+        (f"t=\u00b2,v1={sign(BODY, int(NOW))}", "signature_invalid"),
+        (f"t={'9' * 400},v1={sign(BODY, int(NOW))}", "signature_invalid"),
     ],
 )
 def test_refusals(header: str | None, code: str) -> None:
