@@ -53,9 +53,11 @@ class ReconciliationActivities:
             references.add(execution.id)
         checked = 0
         mismatches = []
+        in_flight_ids = []
         for reference in sorted(references):
             payment = await self._payment(reference)
             if payment is not None and in_flight(payment):
+                in_flight_ids.append(reference)
                 continue
             # All of the payment's operations, not only the window's: a refund
             # made later belongs to the same payment.
@@ -63,7 +65,9 @@ class ReconciliationActivities:
             mismatches.extend(compare(reference, payment, theirs))
             checked += 1
             activity.heartbeat(checked)
-        return ReconciliationReport(window=window, checked=checked, mismatches=mismatches)
+        return ReconciliationReport(
+            window=window, checked=checked, mismatches=mismatches, in_flight=in_flight_ids
+        )
 
     async def _payment(self, payment_id: str) -> PaymentState | None:
         try:

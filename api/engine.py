@@ -297,25 +297,30 @@ async def wait_settled(
     Answered from the memo when it already holds; otherwise the workflow's
     ``wait_settled`` update says when what was asked of it is done.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     state = await get_payment(client, payment_id, merchant_id)
-    if done(state):
-        return state
-    handle = client.get_workflow_handle(payment_id)
-    try:
-        update = await handle.start_update(
-            "wait_settled",
-            WaitSettled(refund_id=refund_id),
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            result_type=PaymentState,
-        )
-        settled = await _within(seconds, update.result())
-    except WorkflowUpdateFailedError as err:
-        raise _update_refused(err) from None
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        settled = None  # closed meanwhile: read how it ended
-    return settled or await get_payment(client, payment_id, merchant_id)
+    # More than one round only when the payment moved to its next run meanwhile.
+    while not done(state) and loop.time() < deadline:
+        handle = client.get_workflow_handle(payment_id)
+        try:
+            update = await handle.start_update(
+                "wait_settled",
+                WaitSettled(refund_id=refund_id),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=PaymentState,
+            )
+            settled = await _within(deadline - loop.time(), update.result())
+        except WorkflowUpdateFailedError as err:
+            raise _update_refused(err) from None
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            settled = None  # closed meanwhile: read how it ended
+        state = settled or await get_payment(client, payment_id, merchant_id)
+        if settled is None:
+            break
+    return state
 
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:

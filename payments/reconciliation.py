@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from gateway.port import GatewayOperation
 from payments.models import PaymentState
@@ -33,9 +33,15 @@ class ReconciliationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime | None = None
-    end: datetime | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     lookback_seconds: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> ReconciliationRequest:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
 
 
 class Window(BaseModel):
@@ -57,6 +63,8 @@ class ReconciliationReport(BaseModel):
     window: Window
     checked: int
     mismatches: list[Mismatch] = Field(default_factory=list)
+    # Payments with work under way, left for the next run: named, not lost.
+    in_flight: list[str] = Field(default_factory=list)
 
 
 def _sum(operations: Iterable[GatewayOperation], kind: str) -> int:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from payments.names import RECONCILIATION_MISMATCHES
     from payments.reconciliation import ReconciliationReport, ReconciliationRequest, Window
 
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 # Payments whose last change is this recent may still be moving: a window ends
 # this long before the run starts, unless the caller says otherwise.
 SETTLE_GRACE = timedelta(seconds=30)
@@ -27,7 +28,10 @@ SETTLE_GRACE = timedelta(seconds=30)
 class ReconciliationWorkflow:
     @workflow.run
     async def run(self, request: ReconciliationRequest) -> ReconciliationReport:
-        end = request.end or workflow.now() - SETTLE_GRACE
+        # A scheduled run checks the window it was scheduled for, even when it
+        # starts late or catches up, so consecutive runs leave no gap.
+        scheduled = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        end = request.end or (scheduled or workflow.now()) - SETTLE_GRACE
         start = request.start or end - timedelta(seconds=request.lookback_seconds)
         window = Window(start=start, end=end)
         report = await workflow.execute_activity(

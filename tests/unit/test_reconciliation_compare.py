@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.port import GatewayOperation
 from payments.models import PaymentState
-from payments.reconciliation import compare, in_flight
+from payments.reconciliation import ReconciliationRequest, compare, in_flight
 from payments.status import PaymentStatus
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -92,3 +93,16 @@ def test_voided_cancel_is_clean_and_work_in_flight_is_recognised() -> None:
     assert compare("pay_a", canceled, [op("authorization", 1000), op("void", 1000)]) == []
     assert in_flight(payment(status=PaymentStatus.PROCESSING, amount_captured=0))
     assert not in_flight(payment())
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"start": "2026-11-26T10:00:00"},  # no timezone: which hour is that?
+        {"start": "2026-11-26T11:00:00Z", "end": "2026-11-26T10:00:00Z"},
+        {"lookback_seconds": 0},
+    ],
+)
+def test_windows_that_cannot_be_checked_are_refused(window: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ReconciliationRequest.model_validate(window)
