@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -163,3 +164,24 @@ async def found_in_visibility(client: Client, query: str) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn in this event loop on a free port; its URL.
+
+    Stopped on the way out, also when the test fails.
+    """
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", **options)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # surfaces why it could not start
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

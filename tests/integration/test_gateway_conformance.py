@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from support import serving
 
 from gateway.http_simulator import SimulatorGateway
 from gateway.port import (
@@ -79,23 +79,9 @@ class Subject:
 @pytest.fixture
 async def simulator_subject() -> AsyncIterator[Subject]:
     ledger = SimulatorLedger()
-    config = uvicorn.Config(
-        create_app(ledger),
-        port=0,
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if serving.done():
-                serving.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        gateway = SimulatorGateway(f"http://127.0.0.1:{port}", timeout=5)
+    app = create_app(ledger)
+    async with serving(app, access_log=False, lifespan="off", ws="none") as url:
+        gateway = SimulatorGateway(url, timeout=5)
 
         async def authorizations(reference: str) -> int:
             return sum(op.kind == "authorization" for op in ledger.ledger(reference))
@@ -121,9 +107,6 @@ async def simulator_subject() -> AsyncIterator[Subject]:
             )
         finally:
             await gateway.aclose()
-    finally:
-        server.should_exit = True
-        await serving
 
 
 # -- localstripe ----------------------------------------------------------------

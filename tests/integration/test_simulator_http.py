@@ -4,14 +4,13 @@ test controls of CONTRACT §8."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
+from support import serving
 
 from gateway.http_simulator import SimulatorGateway
 from gateway.port import (
@@ -36,32 +35,16 @@ class Simulator:
 @pytest.fixture
 async def simulator() -> AsyncIterator[Simulator]:
     ledger = SimulatorLedger()
-    config = uvicorn.Config(
-        create_app(ledger),
-        port=0,  # any free port; read back once the server is listening
-        log_level="critical",
-        access_log=False,
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if serving.done():
-                serving.result()  # surfaces why it could not start
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=5) as control:
-            gateway = SimulatorGateway(url, timeout=2)
-            try:
-                yield Simulator(ledger, url, control, gateway)
-            finally:
-                await gateway.aclose()
-    finally:
-        server.should_exit = True
-        await serving
+    app = create_app(ledger)
+    async with (
+        serving(app, access_log=False, lifespan="off", ws="none") as url,
+        httpx.AsyncClient(base_url=url, timeout=5) as control,
+    ):
+        gateway = SimulatorGateway(url, timeout=2)
+        try:
+            yield Simulator(ledger, url, control, gateway)
+        finally:
+            await gateway.aclose()
 
 
 async def _authorize(

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import uvicorn
-from support import running_stack
+from support import running_stack, serving
 from temporalio.client import Client
 
 from api.app import create_app
@@ -18,49 +17,37 @@ from payments.settings import Settings
 async def test_abandoned_streams_leave_nothing_behind(dev_client: Client, task_queue: str) -> None:
     settings = Settings(task_queue=task_queue, stream_keepalive_seconds=0.1)
     app = create_app(settings, client=dev_client)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
+    headers = {"Authorization": "Bearer sk_test_demo"}
+    async with (
+        serving(app) as url,
+        running_stack(dev_client, task_queue),
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http,
+    ):
+        created = await http.post(
+            "/v1/payments",
+            json={
+                "amount": 500,
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "capture_method": "manual",
+            },
+            headers={"Prefer": "wait=10"},
+        )
+        path = f"/v1/payments/{created.json()['id']}/stream"
+        baseline = len(asyncio.all_tasks())
+        for _ in range(100):
+            # follow=true keeps the stream open: it is waiting on the history.
+            async with (
+                httpx.AsyncClient(base_url=http.base_url, headers=headers) as one,
+                one.stream("GET", path, params={"follow": "true"}) as response,
+            ):
+                # A keep-alive means the server sent the past and now waits on
+                # Temporal's history long-poll: drop the stream right there.
+                lines = response.aiter_lines()
+                while not (await anext(lines)).startswith(": keep-alive"):
+                    pass
+        for _ in range(100):
+            if len(asyncio.all_tasks()) <= baseline:
                 break
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        headers = {"Authorization": "Bearer sk_test_demo"}
-        async with (
-            running_stack(dev_client, task_queue),
-            httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
-            ) as http,
-        ):
-            created = await http.post(
-                "/v1/payments",
-                json={
-                    "amount": 500,
-                    "currency": "usd",
-                    "payment_method": "pm_card_visa",
-                    "capture_method": "manual",
-                },
-                headers={"Prefer": "wait=10"},
-            )
-            path = f"/v1/payments/{created.json()['id']}/stream"
-            baseline = len(asyncio.all_tasks())
-            for _ in range(100):
-                # follow=true keeps the stream open: it is waiting on the history.
-                async with (
-                    httpx.AsyncClient(base_url=http.base_url, headers=headers) as one,
-                    one.stream("GET", path, params={"follow": "true"}) as response,
-                ):
-                    # A keep-alive means the server sent the past and now waits on
-                    # Temporal's history long-poll: drop the stream right there.
-                    lines = response.aiter_lines()
-                    while not (await anext(lines)).startswith(": keep-alive"):
-                        pass
-            for _ in range(100):
-                if len(asyncio.all_tasks()) <= baseline:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
-    finally:
-        server.should_exit = True
-        await serving
+            await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
