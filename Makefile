@@ -40,9 +40,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-# Re-record the replay corpus (tests/histories/) after an intended workflow change.
+# Re-record the replay corpus (tests/histories/); SCENARIOS="a b" records only those.
 histories: $(STAMP)
-	$(BIN)/python tests/histories/record.py
+	$(BIN)/python tests/histories/record.py $(SCENARIOS)
 
 bench: $(STAMP)
 	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench; \
