@@ -182,13 +182,20 @@ class PaymentState(BaseModel):
         )
 
     @property
-    def refund_pending(self) -> int:
-        return sum(r.amount for r in self.refunds if r.status == "pending")
+    def refund_reserved(self) -> int:
+        """Refunds that may still pay out: pending ones, and failed ones whose
+        outcome the gateway never told us (code ``outcome_unknown``)."""
+        return sum(
+            r.amount
+            for r in self.refunds
+            if r.status == "pending"
+            or (r.status == "failed" and r.failure and r.failure.code == "outcome_unknown")
+        )
 
     @property
     def refundable_amount(self) -> int:
-        """What may still be refunded, counting refunds not yet settled."""
-        return self.amount_captured - self.amount_refunded - self.refund_pending
+        """What may still be refunded: never money that may already be on its way back."""
+        return self.amount_captured - self.amount_refunded - self.refund_reserved
 
 
 INTERNAL_FIELDS = frozenset({"merchant_id", "authorization_id", "gateway_event_ids"})

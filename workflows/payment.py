@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 S = PaymentStatus
+OUTCOME_UNKNOWN = "outcome_unknown"
 Problem = tuple[str, str]  # (error code, message)
 
 
@@ -241,11 +242,16 @@ class PaymentWorkflow:
         except ActivityError as err:
             error_type, details = _failure_details(err)
             # Retries ran out without an answer: the capture may have happened.
-            capture = await self._committed("capture", error_type)
-            if capture is None:
+            found, known = await self._committed("capture", error_type)
+            if found is not None:
+                capture = found
+            else:
+                # Unknown: the void that follows is refused by the gateway if the
+                # capture did happen, and reconciliation then reports it.
+                code = details.get("code", "capture_failed") if known else OUTCOME_UNKNOWN
                 failure = Failure(
                     type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
-                    code=details.get("code", "capture_failed"),
+                    code=code,
                     decline_code=details.get("decline_code"),
                     message=details["message"],
                 )
@@ -268,15 +274,18 @@ class PaymentWorkflow:
             status=S.SUCCEEDED,
         )
 
-    async def _committed(self, step: str, error_type: str | None) -> GatewayResult | None:
-        """After a step failed: what the gateway committed for it, if anything.
+    async def _committed(
+        self, step: str, error_type: str | None
+    ) -> tuple[GatewayResult | None, bool]:
+        """After a step failed: (what the gateway committed for it, whether we know).
 
         A permanent refusal committed nothing. Otherwise the step gave up
         without an answer (timeouts, resets, 5xx for as long as it tried), so
-        ask the gateway before deciding it failed.
+        ask the gateway before deciding it failed; if even that gets no
+        answer, the outcome stays unknown.
         """
         if error_type in retries.PERMANENT_ERROR_TYPES:
-            return None
+            return None, True
         try:
             found: GatewayResult | None = await workflow.execute_activity(
                 "find_operation",
@@ -286,8 +295,8 @@ class PaymentWorkflow:
                 summary=f"look up {step}",
             )
         except ActivityError:
-            return None
-        return found
+            return None, False
+        return found, True
 
     async def _void(self, *, by_reference: bool = False) -> None:
         state = self._state
@@ -367,12 +376,14 @@ class PaymentWorkflow:
             )
         except ActivityError as err:
             error_type, details = _failure_details(err)
-            found = await self._committed(f"refund:{refund.id}", error_type)
+            found, known = await self._committed(f"refund:{refund.id}", error_type)
             if found is None:
                 refund.status = "failed"
                 refund.failure = Failure(
                     type="api_error",
-                    code=details.get("code", "refund_failed"),
+                    # An unknown outcome keeps its amount reserved (see
+                    # PaymentState.refundable_amount): it may have been paid out.
+                    code=details.get("code", "refund_failed") if known else OUTCOME_UNKNOWN,
                     message=details["message"],
                 )
                 self._emit(

@@ -275,8 +275,17 @@ def test_refundable_amount_counts_pending_refunds(
     captured: int, refunded: int, refunds: list[Refund], pending: int, refundable: int
 ) -> None:
     payment = state(amount_captured=captured, amount_refunded=refunded, refunds=refunds)
-    assert payment.refund_pending == pending
+    assert payment.refund_reserved == pending
     assert payment.refundable_amount == refundable
+
+
+def test_a_refund_of_unknown_outcome_stays_reserved() -> None:
+    unknown = refund("re_1", "failed", 300).model_copy(
+        update={"failure": Failure(type="api_error", code="outcome_unknown", message="no answer")}
+    )
+    payment = state(amount_captured=1000, amount_refunded=0, refunds=[unknown])
+    # It may have been paid out: it cannot be refunded a second time.
+    assert payment.refundable_amount == 700
 
 
 def payment_input(carried: PaymentState | None) -> PaymentInput:
