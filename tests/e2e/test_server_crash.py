@@ -1,0 +1,62 @@
+"""The Temporal dev server killed (SIGKILL) with payments in flight, on a
+stack of its own: `make run`'s supervisor restarts it on the same SQLite
+file; payments made before are still there, the ones in flight finish with
+one authorization and one capture, and new ones work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from support import simulator_ledger
+
+from devstack import Stack, StackConfig
+
+VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig.on_free_ports(tmp_path_factory.mktemp("crash-stack"))
+    with Stack(config, output=lambda line: None) as stack:
+        yield stack
+
+
+async def status_of(http: httpx.AsyncClient, payment_id: str, want: str) -> str:
+    status = ""
+    for _ in range(600):  # the API and worker reconnect on their own
+        try:
+            response = await http.get(f"/v1/payments/{payment_id}")
+            status = response.json().get("status", "") if response.status_code == 200 else ""
+        except httpx.TransportError:
+            status = ""
+        if status == want:
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def test_temporal_killed_with_payments_in_flight(own_stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {own_stack.api_key}"}
+    async with (
+        httpx.AsyncClient(base_url=own_stack.api_url, headers=headers, timeout=30) as http,
+        httpx.AsyncClient(base_url=own_stack.simulator_url) as simulator,
+    ):
+        before = (await http.post("/v1/payments", json=VISA, headers={"Prefer": "wait=10"})).json()
+        assert before["status"] == "succeeded"
+        await simulator.put("/_faults", json={"latency_ms": 1000})
+        in_flight = [(await http.post("/v1/payments", json=VISA)).json()["id"] for _ in range(3)]
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(own_stack.kill, "temporal")
+        await asyncio.to_thread(own_stack.wait_ready, "temporal", 90)
+        await simulator.delete("/_faults")
+
+        assert await status_of(http, before["id"], "succeeded") == "succeeded"
+        for payment_id in in_flight:
+            assert await status_of(http, payment_id, "succeeded") == "succeeded"
+            kinds = [e["kind"] for e in await simulator_ledger(own_stack.simulator_url, payment_id)]
+            assert kinds == ["authorization", "capture"], (payment_id, kinds)
+        after = await http.post("/v1/payments", json=VISA, headers={"Prefer": "wait=10"})
+        assert after.json()["status"] == "succeeded"
