@@ -74,8 +74,8 @@ def merchant(request: Request, settings: SettingsDep) -> str:
 class Reader:
     """Who may read one payment: its merchant, or a browser holding its client secret."""
 
+    # None: a browser holding the payment's client secret (checked already).
     merchant_id: str | None
-    payment_id: str | None = None
 
 
 def reader_for(
@@ -87,7 +87,7 @@ def reader_for(
     key = settings.client_secret_key.get_secret_value().encode()
     if not verify_client_secret(payment_id, client_secret, key):
         raise AuthenticationFailed("invalid_client_secret", "the client secret is not valid")
-    return Reader(merchant_id=None, payment_id=payment_id)
+    return Reader(merchant_id=None)
 
 
 def reader(
