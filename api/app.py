@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import demo, errors, reconciliation, routes, streaming, webhooks
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, RateLimiter
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.add_middleware(BodySizeLimit)
     errors.install(app)
     app.include_router(routes.router)

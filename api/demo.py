@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from temporalio.client import Client
 
 from api import engine
-from api.deps import ClientDep, SettingsDep, reader_for
+from api.deps import ClientDep, SettingsDep, reader_for, spend
 from api.errors import InvalidRequest, not_found
 from api.routes import parse_body, render
 from payments.ids import fingerprint, payment_id_for, refund_id_for
@@ -68,6 +68,8 @@ async def config(settings: SettingsDep, client: ClientDep) -> dict[str, Any]:
 @router.post("/demo/payments")
 async def create(request: Request, settings: SettingsDep, client: ClientDep) -> JSONResponse:
     merchant_id = _demo_merchant(settings)
+    # The page is public: every visitor draws from the demo merchant's one bucket.
+    spend(request, merchant_id)
     body = await parse_body(request, CreatePayment)
     state, _ = await engine.start_payment(
         client,

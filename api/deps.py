@@ -15,6 +15,7 @@ from fastapi import Depends, Query, Request
 from temporalio.client import Client
 
 from api.errors import AuthenticationFailed
+from api.limits import RateLimiter
 from payments.ids import verify_client_secret
 from payments.settings import Settings
 
@@ -66,8 +67,16 @@ def merchant_for(settings: Settings, authorization: str | None) -> str:
     return merchant_id
 
 
+def spend(request: Request, bucket: str) -> None:
+    """One request against ``bucket``'s rate limit (a merchant id), or 429."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.take(bucket)
+
+
 def merchant(request: Request, settings: SettingsDep) -> str:
-    return merchant_for(settings, request.headers.get("authorization"))
+    merchant_id = merchant_for(settings, request.headers.get("authorization"))
+    spend(request, merchant_id)
+    return merchant_id
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,10 @@ def reader(
     payment_id: str,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
-    return reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
+    found = reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
+    # A browser holding a client secret reads one payment; it gets that payment's bucket.
+    spend(request, found.merchant_id or f"client_secret:{payment_id}")
+    return found
 
 
 def operator(request: Request, settings: SettingsDep) -> None:

@@ -4,6 +4,7 @@
     ├── InvalidRequest      400 / 404 / 409 / 413 / 422, ``invalid_request_error``
     ├── AuthenticationFailed  401, ``authentication_error``
     ├── IdempotencyConflict   409, ``idempotency_error``
+    ├── RateLimited           429, ``rate_limit_error``, with ``Retry-After``
     └── ServiceUnavailable    503, ``api_error``
 
 No handler ever puts a stack trace, an input value or a card number in a body.
@@ -47,6 +48,9 @@ class ApiError(Exception):
             }
         }
 
+    def headers(self) -> dict[str, str] | None:
+        return None
+
 
 class InvalidRequest(ApiError):
     type = "invalid_request_error"
@@ -60,10 +64,27 @@ class AuthenticationFailed(ApiError):
     status_code = 401
     type = "authentication_error"
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
 
 class IdempotencyConflict(ApiError):
     status_code = 409
     type = "idempotency_error"
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    type = "rate_limit_error"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "rate_limited", f"too many requests for this merchant; retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ApiError):
@@ -97,8 +118,7 @@ def from_validation_error(err: ValidationError | RequestValidationError) -> Inva
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,13 +1,22 @@
-"""Request size limits: a body over 64 KiB is refused with ``413`` before the
-app reads it into memory, whether it announces its length or streams it."""
+"""What one caller may ask of the service.
+
+A body over 64 KiB is refused with ``413`` before the app reads it into memory,
+whether it announces its length or streams it. Each merchant draws from a token
+bucket (``PAYMENTS_RATE_LIMIT_PER_SECOND``, ``PAYMENTS_RATE_LIMIT_BURST``);
+an empty bucket answers ``429`` with ``Retry-After`` before Temporal is asked
+anything, so one merchant cannot flood the engine the others share.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import InvalidRequest
+from api.errors import InvalidRequest, RateLimited
 
 MAX_BODY_BYTES = 64 * 1024
 # Deeper JSON than any request of ours needs is refused (and never recursed into).
@@ -74,3 +83,27 @@ def json_depth(value: object, limit: int = MAX_JSON_DEPTH) -> int:
             if isinstance(child, dict | list)
         ]
     return depth
+
+
+class RateLimiter:
+    """One token bucket per merchant, in this process: ``rate`` tokens a second,
+    holding at most ``burst``. With several API processes behind a balancer the
+    service-wide limit is their sum."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, merchant_id: str) -> None:
+        """Spend one token of ``merchant_id``'s bucket, or raise :class:`RateLimited`."""
+        now = self._clock()
+        tokens, then = self._buckets.get(merchant_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if tokens < 1.0:
+            self._buckets[merchant_id] = (tokens, now)
+            raise RateLimited(retry_after=max(1, math.ceil((1.0 - tokens) / self.rate)))
+        self._buckets[merchant_id] = (tokens - 1.0, now)

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr = SecretStr("whsec_local_dev_only")
     stripe_webhook_tolerance_seconds: float = Field(default=300, gt=0)
 
+    # Each merchant's token bucket in each API process: requests a second, and
+    # how many may come at once after a quiet spell. Over it: 429, Retry-After.
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 

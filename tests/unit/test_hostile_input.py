@@ -1,5 +1,5 @@
 """Hostile input, refused before anything runs: oversized and deep bodies,
-and API keys configured as hashes."""
+API keys configured as hashes, and a merchant over its rate limit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.limits import MAX_BODY_BYTES, json_depth
+from api.errors import RateLimited
+from api.limits import MAX_BODY_BYTES, RateLimiter, json_depth
 from payments.settings import Settings
 
 KEY = "sk_live_hashed_example"
@@ -71,3 +72,50 @@ async def test_hashed_api_keys(http: httpx.AsyncClient) -> None:
     # a bad body is refused first, proving the key was accepted.
     accepted = await http.post("/v1/payments", content=b"[", headers=AUTH)
     assert accepted.status_code == 400
+
+
+async def test_a_merchant_over_its_rate_limit_gets_429_and_others_do_not() -> None:
+    settings = Settings(
+        api_keys={"sk_test_flood": "flood", "sk_test_calm": "calm"},
+        rate_limit_per_second=0.5,
+        rate_limit_burst=3,
+    )
+    app = create_app(settings)
+    app.state.temporal_client = None  # refused before Temporal, or the test fails loudly
+    transport = httpx.ASGITransport(app=app)
+    bad = {"amount": 0, "currency": "usd", "payment_method": "pm_card_visa"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        flood = {"Authorization": "Bearer sk_test_flood"}
+        answers = [(await http.post("/v1/payments", json=bad, headers=flood)) for _ in range(5)]
+        calm = await http.post(
+            "/v1/payments", json=bad, headers={"Authorization": "Bearer sk_test_calm"}
+        )
+    assert [a.status_code for a in answers] == [422, 422, 422, 429, 429]
+    limited = answers[3]
+    assert limited.headers["retry-after"] == "2"
+    assert limited.json()["error"] == {
+        "type": "rate_limit_error",
+        "code": "rate_limited",
+        "message": "too many requests for this merchant; retry in 2 s",
+        "param": None,
+    }
+    assert calm.status_code == 422
+
+
+def test_the_bucket_refills_at_its_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=2, clock=lambda: now[0])
+    limiter.take("m")
+    limiter.take("m")
+    with pytest.raises(RateLimited) as refused:
+        limiter.take("m")
+    assert refused.value.retry_after == 1
+    now[0] = 0.5  # one token back
+    limiter.take("m")
+    with pytest.raises(RateLimited):
+        limiter.take("m")
+    now[0] = 100.0  # a long quiet spell refills to the burst, no further
+    limiter.take("m")
+    limiter.take("m")
+    with pytest.raises(RateLimited):
+        limiter.take("m")
