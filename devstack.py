@@ -34,10 +34,12 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
+from temporalio.client import Client
 
-from payments.names import SEARCH_ATTRIBUTES
+from payments.codec import generate_key
+from payments.names import CODEC_PATH, SEARCH_ATTRIBUTES
 from payments.settings import Settings
-from payments.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
+from payments.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, connect
 
 ROOT = Path(__file__).resolve().parent
 PROCESS_NAMES = ("temporal", "simulator", "worker", "api")
@@ -64,6 +66,14 @@ class StackInterrupted(StackError):
 
 
 # --- pure helpers -------------------------------------------------------------------
+
+
+def _signing_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _encryption_key() -> str:
+    return generate_key(f"local-{time.strftime('%Y%m%d')}").entry()
 
 
 def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
@@ -531,15 +541,35 @@ class Stack:
 
     def _local_defaults(self) -> None:
         """What a local stack wants unless the environment says otherwise: the
-        demo page on, as its own merchant, and a client-secret signing key of
-        its own, made once and kept in the data directory."""
+        demo page on, as its own merchant; a client-secret signing key and a
+        payload encryption key of its own, each made once and kept in the data
+        directory; and the codec endpoint open to the local UI, which has no
+        login to pass a key."""
         self.env.setdefault("PAYMENTS_DEMO_MERCHANT", "demo-page")
-        if "PAYMENTS_CLIENT_SECRET_KEY" not in self.env:
-            key_file = self.config.data_dir / "client_secret_key"
-            if not key_file.exists():
-                key_file.write_text(secrets.token_urlsafe(32))
-                key_file.chmod(0o600)
-            self.env["PAYMENTS_CLIENT_SECRET_KEY"] = key_file.read_text().strip()
+        self.env.setdefault("PAYMENTS_CODEC_ALLOW_ANONYMOUS", "true")
+        self._local_secret("PAYMENTS_CLIENT_SECRET_KEY", "client_secret_key", _signing_key)
+        self._local_secret("PAYMENTS_ENCRYPTION_KEYS", "encryption_keys", _encryption_key)
+
+    def _local_secret(self, variable: str, filename: str, make: Callable[[], str]) -> None:
+        if variable in self.env:
+            return
+        key_file = self.config.data_dir / filename
+        if not key_file.exists():
+            key_file.write_text(make())
+            key_file.chmod(0o600)
+        self.env[variable] = key_file.read_text().strip()
+
+    async def client(self) -> Client:
+        """A Temporal client for this stack, holding its keys as its children do."""
+        settings = Settings(encryption_keys=self.env.get("PAYMENTS_ENCRYPTION_KEYS", ""))
+        return await connect(settings, target_host=self.temporal_address, namespace=self.namespace)
+
+    @property
+    def codec_endpoint(self) -> str | None:
+        """Where the UI and CLI decode payloads, when this stack encrypts them."""
+        if "api" not in self._names or not self.env.get("PAYMENTS_ENCRYPTION_KEYS"):
+            return None
+        return f"{self.api_url}{CODEC_PATH}"
 
     def stop(self) -> None:
         self._stopping.set()
@@ -609,6 +639,8 @@ class Stack:
             ]
         if "simulator" in self.processes:
             lines.append(f"  Simulator    {self.simulator_url}")
+        if self.codec_endpoint:
+            lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
         if "api" in self.processes:
             stream = (
@@ -632,7 +664,7 @@ class Stack:
                 db_file=config.db_file,
                 namespace=config.namespace,
                 search_attributes=SEARCH_ATTRIBUTES,
-                extra_args=self.dev_server_args,
+                extra_args=[*self._codec_args(), *self.dev_server_args],
             )
             ports = [(config.temporal_host, config.temporal_port)]
             ports.append((config.temporal_host, config.ui_port))
@@ -662,6 +694,10 @@ class Stack:
             lambda _: http_ok(api_health),
             [(config.api_host, config.api_port)],
         )
+
+    def _codec_args(self) -> list[str]:
+        endpoint = self.codec_endpoint
+        return ["--ui-codec-endpoint", endpoint] if endpoint else []
 
     def _child(
         self,

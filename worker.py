@@ -19,6 +19,7 @@ from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities, ensure_schedule
 from gateway.factory import build_gateway
 from gateway.port import Gateway
+from payments.codec import EncryptionCodec
 from payments.settings import Settings
 from payments.temporal import connect
 from workflows.payment import PaymentWorkflow
@@ -44,7 +45,7 @@ def build_worker(client: Client, settings: Settings, gateway: Gateway, **options
 async def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    client = await connect()
+    client = await connect(settings)
     gateway = build_gateway(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -57,8 +58,14 @@ async def main() -> None:
                 "created the reconciliation schedule (every %s)", settings.reconciliation_interval
             )
         async with worker:
+            codec = client.data_converter.payload_codec
             log.info(
-                "worker ready on task queue %r (gateway: %s)", settings.task_queue, settings.gateway
+                "worker ready on task queue %r (gateway: %s, payloads %s)",
+                settings.task_queue,
+                settings.gateway,
+                f"encrypted with key {codec.active.key_id!r}"
+                if isinstance(codec, EncryptionCodec)
+                else "NOT encrypted",
             )
             await stop.wait()
             log.info("shutting down: finishing in-flight activities")

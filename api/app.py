@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import demo, errors, reconciliation, routes, streaming, webhooks
+from api.codec import MOUNT as CODEC_MOUNT
+from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter
 from payments.settings import Settings
 from payments.temporal import connect
@@ -23,7 +25,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
-        app.state.temporal_client = client or await connect(lazy=True)
+        app.state.temporal_client = client or await connect(settings, lazy=True)
         yield
 
     app = FastAPI(
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.include_router(reconciliation.router)
     app.include_router(webhooks.router)
     app.include_router(demo.router)
+    app.mount(CODEC_MOUNT, create_codec_app(settings))
     return app
 
 

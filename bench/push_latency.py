@@ -25,7 +25,6 @@ from temporalio.client import Client
 
 from devstack import Stack, StackConfig
 from payments import events
-from payments.temporal import connect
 
 RESULTS = Path(__file__).parent / "results"
 PAYMENTS = 100
@@ -114,7 +113,7 @@ def _progress(done: int, total: int) -> None:
 
 
 async def measure(stack: Stack, count: int = PAYMENTS) -> dict[str, Any]:
-    client = await connect(target_host=stack.temporal_address, namespace=stack.namespace)
+    client = await stack.client()
     headers = {"Authorization": f"Bearer {stack.api_key}"}
     sse: list[float] = []
     sdk: list[float] = []

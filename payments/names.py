@@ -34,3 +34,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
 PAYMENT_MEMO_KEY = "payment"
 EVENT_MEMO_KEY = "event"
 REQUEST_FINGERPRINT_MEMO_KEY = "request_fingerprint"
+
+# Where the API serves Temporal's codec-server protocol (api/codec.py); the UI and
+# CLI are pointed at it (`--ui-codec-endpoint`, `--codec-endpoint`).
+CODEC_PATH = "/codec"

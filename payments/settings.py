@@ -12,9 +12,14 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from payments.codec import EncryptionKey, parse_keys
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYMENTS_", extra="ignore")
+    # Errors name the setting, never echo its value: it may be a key.
+    model_config = SettingsConfigDict(
+        env_prefix="PAYMENTS_", extra="ignore", hide_input_in_errors=True
+    )
 
     # API key -> merchant id.
     api_keys: dict[str, str] = Field(default_factory=lambda: {"sk_test_demo": "demo"})
@@ -41,6 +46,16 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
 
+    # Seals every payload written to Temporal: "<key id>:<base64 32 bytes>", comma
+    # separated, the first one active. Empty: payloads are written in the clear.
+    # `make run` makes a key of its own in `.data/`. See payments/codec.py.
+    encryption_keys: SecretStr = SecretStr("")
+    # Origins (besides the Temporal UI's own) allowed to call /codec from a browser.
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    # /codec decrypts history for whoever calls it: by default it wants an
+    # operator key. The local UI has no login to pass one; `make run` opens it.
+    codec_allow_anonymous: bool = False
+
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 
@@ -61,6 +76,29 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr) -> SecretStr:
+        parse_keys(value.get_secret_value())  # a bad key stops the process at startup
+        return value
+
+    def encryption_key_list(self) -> list[EncryptionKey]:
+        return parse_keys(self.encryption_keys.get_secret_value())
+
+    def ui_origins(self) -> list[str]:
+        """Browser origins the codec endpoint answers: the Temporal UI's (under both
+        loopback names when it is local) and any configured."""
+        url = self.temporal_ui_url
+        default_port = {"http": 80, "https": 443}.get(url.scheme)
+        origin = f"{url.scheme}://{url.host}"
+        if url.port and url.port != default_port:
+            origin += f":{url.port}"
+        origins = [origin]
+        for alias, twin in (("127.0.0.1", "localhost"), ("localhost", "127.0.0.1")):
+            if url.host == alias:
+                origins.append(origin.replace(alias, twin, 1))
+        return [*origins, *self.codec_cors_origins]
 
     @field_validator("api_keys")
     @classmethod

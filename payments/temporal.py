@@ -3,19 +3,28 @@
 The connection is configured the Temporal way: ``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY`` and the SDK's TLS variables, read
 by :mod:`temporalio.envconfig`. Payloads use the pydantic data converter so
-models travel as themselves between API, workflow and activities.
+models travel as themselves between API, workflow and activities, sealed by
+the encryption codec when ``PAYMENTS_ENCRYPTION_KEYS`` is set.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
+
+from payments.codec import EncryptionCodec
+from payments.settings import Settings
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "default"
+
+log = logging.getLogger("payments")
 
 
 def connect_config() -> dict[str, Any]:
@@ -26,7 +35,18 @@ def connect_config() -> dict[str, Any]:
     return config
 
 
-async def connect(**overrides: Any) -> Client:
+def data_converter(settings: Settings) -> DataConverter:
+    keys = settings.encryption_key_list()
+    if not keys:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+
+
+async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
+    settings = settings or Settings()
+    converter = data_converter(settings)
+    if converter.payload_codec is None:
+        log.warning("PAYMENTS_ENCRYPTION_KEYS is empty: payloads reach Temporal unencrypted")
     config = connect_config()
     config.update(overrides)
-    return await Client.connect(data_converter=pydantic_data_converter, **config)
+    return await Client.connect(data_converter=converter, **config)

@@ -4,15 +4,16 @@ fresh data directory, shared by the e2e tests and always stopped."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 from temporalio.client import Client
 
 from devstack import Stack, StackConfig
-from payments.temporal import connect
 
 
 @pytest.fixture(scope="session")
@@ -73,4 +74,29 @@ async def slow_gateway(simulator: httpx.AsyncClient) -> AsyncIterator[None]:
 
 @pytest.fixture
 async def temporal(stack: Stack) -> Client:
-    return await connect(target_host=stack.temporal_address, namespace=stack.namespace)
+    return await stack.client()
+
+
+# -- headless Chromium: Debian's package, never a downloaded browser ------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()

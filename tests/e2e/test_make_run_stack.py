@@ -80,12 +80,14 @@ async def test_card_payment_succeeds_and_is_visible_in_temporal(
     assert await description.static_summary() == "19.99 USD · pm_card_visa · cus_42"
     # The UI's timeline names each gateway call with its amount.
     history = await temporal.get_workflow_handle(payment["id"]).fetch_history()
-    converter = temporal.data_converter.payload_converter
-    summaries = [
-        converter.from_payload(event.user_metadata.summary, str)
+    sealed = [
+        event.user_metadata.summary
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
+    # Sealed in history like every payload; the stack's keys open them.
+    assert {payload.metadata["encoding"] for payload in sealed} == {b"binary/encrypted"}
+    summaries = await temporal.data_converter.decode(sealed, [str, str])
     assert summaries == ["authorize 19.99 USD", "capture 19.99 USD"]
     query = f'WorkflowId = "{payment["id"]}" AND PaymentStatus = "succeeded"'
     assert await found_in_visibility(temporal, query)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from payments.names import SEARCH_ATTRIBUTES
+from payments.names import CODEC_PATH, SEARCH_ATTRIBUTES
 from payments.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +110,20 @@ def test_published_ports_match_the_settings_defaults(
     ui_port = _default("temporal_ui_url").port
     assert (ui_port, 8080) in _published(services["temporal-ui"])
     assert (api_port, simulator_port, ui_port) == (8000, 8100, 8233)
+
+
+def test_the_ui_decodes_through_the_apis_codec_endpoint(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    ui_env = _environment(services["temporal-ui"])
+    api_port = _default("api_port")
+    assert ui_env["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{api_port}{CODEC_PATH}"
+    # Worker and API seal and open with the same keys, or neither reads the other.
+    for name in ("worker", "api"):
+        assert "PAYMENTS_ENCRYPTION_KEYS" in _environment(services[name])
+    assert Settings(temporal_ui_url=ui_env["TEMPORAL_CORS_ORIGINS"]).ui_origins()[0] == (
+        "http://localhost:8233"
+    )
 
 
 def test_the_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
