@@ -15,6 +15,7 @@ from api import demo, errors, reconciliation, routes, streaming, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter
+from payments.cards import redact_card_numbers
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -48,15 +49,20 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
 
 class _RedactSecrets(logging.Filter):
-    """Access logs show request lines; a client secret in a query must not reach them."""
+    """Log lines quote request lines, client addresses and ids: no client secret
+    (in a query) and no card number (wherever a client put one) may reach them."""
 
     _SECRET = re.compile(r"(client_secret=)[^&\s\"]+")
 
+    def _clean(self, text: str) -> str:
+        return redact_card_numbers(self._SECRET.sub(r"\1[redacted]", text))
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._clean(record.msg)
         if record.args and isinstance(record.args, tuple):
             record.args = tuple(
-                self._SECRET.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                self._clean(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 
@@ -66,7 +72,13 @@ def main() -> None:
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("uvicorn.access").addFilter(_RedactSecrets())
+    redact = _RedactSecrets()
+    # uvicorn's loggers have handlers of their own (the WebSocket lines come from
+    # uvicorn.error); every other logger's records reach the root's handlers.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(redact)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

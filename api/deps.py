@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import AuthenticationFailed
@@ -33,18 +34,34 @@ def get_client(request: Request) -> Client:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientDep = Annotated[Client, Depends(get_client)]
 
+# These only declare the schemes in the OpenAPI document (so /docs can send a
+# key); the header itself is checked below, into the contract's 401.
+_merchant_key = HTTPBearer(
+    scheme_name="merchantKey", description="a merchant's API key", auto_error=False
+)
+_operator_key = HTTPBearer(
+    scheme_name="operatorKey", description="an operator key (back office)", auto_error=False
+)
+DeclaredKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_merchant_key)]
+DeclaredOperatorKey = Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_key)]
+
 
 def _merchant_for_key(settings: Settings, presented: str) -> str | None:
     """The merchant of a presented key. Settings may hold keys as they are or as
-    ``sha256:<hex digest>``; every one is compared, in constant time."""
-    digest = "sha256:" + hashlib.sha256(presented.encode()).hexdigest()
+    ``sha256:<hex digest>``; every one is compared, as digests of equal length
+    (so not even a key's length leaks), in constant time."""
+    digest = _digest(presented)
     found = None
     for key, merchant in settings.api_keys.items():
         hashed = key.lower().startswith("sha256:")
-        configured, candidate = (key.lower(), digest) if hashed else (key, presented)
-        if hmac.compare_digest(configured.encode(), candidate.encode()):
+        configured = key.lower() if hashed else _digest(key)
+        if hmac.compare_digest(configured.encode(), digest.encode()):
             found = merchant
     return found
+
+
+def _digest(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _bearer(header: str | None) -> str | None:
@@ -73,7 +90,7 @@ def spend(request: Request, bucket: str) -> None:
     limiter.take(bucket)
 
 
-def merchant(request: Request, settings: SettingsDep) -> str:
+def merchant(request: Request, settings: SettingsDep, _: DeclaredKey) -> str:
     merchant_id = merchant_for(settings, request.headers.get("authorization"))
     spend(request, merchant_id)
     return merchant_id
@@ -103,6 +120,7 @@ def reader(
     request: Request,
     settings: SettingsDep,
     payment_id: str,
+    _: DeclaredKey,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
     found = reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
@@ -111,14 +129,15 @@ def reader(
     return found
 
 
-def operator(request: Request, settings: SettingsDep) -> None:
+def operator(request: Request, settings: SettingsDep, _: DeclaredOperatorKey) -> None:
     """Back-office endpoints take an operator key, not a merchant's."""
     token = _bearer(request.headers.get("authorization"))
     if token is None:
         raise AuthenticationFailed("missing_api_key", "no API key given")
     valid = False
+    presented = _digest(token).encode()
     for key in settings.operator_api_keys:
-        valid |= hmac.compare_digest(key.encode(), token.encode())
+        valid |= hmac.compare_digest(_digest(key).encode(), presented)
     if not valid:
         raise AuthenticationFailed("invalid_api_key", "this endpoint needs an operator key")
 

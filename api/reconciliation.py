@@ -14,6 +14,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientDep, OperatorDep, SettingsDep
 from api.errors import ApiError, not_found
+from api.openapi import (
+    RETRY_AFTER,
+    V1_ERRORS,
+    ReconciliationCompleted,
+    ReconciliationRunning,
+    errors,
+)
 from api.routes import parse_body
 from payments import names
 from payments.reconciliation import ReconciliationReport, ReconciliationRequest
@@ -21,6 +28,16 @@ from payments.reconciliation import ReconciliationReport, ReconciliationRequest
 router = APIRouter(dependencies=[OperatorDep], tags=["reconciliation"])
 # An on-demand run answers within this; past it the caller reads the run later.
 RUN_WAIT_SECONDS = 50
+_RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ReconciliationCompleted, "description": "the run's report"},
+    202: {
+        "model": ReconciliationRunning,
+        "description": "the run is still going; read it later",
+        "headers": {"Retry-After": RETRY_AFTER},
+    },
+    # 500: the run itself failed.
+    **errors(*V1_ERRORS, 500),
+}
 
 
 def _running(run_id: str) -> JSONResponse:
@@ -34,6 +51,8 @@ def _report(report: ReconciliationReport) -> dict[str, Any]:
 
 @router.post(
     "/v1/reconciliation/runs",
+    responses=_RUN_RESPONSES,
+    response_model=None,
     openapi_extra={
         "requestBody": {
             "content": {"application/json": {"schema": ReconciliationRequest.model_json_schema()}}
@@ -60,7 +79,11 @@ async def run_now(request: Request, settings: SettingsDep, client: ClientDep) ->
         raise ApiError("reconciliation_failed", "the reconciliation run failed") from None
 
 
-@router.get("/v1/reconciliation/runs/{run_id}")
+@router.get(
+    "/v1/reconciliation/runs/{run_id}",
+    responses={**_RUN_RESPONSES, **errors(404)},
+    response_model=None,
+)
 async def read_run(run_id: str, client: ClientDep) -> Any:
     handle = client.get_workflow_handle(run_id, result_type=ReconciliationReport)
     try:

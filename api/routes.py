@@ -16,11 +16,26 @@ from api import engine, prefer
 from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
 from api.errors import InvalidRequest, ServiceUnavailable, from_validation_error
 from api.limits import MAX_JSON_DEPTH, json_depth
+from api.openapi import (
+    PAYMENT_ERRORS,
+    V1_ERRORS,
+    EventList,
+    Health,
+    Payment,
+    PaymentList,
+    RefundObject,
+    errors,
+    settled_or_accepted,
+)
 from api.prefer import PreferWait
+from payments import currencies
 from payments.cards import find_card_number
 from payments.ids import client_secret, fingerprint, payment_id_for, refund_id_for
 from payments.models import (
     INTERNAL_FIELDS,
+    MAX_METADATA_KEY_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LENGTH,
     CancelPayment,
     CapturePayment,
     CreatePayment,
@@ -42,9 +57,20 @@ IdempotencyKey = Annotated[
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    if model is CreatePayment:
+        # What CreatePayment's validators enforce beyond its types, so the
+        # document tells clients (and schemathesis) the whole rule.
+        properties = schema["properties"]
+        properties["currency"]["enum"] = sorted(currencies.MINOR_UNITS)
+        properties["metadata"].update(
+            maxProperties=MAX_METADATA_KEYS,
+            propertyNames={"minLength": 1, "maxLength": MAX_METADATA_KEY_LENGTH},
+            additionalProperties={"type": "string", "maxLength": MAX_METADATA_VALUE_LENGTH},
+        )
     return {
         "requestBody": {
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": schema}},
             "required": model is CreatePayment,
         }
     }
@@ -113,7 +139,14 @@ def _payment_response(
 
 
 @router.post(
-    "/v1/payments", status_code=202, openapi_extra=_body_schema(CreatePayment), tags=["payments"]
+    "/v1/payments",
+    status_code=202,
+    openapi_extra=_body_schema(CreatePayment),
+    tags=["payments"],
+    responses={
+        **settled_or_accepted(Payment, "the payment"),
+        **errors(*V1_ERRORS, 409),
+    },
 )
 async def create_payment(
     request: Request,
@@ -142,7 +175,13 @@ async def create_payment(
     return _payment_response(state, settings, client.namespace, status_code, headers)
 
 
-@router.get("/v1/payments", tags=["payments"])
+@router.get(
+    "/v1/payments",
+    tags=["payments"],
+    # 404: ``starting_after`` names no payment of this merchant.
+    responses={200: {"model": PaymentList}, **errors(*PAYMENT_ERRORS)},
+    response_model=None,
+)
 async def list_payments(
     settings: SettingsDep,
     client: ClientDep,
@@ -173,7 +212,18 @@ def _settled(state: PaymentState) -> bool:
     return is_settled(state.status)
 
 
-@router.get("/v1/payments/{payment_id}", tags=["payments"])
+@router.get(
+    "/v1/payments/{payment_id}",
+    tags=["payments"],
+    responses={
+        200: {
+            "model": Payment,
+            "headers": {"ETag": {"schema": {"type": "string"}, "required": True}},
+        },
+        304: {"description": "unchanged since the `If-None-Match` ETag"},
+        **errors(*PAYMENT_ERRORS),
+    },
+)
 async def get_payment(
     payment_id: str,
     request: Request,
@@ -195,7 +245,12 @@ async def get_payment(
     return JSONResponse(body, headers=headers)
 
 
-@router.get("/v1/payments/{payment_id}/events", tags=["payments"])
+@router.get(
+    "/v1/payments/{payment_id}/events",
+    tags=["payments"],
+    responses={200: {"model": EventList}, **errors(*PAYMENT_ERRORS)},
+    response_model=None,
+)
 async def list_events(payment_id: str, client: ClientDep, reader: ReaderDep) -> dict[str, Any]:
     found = await engine.payment_events(client, payment_id, reader.merchant_id)
     return {"object": "list", "data": [event.model_dump(mode="json") for event in found]}
@@ -230,6 +285,7 @@ async def _decide(
     status_code=202,
     openapi_extra=_body_schema(CapturePayment),
     tags=["payments"],
+    responses={**settled_or_accepted(Payment, "the payment"), **errors(*PAYMENT_ERRORS, 409)},
 )
 async def capture_payment(
     payment_id: str,
@@ -260,6 +316,7 @@ async def capture_payment(
     status_code=202,
     openapi_extra=_body_schema(CancelPayment),
     tags=["payments"],
+    responses={**settled_or_accepted(Payment, "the payment"), **errors(*PAYMENT_ERRORS, 409)},
 )
 async def cancel_payment(
     payment_id: str,
@@ -290,6 +347,7 @@ async def cancel_payment(
     status_code=202,
     openapi_extra=_body_schema(RefundPayment),
     tags=["refunds"],
+    responses={**settled_or_accepted(RefundObject, "the refund"), **errors(*PAYMENT_ERRORS, 409)},
 )
 async def refund_payment(
     payment_id: str,
@@ -327,7 +385,12 @@ async def refund_payment(
     )
 
 
-@router.get("/healthz", tags=["health"])
+@router.get(
+    "/healthz",
+    tags=["health"],
+    responses={200: {"model": Health}, **errors(503)},
+    response_model=None,
+)
 async def healthz(client: ClientDep) -> dict[str, str]:
     if not await engine.healthy(client):
         raise ServiceUnavailable("temporal_unavailable", "the payment engine is unreachable")

@@ -26,6 +26,7 @@ from temporalio.client import Client
 from api import engine
 from api.deps import ClientDep, ReaderDep, SettingsDep, reader_for
 from api.errors import ApiError
+from api.openapi import PAYMENT_ERRORS, SSE_EVENT, errors
 from payments import events
 from payments.models import Event
 from payments.settings import Settings
@@ -147,7 +148,14 @@ def _sse(event: Event | None) -> str:
     "/v1/payments/{payment_id}/stream",
     tags=["payments"],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "description": "the payment's events as Server-Sent Events, past then live",
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+        },
+        204: {"description": "after `Last-Event-ID` there is nothing left to send"},
+        **errors(*PAYMENT_ERRORS),
+    },
 )
 async def stream_events(
     payment_id: str,

@@ -5,7 +5,8 @@ within the tolerance and an HMAC-SHA256 of ``"<t>.<body>"`` under the
 endpoint secret, compared in constant time. A believed event is delivered to
 its payment's workflow as the ``gateway_event`` signal; the workflow records
 each event id once, so Stripe's retries and replays change nothing. Anything
-else is refused (``400``) and changes nothing.
+else is refused (``400``) and changes nothing, as is an event whose ids look
+like a card number (they would be recorded and logged).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ClientDep, SettingsDep
 from api.errors import InvalidRequest
+from api.openapi import WebhookReceipt, errors
+from payments.cards import find_card_number
 from payments.models import GatewayEvent
 
 router = APIRouter(tags=["webhooks"])
@@ -54,7 +57,8 @@ def verify_signature(
     # Check every candidate, so the time taken says nothing about which one matched.
     matched = False
     for candidate in signatures:
-        matched |= hmac.compare_digest(expected, candidate)
+        # As bytes: a header may hold non-ASCII, which compare_digest refuses in a str.
+        matched |= hmac.compare_digest(expected.encode(), candidate.encode())
     if not matched:
         raise InvalidRequest(400, "signature_invalid", "the signature does not match")
 
@@ -75,7 +79,27 @@ def _event(body: bytes) -> GatewayEvent | None:
         return None
 
 
-@router.post("/v1/gateway/webhooks/stripe")
+@router.post(
+    "/v1/gateway/webhooks/stripe",
+    responses={200: {"model": WebhookReceipt}, **errors(400, 413, 429, 503)},
+    response_model=None,
+    # Read raw (the signature covers the exact bytes), so declared here by hand.
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Stripe-Signature",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "`t=<unix time>,v1=<HMAC-SHA256 of '<t>.<body>'>`",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 async def stripe_webhook(request: Request, settings: SettingsDep, client: ClientDep) -> Any:
     body = await request.body()
     verify_signature(
@@ -87,6 +111,12 @@ async def stripe_webhook(request: Request, settings: SettingsDep, client: Client
     event = _event(body)
     if event is None:
         raise InvalidRequest(400, "invalid_event", "the body is not a Stripe event")
+    if find_card_number(event.model_dump()) is not None:
+        # What is kept of an event (ids, type) goes into history and logs; Stripe
+        # never sends card numbers, so an event that holds one there is refused.
+        raise InvalidRequest(
+            400, "card_number_refused", "the event holds what looks like a card number"
+        )
     if event.payment_id is None:
         return {"received": True, "delivered": False}
     try:

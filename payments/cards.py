@@ -44,6 +44,24 @@ def contains_card_number(text: str) -> bool:
     return False
 
 
+# A digit run as log lines quote it: grouped by spaces, dashes, or what a URL
+# makes of them ("+", "%20", "%2D").
+_QUOTED_RUN = re.compile(r"(?<!\d)\d(?:(?:[ +-]|%20|%2[dD])?\d)*")
+_URL_SEPARATOR = re.compile(r"\+|%20|%2[dD]")
+REDACTED = "[card number]"
+
+
+def redact_card_numbers(text: str) -> str:
+    """``text`` with every digit run that holds a card number replaced by
+    ``[card number]``: for log lines, which quote paths, queries and addresses."""
+
+    def mask(match: re.Match[str]) -> str:
+        run = match.group()
+        return REDACTED if contains_card_number(_URL_SEPARATOR.sub(" ", run)) else run
+
+    return _QUOTED_RUN.sub(mask, text)
+
+
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value

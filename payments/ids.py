@@ -49,7 +49,8 @@ def client_secret(payment_id: str, key: bytes) -> str:
 
 
 def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
-    return hmac.compare_digest(client_secret(payment_id, key), secret)
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    return hmac.compare_digest(client_secret(payment_id, key).encode(), secret.encode())
 
 
 def idempotency_key(payment_id: str, step: str) -> str:

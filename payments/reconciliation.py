@@ -19,13 +19,18 @@ Mismatch kinds:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.port import GatewayOperation
 from payments.models import PaymentState
 from payments.status import PaymentStatus
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_LOOKBACK_SECONDS = 10 * 366 * 24 * 3600
+_WINDOW_RANGE = "must lie between 1970 and 9000"
 
 
 class ReconciliationRequest(BaseModel):
@@ -35,7 +40,30 @@ class ReconciliationRequest(BaseModel):
 
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
-    lookback_seconds: float = Field(default=3600, gt=0)
+    # Strict, as the API documents them: a number is not a time, text is not seconds.
+    lookback_seconds: float = Field(default=3600, gt=0, le=MAX_LOOKBACK_SECONDS, strict=True)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_8601(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 date-time with a time zone")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_utc_within_reason(cls, value: datetime | None) -> datetime | None:
+        # The workflow does arithmetic on these: near datetime's limits it would
+        # raise OverflowError on every workflow task, and the run would never end.
+        if value is None:
+            return None
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(_WINDOW_RANGE) from None
+        if not EARLIEST <= utc < LATEST:
+            raise ValueError(_WINDOW_RANGE)
+        return utc
 
     @model_validator(mode="after")
     def _start_before_end(self) -> ReconciliationRequest:

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from payments.cards import contains_card_number, find_card_number, luhn_valid
+from payments.cards import (
+    contains_card_number,
+    find_card_number,
+    luhn_valid,
+    redact_card_numbers,
+)
 
 VISA = "4242424242424242"
 
@@ -97,3 +102,23 @@ def test_a_top_level_key_that_is_a_pan_is_found_without_echoing_it() -> None:
     path = find_card_number({"amount": 1999, VISA: "x"})
     assert path is not None
     assert VISA not in path
+
+
+@pytest.mark.parametrize(
+    ("line", "redacted"),
+    [
+        (
+            '127.0.0.1:5 - "GET /v1/payments?customer_id=4242424242424242 HTTP/1.1" 200',
+            '127.0.0.1:5 - "GET /v1/payments?customer_id=[card number] HTTP/1.1" 200',
+        ),
+        ("GET /v1/payments/4242%204242%204242%204242", "GET /v1/payments/[card number]"),
+        ("?q=4242+4242+4242+4242&x=1", "?q=[card number]&x=1"),
+        ("/v1/payments/pay_5555-5555-5555-4444/ws", "/v1/payments/pay_[card number]/ws"),
+        ("378282246310005:0 - GET /", "[card number]:0 - GET /"),
+        # Not card numbers: left as they are.
+        ("pay_abc 2026-11-26T10:00:00Z 1999 usd", "pay_abc 2026-11-26T10:00:00Z 1999 usd"),
+        ("4242424242424241", "4242424242424241"),
+    ],
+)
+def test_redact_card_numbers(line: str, redacted: str) -> None:
+    assert redact_card_numbers(line) == redacted

@@ -108,6 +108,8 @@ def test_client_secret() -> None:
     assert not verify_client_secret(pid, tampered, KEY)
     assert not verify_client_secret(pid, secret + "x", KEY)
     assert not verify_client_secret(pid, "", KEY)
+    # A browser can put anything in the query; non-ASCII is a wrong secret, not a crash.
+    assert not verify_client_secret(pid, "\u00e9" * len(secret), KEY)
 
 
 def test_idempotency_key() -> None:

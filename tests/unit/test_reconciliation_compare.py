@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -101,8 +101,21 @@ def test_voided_cancel_is_clean_and_work_in_flight_is_recognised() -> None:
         {"start": "2026-11-26T10:00:00"},  # no timezone: which hour is that?
         {"start": "2026-11-26T11:00:00Z", "end": "2026-11-26T10:00:00Z"},
         {"lookback_seconds": 0},
+        # Near datetime's limits the workflow's window arithmetic would overflow.
+        {"end": "0001-01-01T00:00:00Z"},
+        {"start": "9999-12-31T23:00:00-23:00"},
+        {"lookback_seconds": 1e300},
+        # What the API documents: a time is ISO 8601 text, seconds are a number.
+        {"start": 0},
+        {"lookback_seconds": "3600"},
     ],
 )
 def test_windows_that_cannot_be_checked_are_refused(window: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         ReconciliationRequest.model_validate(window)
+
+
+def test_a_window_is_kept_in_utc() -> None:
+    request = ReconciliationRequest.model_validate({"start": "2026-11-26T12:00:00+02:00"})
+    assert request.start == datetime(2026, 11, 26, 10, tzinfo=UTC)
+    assert request.start.utcoffset() == timedelta(0)

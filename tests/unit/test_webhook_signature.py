@@ -43,6 +43,8 @@ def test_one_good_signature_among_several_passes() -> None:
         (f"t={int(NOW) + 301},v1={sign(BODY, int(NOW) + 301)}", "signature_stale"),
         (f"t=\u00b2,v1={sign(BODY, int(NOW))}", "signature_invalid"),
         (f"t={'9' * 400},v1={sign(BODY, int(NOW))}", "signature_invalid"),
+        # A header is latin-1: a non-ASCII signature is wrong, not a crash.
+        (f"t={int(NOW)},v1=\u00e9", "signature_invalid"),
     ],
 )
 def test_refusals(header: str | None, code: str) -> None:

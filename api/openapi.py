@@ -1,0 +1,180 @@
+"""What the OpenAPI document says each route answers: the bodies of CONTRACT §4
+(payment, refund, lists, events, the error body) and, per route, every status
+it can give, so a client generated from ``/openapi.json`` (or schemathesis)
+knows them all.
+
+These models only describe responses; the routes build the bodies themselves
+(:func:`api.routes.render`). They forbid extra fields, so a body that grows a
+field the document does not name fails the schema tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from payments.models import Event, Failure, Refund
+from payments.reconciliation import ReconciliationReport
+from payments.status import PaymentStatus
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    type: Literal[
+        "invalid_request_error",
+        "authentication_error",
+        "idempotency_error",
+        "rate_limit_error",
+        "api_error",
+    ]
+    code: str
+    message: str
+    param: str | None
+
+
+class ErrorBody(_Body):
+    """Every error, whatever the status: ``{"error": {...}}``."""
+
+    error: ErrorDetail
+
+
+class PaymentLinks(_Body):
+    events: str
+    stream: str
+    temporal_ui: str
+
+
+class Payment(_Body):
+    id: str
+    object: Literal["payment"]
+    status: PaymentStatus
+    amount: int
+    currency: str
+    amount_capturable: int
+    amount_captured: int
+    amount_refunded: int
+    capture_method: Literal["automatic", "manual"]
+    payment_method: str
+    customer_id: str | None
+    description: str | None
+    metadata: dict[str, str]
+    failure: Failure | None
+    refunds: list[Refund]
+    client_secret: str
+    created_at: datetime
+    updated_at: datetime
+    links: PaymentLinks
+
+
+class PaymentList(_Body):
+    object: Literal["list"]
+    data: list[Payment]
+    has_more: bool
+
+
+class EventList(_Body):
+    object: Literal["list"]
+    data: list[Event]
+
+
+class RefundObject(_Body):
+    object: Literal["refund"]
+    payment_id: str
+    id: str
+    status: Literal["pending", "succeeded", "failed"]
+    amount: int
+    reason: str | None
+    created_at: datetime
+    failure: Failure | None
+
+
+class Health(_Body):
+    status: Literal["ok"]
+
+
+class WebhookReceipt(_Body):
+    received: bool
+    delivered: bool
+
+
+class ReconciliationRunning(_Body):
+    id: str
+    object: Literal["reconciliation_run"]
+    status: Literal["running"]
+
+
+class ReconciliationCompleted(ReconciliationReport):
+    model_config = ConfigDict(extra="forbid")
+
+    object: Literal["reconciliation_run"]
+    status: Literal["completed"]
+
+
+# One Server-Sent Event of a payment's stream (Open API before 3.2: ``schema``
+# describes each event); its ``data`` is the event as JSON.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's `seq`"},
+        "event": {"type": "string", "description": "the event's `type`"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/Event"},
+        },
+    },
+}
+
+
+def _header(description: str, type_: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": type_}}
+
+
+RETRY_AFTER = _header("seconds to wait before asking again", "integer")
+
+_ERRORS: dict[int, str] = {
+    400: "malformed request: invalid JSON, a body nested too deeply, a bad `Prefer` header",
+    401: "no API key, or one that is not valid (`authentication_error`)",
+    404: "no such payment, or another merchant's (`invalid_request_error`)",
+    409: "the payment's state does not allow it, or an `Idempotency-Key` reused "
+    "with another body (`idempotency_error`)",
+    413: "request body over 64 KiB",
+    422: "a parameter is missing, unknown or invalid; a card number anywhere is refused",
+    429: "too many requests for this merchant (`rate_limit_error`); see `Retry-After`",
+    500: "an internal error (`api_error`)",
+    503: "the payment engine (Temporal) is unreachable; retry shortly (`api_error`)",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses ``statuses``, each with the contract's error body."""
+    found: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        found[status] = {"model": ErrorBody, "description": _ERRORS[status]}
+        if status == 429:
+            found[status]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+    return found
+
+
+# What every authenticated v1 route may answer besides its own outcomes.
+V1_ERRORS = (400, 401, 413, 422, 429, 503)
+# ... and what a route about one payment adds.
+PAYMENT_ERRORS = (*V1_ERRORS, 404)
+
+
+def settled_or_accepted(model: type[BaseModel], what: str) -> dict[int | str, dict[str, Any]]:
+    """``200`` when ``Prefer: wait`` saw the outcome, else ``202`` (CONTRACT §4)."""
+    return {
+        200: {"model": model, "description": f"{what}, settled within `Prefer: wait`"},
+        202: {
+            "model": model,
+            "description": f"{what}, accepted; still in progress",
+            "headers": {"Retry-After": RETRY_AFTER},
+        },
+    }
