@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,12 +45,25 @@ unit: $(STAMP)
 histories: $(STAMP)
 	$(BIN)/python tests/histories/record.py $(SCENARIOS)
 
-bench: $(STAMP)
-	@if [ -f bench/__main__.py ]; then $(BIN)/python -m bench; \
-	else echo "no benchmarks yet (bench/__main__.py is missing)"; fi
+# The benchmarks also plot, so they install the `bench` extra (matplotlib) on top.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+# Ours against bare Temporal on one dev server: table, bench/results/latest.json, plot.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
+
+# The same outputs from a two-minute subset.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench --quick
+
+# Ten minutes of payments under gateway faults and worker kills; ARGS="--minutes 1" shortens it.
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load_held $(ARGS)
 
 clean:
-	rm -f $(STAMP)
+	rm -f $(STAMP) $(BENCH_STAMP)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 

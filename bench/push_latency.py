@@ -112,7 +112,7 @@ def _progress(done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-async def measure(stack: Stack, count: int = PAYMENTS) -> dict[str, Any]:
+async def measure(stack: Stack, count: int = PAYMENTS, quiet: bool = False) -> dict[str, Any]:
     client = await stack.client()
     headers = {"Authorization": f"Bearer {stack.api_key}"}
     sse: list[float] = []
@@ -122,8 +122,10 @@ async def measure(stack: Stack, count: int = PAYMENTS) -> dict[str, Any]:
             ours, baseline = await one_payment(http, client)
             sse.append(ours)
             sdk.append(baseline)
-            _progress(index + 1, count)
-    sys.stderr.write("\n")
+            if not quiet:
+                _progress(index + 1, count)
+    if not quiet:
+        sys.stderr.write("\n")
     ours_summary, baseline_summary = _summary(sse), _summary(sdk)
     return {
         "payments": count,

