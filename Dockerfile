@@ -17,7 +17,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && rm /tmp/requirements.txt
 
 COPY . .
+# Bytecode now, as the image's user cannot write it later: the workflow sandbox
+# imports the workflow modules for every workflow it starts (see worker.py).
 RUN pip install --no-deps . \
+    && python -m compileall -q /app \
     && useradd --create-home --uid 10001 payments \
     && mkdir -p /data \
     && chown payments /data

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import os
 import signal
 from datetime import timedelta
@@ -70,6 +71,9 @@ def bare_input(payment_id: str, padding: int) -> dict[str, Any]:
 
 
 async def run_worker(task_queue: str, address: str, namespace: str) -> None:
+    # As worker.py does for ours: bytecode on disk, so the sandbox does not
+    # compile this module again for every workflow it starts.
+    compileall.compile_file(__file__, quiet=2)
     client = await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter
     )

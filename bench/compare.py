@@ -63,14 +63,15 @@ class Profile:
     load_seconds: float
     load_levels: tuple[float, ...]
     push_payments: int
+    # Payments added, step by step, to those the earlier phases left open.
     open_payments: tuple[int, ...]
     streams: int
     scaling_seconds: float
     workers: tuple[int, ...]
 
 
-FULL = Profile("full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 5000, 10000), 500, 25, (1, 2, 4))
-QUICK = Profile("quick", 12, 32, 10, (0.25, 0.5, 0.75), 30, (1000, 2000), 200, 10, (1, 2, 4))
+FULL = Profile("full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 3000, 5000), 500, 25, (1, 2, 4))
+QUICK = Profile("quick", 8, 32, 4, (0.25, 0.5, 0.75), 20, (250, 250), 100, 5, (1, 2, 4))
 
 
 @dataclass
@@ -396,7 +397,7 @@ def planned_seconds(profile: Profile) -> float:
         profile.saturation_seconds * 3
         + load
         + profile.push_payments * 0.4
-        + sum(profile.open_payments) / 40
+        + sum(profile.open_payments) / 8
         + 20
         + profile.scaling_seconds * len(profile.workers)
     )
@@ -472,8 +473,9 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
         memory: list[dict[str, Any]] = []
         have = await open_count(ours_client)
         memory.append(_memory_point(stack, have))
-        for target in profile.open_payments:
-            progress.phase(f"open payments -> {target}", (target - have) / 40)
+        for step in profile.open_payments:
+            target = have + step
+            progress.phase(f"open payments -> {target}", step / 8)
             await pile_up(http, target, have, progress)
             have = await open_count(ours_client)
             memory.append(_memory_point(stack, have))
