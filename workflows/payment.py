@@ -255,8 +255,10 @@ class PaymentWorkflow:
                     decline_code=details.get("decline_code"),
                     message=details["message"],
                 )
-                self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
+                # Failure first: the event's memo is what the API reads until the
+                # void below ends, possibly a day later.
                 state.failure = failure
+                self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
                 await self._void_then(S.FAILED)
                 return
         state.amount_capturable = 0
