@@ -30,7 +30,13 @@ from api.openapi import (
 from api.prefer import PreferWait
 from payments import currencies
 from payments.cards import find_card_number
-from payments.ids import client_secret, fingerprint, payment_id_for, refund_id_for
+from payments.ids import (
+    client_secret,
+    command_id_for,
+    fingerprint,
+    payment_id_for,
+    refund_id_for,
+)
 from payments.models import (
     INTERNAL_FIELDS,
     MAX_METADATA_KEY_LENGTH,
@@ -266,11 +272,20 @@ async def _decide(
     update: str,
     model: type[CapturePayment] | type[CancelPayment],
     done: Callable[[PaymentState], bool],
+    idempotency_key: str | None,
 ) -> JSONResponse:
-    """Capture or cancel: send the update, and wait for its outcome if asked."""
+    """Capture or cancel: send the update, and wait for its outcome if asked. A
+    retry with the same Idempotency-Key (say, after a timeout) gets the first
+    answer again instead of "already under way"."""
     body = await parse_body(request, model, required=False)
     state = await engine.update_payment(
-        client, payment_id, merchant_id, update, body, result_type=PaymentState
+        client,
+        payment_id,
+        merchant_id,
+        update,
+        body,
+        result_type=PaymentState,
+        update_id=command_id_for(payment_id, update, idempotency_key),
     )
     if wait is not None:
         state = await engine.wait_settled(client, payment_id, merchant_id, wait, done)
@@ -294,6 +309,7 @@ async def capture_payment(
     client: ClientDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def captured_or_failed(state: PaymentState) -> bool:
         return state.status is not PaymentStatus.REQUIRES_CAPTURE
@@ -308,6 +324,7 @@ async def capture_payment(
         "capture",
         CapturePayment,
         captured_or_failed,
+        idempotency_key,
     )
 
 
@@ -325,6 +342,7 @@ async def cancel_payment(
     client: ClientDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def canceled(state: PaymentState) -> bool:
         return not can_cancel(state.status)
@@ -339,6 +357,7 @@ async def cancel_payment(
         "cancel",
         CancelPayment,
         canceled,
+        idempotency_key,
     )
 
 

@@ -37,6 +37,16 @@ def refund_id_for(payment_id: str, idempotency_key: str | None) -> str:
     return "re_" + _b32(digest)
 
 
+def command_id_for(payment_id: str, command: str, idempotency_key: str | None) -> str | None:
+    """The Temporal update id of a capture or cancel sent with an Idempotency-Key:
+    the same key on the same payment is the same update, which Temporal answers
+    once. Hashed, so whatever a client put in the key never reaches history."""
+    if idempotency_key is None:
+        return None
+    digest = hashlib.sha256(f"{command}\0{payment_id}\0{idempotency_key}".encode()).digest()
+    return f"{command}_{_b32(digest)}"
+
+
 def fingerprint(request: BaseModel) -> str:
     """A stable digest of a validated request, to tell a replay from a key reused."""
     canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -54,3 +54,31 @@ async def test_concurrent_refunds_never_exceed_the_capture(
     assert done.json()["amount_refunded"] == 1500
     ledger = await simulator_ledger(stack.simulator_url, payment["id"])
     assert sum(e["amount"] for e in ledger if e["kind"] == "refund") == 1500
+
+
+async def test_a_retried_capture_with_its_key_gets_the_first_answer(
+    stack: Stack, http: httpx.AsyncClient, slow_gateway: None
+) -> None:
+    manual = {**VISA, "capture_method": "manual"}
+    payment = (await http.post("/v1/payments", json=manual, headers={"Prefer": "wait=10"})).json()
+    assert payment["status"] == "requires_capture"
+    path = f"/v1/payments/{payment['id']}/capture"
+    key = {"Idempotency-Key": "capture-order-77"}
+    # The client gave up waiting and asks again while the capture is in flight.
+    first, retried = await asyncio.gather(
+        http.post(path, headers=key), http.post(path, headers=key)
+    )
+    assert (first.status_code, retried.status_code) == (202, 202)
+    assert retried.json()["id"] == payment["id"]
+    # Without the key, a second capture is a second request: refused, not doubled.
+    another = await http.post(path)
+    assert another.status_code == 409
+    assert another.json()["error"]["code"] == "payment_not_capturable"
+    for _ in range(100):
+        done = (await http.get(f"/v1/payments/{payment['id']}")).json()
+        if done["status"] != "requires_capture":
+            break
+        await asyncio.sleep(0.1)
+    assert done["status"] == "succeeded"
+    kinds = [e["kind"] for e in await simulator_ledger(stack.simulator_url, payment["id"])]
+    assert kinds == ["authorization", "capture"]
