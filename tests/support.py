@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -185,3 +189,39 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+# -- Stripe webhooks, as Stripe sends them -------------------------------------------
+
+# The setting's local default, which the e2e stack keeps.
+STRIPE_WEBHOOK_SECRET = "whsec_local_dev_only"
+
+
+def stripe_event(
+    event_id: str, payment_id: str, object_id: str = "pi_123", **object_fields: Any
+) -> bytes:
+    """A ``payment_intent.succeeded`` event naming our payment in its metadata."""
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": object_id,
+                "object": "payment_intent",
+                "metadata": {"payment_id": payment_id},
+                **object_fields,
+            }
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def stripe_signature(
+    body: bytes, *, at: int | None = None, secret: str = STRIPE_WEBHOOK_SECRET
+) -> dict[str, str]:
+    """The ``Stripe-Signature`` header for ``body``, signed at ``at`` (default: now)."""
+    timestamp = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return {"Stripe-Signature": f"t={timestamp},v1={digest.hexdigest()}"}

@@ -15,13 +15,10 @@ nothing and changed nothing.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import json
 import random
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +29,7 @@ import pytest
 import websockets
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
+from support import stripe_event, stripe_signature
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -44,7 +42,6 @@ from payments.ids import payment_id_for
 pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-WEBHOOK_SECRET = "whsec_local_dev_only"  # the setting's local default
 OPERATOR = {"Authorization": "Bearer sk_test_operator"}
 
 
@@ -130,30 +127,6 @@ def card(index: int) -> str:
 
 def pan(index: int) -> str:
     return PANS[index % len(PANS)]
-
-
-def signed(body: bytes) -> dict[str, str]:
-    at = int(time.time())
-    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{at}.".encode() + body, hashlib.sha256)
-    return {"Stripe-Signature": f"t={at},v1={digest.hexdigest()}"}
-
-
-def stripe_event(event_id: str, payment_id: str, **object_fields: Any) -> bytes:
-    event = {
-        "id": event_id,
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": "pi_nocard",
-                "object": "payment_intent",
-                "metadata": {"payment_id": payment_id},
-                **object_fields,
-            }
-        },
-    }
-    return json.dumps(event).encode()
 
 
 async def count_payments(temporal: Client) -> int:
@@ -374,20 +347,23 @@ async def refused_everywhere(
         400,
         "signature_missing",
         anonymous.post(
-            "/v1/gateway/webhooks/stripe", content=stripe_event("evt_x", paid["id"], card=card(0))
+            "/v1/gateway/webhooks/stripe",
+            content=stripe_event("evt_x", paid["id"], "pi_nocard", card=card(0)),
         ),
     )
     for what, body in [
         ("webhook payment_id", stripe_event("evt_nocard_1", pan(0))),
         ("webhook payment_id spaced", stripe_event("evt_nocard_2", CARDS[1])),
         ("webhook event id", stripe_event(f"evt_{_UNIQUE}", paid["id"])),
-        ("webhook object id", stripe_event("evt_nocard_3", paid["id"], id=f"pi_{pan(1)}")),
+        ("webhook object id", stripe_event("evt_nocard_3", paid["id"], object_id=f"pi_{pan(1)}")),
     ]:
         await expect(
             what,
             400,
             "card_number_refused",
-            anonymous.post("/v1/gateway/webhooks/stripe", content=body, headers=signed(body)),
+            anonymous.post(
+                "/v1/gateway/webhooks/stripe", content=body, headers=stripe_signature(body)
+            ),
         )
 
     # The demo page's endpoints.
@@ -492,7 +468,7 @@ async def accepted_without_the_card(
     await expect(
         "webhook object fields",
         200,
-        anonymous.post("/v1/gateway/webhooks/stripe", content=body, headers=signed(body)),
+        anonymous.post("/v1/gateway/webhooks/stripe", content=body, headers=stripe_signature(body)),
     )
 
 

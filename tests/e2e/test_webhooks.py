@@ -5,40 +5,14 @@ signed or stale one is refused and changes nothing."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import time
 from typing import Any
 
 import httpx
+from support import stripe_event, stripe_signature
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
-SECRET = "whsec_local_dev_only"  # the setting's local default
 PATH = "/v1/gateway/webhooks/stripe"
-
-
-def event_body(payment_id: str, event_id: str) -> bytes:
-    event = {
-        "id": event_id,
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": "pi_123",
-                "object": "payment_intent",
-                "metadata": {"payment_id": payment_id},
-            }
-        },
-    }
-    return json.dumps(event).encode()
-
-
-def signed(body: bytes, *, at: int | None = None, secret: str = SECRET) -> dict[str, str]:
-    timestamp = int(time.time()) if at is None else at
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return {"Stripe-Signature": f"t={timestamp},v1={digest.hexdigest()}"}
 
 
 async def gateway_events(http: httpx.AsyncClient, payment_id: str) -> list[dict[str, Any]]:
@@ -63,9 +37,9 @@ async def test_a_signed_event_is_recorded_once(
     http: httpx.AsyncClient, anonymous: httpx.AsyncClient
 ) -> None:
     payment = (await http.post("/v1/payments", json=VISA, headers={"Prefer": "wait=10"})).json()
-    body = event_body(payment["id"], "evt_once")
+    body = stripe_event("evt_once", payment["id"])
     for _ in range(3):  # Stripe retries; a replay must not be a second event
-        response = await anonymous.post(PATH, content=body, headers=signed(body))
+        response = await anonymous.post(PATH, content=body, headers=stripe_signature(body))
         assert response.status_code == 200 and response.json()["delivered"] is True
     # Delivered is a signal sent: the workflow records it when its worker next runs.
     recorded = await recorded_within(http, payment["id"], seconds=15)
@@ -78,12 +52,12 @@ async def test_bad_signatures_change_nothing(
     http: httpx.AsyncClient, anonymous: httpx.AsyncClient
 ) -> None:
     payment = (await http.post("/v1/payments", json=VISA, headers={"Prefer": "wait=10"})).json()
-    body = event_body(payment["id"], "evt_forged")
+    body = stripe_event("evt_forged", payment["id"])
     attempts = [
         ({}, "signature_missing"),
-        (signed(body, secret="whsec_guess"), "signature_invalid"),
-        (signed(body, at=int(time.time()) - 3600), "signature_stale"),
-        (signed(b"something else"), "signature_invalid"),
+        (stripe_signature(body, secret="whsec_guess"), "signature_invalid"),
+        (stripe_signature(body, at=int(time.time()) - 3600), "signature_stale"),
+        (stripe_signature(b"something else"), "signature_invalid"),
     ]
     for headers, code in attempts:
         response = await anonymous.post(PATH, content=body, headers=headers)
@@ -95,6 +69,6 @@ async def test_bad_signatures_change_nothing(
 async def test_events_for_payments_we_do_not_know_are_acknowledged(
     anonymous: httpx.AsyncClient,
 ) -> None:
-    body = event_body("pay_nosuchpayment", "evt_stray")
-    response = await anonymous.post(PATH, content=body, headers=signed(body))
+    body = stripe_event("evt_stray", "pay_nosuchpayment")
+    response = await anonymous.post(PATH, content=body, headers=stripe_signature(body))
     assert response.status_code == 200 and response.json()["delivered"] is False
