@@ -225,3 +225,12 @@ def stripe_signature(
     timestamp = int(time.time()) if at is None else at
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return {"Stripe-Signature": f"t={timestamp},v1={digest.hexdigest()}"}
+
+
+def read_if_there(path: Path) -> bytes:
+    """A file of a running server's data directory, or nothing: SQLite's rollback
+    journal comes and goes with each write."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

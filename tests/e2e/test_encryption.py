@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Browser, expect
+from support import read_if_there
 
 from devstack import Stack
 
@@ -100,7 +101,7 @@ async def test_the_cli_sees_ciphertext_unless_it_uses_the_codec(
 async def test_the_database_holds_no_plaintext(stack: Stack, http: httpx.AsyncClient) -> None:
     payment = await paid(http)
     stored = b"".join(
-        path.read_bytes()
+        read_if_there(path)
         for path in stack.data_dir.iterdir()
         if path.name.startswith("temporal.sqlite")  # the file, its WAL and journal
     )
