@@ -281,6 +281,18 @@ def _padding() -> int:
 # -- processes and memory ------------------------------------------------------------
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a process has used so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def rss_mib(pid: int | None) -> float:
     if pid is None:
         return float("nan")
@@ -291,7 +303,9 @@ def rss_mib(pid: int | None) -> float:
 
 
 @contextlib.contextmanager
-def processes(argv: list[str], env: dict[str, str], count: int, ready: str) -> Iterator[None]:
+def processes(
+    argv: list[str], env: dict[str, str], count: int, ready: str
+) -> Iterator[list[subprocess.Popen[str]]]:
     """``count`` extra copies of a process, each ready before the next; all
     stopped (by PID, SIGTERM then SIGKILL) on the way out."""
     started: list[subprocess.Popen[str]] = []
@@ -314,7 +328,7 @@ def processes(argv: list[str], env: dict[str, str], count: int, ready: str) -> I
                 raise RuntimeError(f"{argv} exited before it was ready")
             # Keep draining, or a chatty child blocks on a full pipe.
             _drain_in_background(child)
-        yield
+        yield started
     finally:
         for child in started:
             child.terminate()
@@ -418,7 +432,13 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
         base_url=stack.api_url, headers=headers, timeout=60, limits=limits
     ) as http:
         paths = Paths(http, bare, task_queue)
-        with processes(baseline_worker, stack.env, 1, READY):
+        with processes(baseline_worker, stack.env, 1, READY) as baseline_children:
+            pids: dict[str, int | None] = {
+                name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")
+            }
+            pids["baseline worker"] = baseline_children[0].pid
+            pids["bench client"] = os.getpid()
+            cpu_per_payment: dict[str, dict[str, float]] = {}
             # Warm both up: imports, caches, connections.
             for op in (paths.baseline, paths.ours_async, paths.ours_sync):
                 for _ in range(5):
@@ -431,9 +451,17 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
                 ("ours_sync", paths.ours_sync),
             ):
                 progress.phase(f"saturation: {name}", profile.saturation_seconds)
+                before = cpu_by_process(pids)
                 saturation[name] = await closed_loop(
                     op, profile.concurrency, profile.saturation_seconds, progress
                 )
+                after = cpu_by_process(pids)
+                done = max(1, len(saturation[name].ok))
+                # Where the time goes: CPU milliseconds each process spent per payment.
+                cpu_per_payment[name] = {
+                    process: round(1000 * (after[process] - before[process]) / done, 2)
+                    for process in pids
+                }
             ceiling = saturation["baseline"].throughput
             result["saturation"] = {
                 name: {
@@ -443,6 +471,7 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
                 }
                 for name, run in saturation.items()
             }
+            result["cpu_ms_per_payment"] = cpu_per_payment
 
             load: dict[str, list[dict[str, Any]]] = {}
             for level in profile.load_levels:

@@ -82,6 +82,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_ratio(run['payments_per_s'], base['payments_per_s'])} | "
             f"{run['latency_ms']['p50']} | {run['latency_ms']['p99']} | {run['failed']} |"
         )
+    cpu = result.get("cpu_ms_per_payment")
+    if cpu:
+        processes = list(cpu["baseline"])
+        lines += [
+            "",
+            "## Where the time goes: CPU ms per payment at saturation",
+            "",
+            "| path | " + " | ".join(processes) + " |",
+            "|---|" + "---|" * len(processes),
+        ]
+        for name, label in PATHS.items():
+            lines.append(f"| {label} | " + " | ".join(str(cpu[name][p]) for p in processes) + " |")
     lines += [
         "",
         "## Latency under open-loop load (share of the baseline's saturation rate)",
