@@ -140,6 +140,12 @@ def install(app: FastAPI) -> None:
             error: ApiError = ServiceUnavailable(
                 "temporal_unavailable", "the payment engine is unreachable; retry shortly"
             )
+        elif exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # A limit of Temporal's: its rate limits, or more than 10 updates in
+            # flight on one payment. Both pass; the client should come back.
+            log.warning("Temporal busy: %s", exc.message)
+            busy = ServiceUnavailable("temporal_busy", "the payment engine is busy; retry shortly")
+            return JSONResponse(busy.body(), status_code=503, headers={"Retry-After": "1"})
         else:
             log.error("Temporal call failed: %s %s", exc.status, exc.message)
             error = ApiError("internal_error", "an internal error occurred")

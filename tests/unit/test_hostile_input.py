@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
 from api.errors import RateLimited
@@ -119,3 +120,33 @@ def test_the_bucket_refills_at_its_rate() -> None:
     limiter.take("m")
     with pytest.raises(RateLimited):
         limiter.take("m")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "http_status"),
+    [
+        (RPCStatusCode.RESOURCE_EXHAUSTED, "temporal_busy", 503),
+        (RPCStatusCode.UNAVAILABLE, "temporal_unavailable", 503),
+        (RPCStatusCode.INTERNAL, "internal_error", 500),
+    ],
+)
+async def test_temporal_refusals_become_the_contracts_errors(
+    status: RPCStatusCode, code: str, http_status: int
+) -> None:
+    class Refusing:
+        namespace = "default"
+
+        def get_workflow_handle(self, payment_id: str) -> Refusing:
+            return self
+
+        async def describe(self) -> None:
+            raise RPCError("refused", status, b"")
+
+    app = create_app(Settings(api_keys={KEY: "acme"}))
+    app.state.temporal_client = Refusing()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        response = await http.get("/v1/payments/pay_abcdefghijklmnopqrstuvwx", headers=AUTH)
+    assert response.status_code == http_status
+    assert response.json()["error"]["code"] == code
+    assert ("retry-after" in response.headers) == (code == "temporal_busy")
