@@ -36,6 +36,7 @@ from gateway.simulator.core import Faults  # noqa: E402
 from payments.models import (  # noqa: E402
     CancelPayment,
     CapturePayment,
+    GatewayEvent,
     PaymentState,
     Refund,
     RefundCommand,
@@ -109,6 +110,22 @@ async def operator_signals(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
+async def gateway_events(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Webhook events as the API delivers them: one twice (Stripe retries, it is
+    recorded once), and a malformed one, which is dropped without failing a task."""
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    handle = stack.client.get_workflow_handle(payment.id)
+    event = GatewayEvent(
+        id="evt_1", type="payment_intent.succeeded", object_id="pi_1", payment_id=payment.id
+    )
+    await handle.signal("gateway_event", event)
+    await handle.signal("gateway_event", event)
+    await handle.signal("gateway_event", {"id": 7})
+    await stack.wait_for(payment.id, lambda s: len(s.gateway_event_ids) == 1)
+    return payment.id
+
+
 async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(amount=100_000)
     await stack.wait_status(payment.id, "succeeded")
@@ -163,6 +180,7 @@ DEV_SCENARIOS: list[Scenario] = [
     cancel_during_authorize,
     refunds,
     operator_signals,
+    gateway_events,
     continue_as_new,
     capture_after_continue_as_new,
 ]

@@ -25,6 +25,7 @@ EXPECTED_PATHS = {
     "cancel_during_authorize",
     "refunds",
     "operator_signals",
+    "gateway_events",
     "continue_as_new_run1",
     "continue_as_new_run2",
     "capture_after_continue_as_new_run1",
