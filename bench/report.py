@@ -172,17 +172,28 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5))
+    colours = {"baseline": "tab:blue", "ours_async": "tab:orange", "ours_sync": "tab:green"}
     for name, label in PATHS.items():
         points = result["load"][name]
         rates = [point["offered_per_s"] for point in points]
-        axis.plot(rates, [p["latency_ms"]["p50"] for p in points], marker="o", label=f"{label} p50")
+        colour = colours[name]
+        axis.plot(
+            rates,
+            [p["latency_ms"]["p50"] for p in points],
+            marker="o",
+            color=colour,
+            label=f"{label} p50",
+        )
         axis.plot(
             rates,
             [p["latency_ms"]["p99"] for p in points],
             marker="x",
             linestyle="--",
+            color=colour,
             label=f"{label} p99",
         )
+    # Queueing near saturation spans orders of magnitude.
+    axis.set_yscale("log")
     axis.set_xlabel("offered load (payments/s, open loop)")
     axis.set_ylabel("latency to settled (ms)")
     axis.set_title("Latency against offered load: ours and bare Temporal, same run")
