@@ -25,9 +25,10 @@ from temporalio.api.common.v1 import Payload, Payloads
 from api import errors
 from api.deps import operator
 from api.errors import InvalidRequest
-from payments.codec import DecryptionError, EncryptionCodec
+from payments.codec import DecryptionError
 from payments.names import CODEC_PATH
 from payments.settings import Settings
+from payments.temporal import encryption_codec
 
 log = logging.getLogger("api.codec")
 
@@ -49,8 +50,7 @@ def _answer(payloads: list[Payload]) -> dict[str, Any]:
 
 
 def create_codec_app(settings: Settings) -> FastAPI:
-    keys = settings.encryption_key_list()
-    codec = EncryptionCodec(keys) if keys else None
+    codec = encryption_codec(settings)
     guard = [] if settings.codec_allow_anonymous else [Depends(operator)]
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, dependencies=guard)

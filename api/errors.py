@@ -90,6 +90,13 @@ class RateLimited(ApiError):
 class ServiceUnavailable(ApiError):
     status_code = 503
 
+    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
 
 def not_found(what: str = "payment") -> InvalidRequest:
     return InvalidRequest(404, "resource_missing", f"no such {what}", "id")
@@ -144,12 +151,13 @@ def install(app: FastAPI) -> None:
             # A limit of Temporal's: its rate limits, or more than 10 updates in
             # flight on one payment. Both pass; the client should come back.
             log.warning("Temporal busy: %s", exc.message)
-            busy = ServiceUnavailable("temporal_busy", "the payment engine is busy; retry shortly")
-            return JSONResponse(busy.body(), status_code=503, headers={"Retry-After": "1"})
+            error = ServiceUnavailable(
+                "temporal_busy", "the payment engine is busy; retry shortly", retry_after=1
+            )
         else:
             log.error("Temporal call failed: %s %s", exc.status, exc.message)
             error = ApiError("internal_error", "an internal error occurred")
-        return JSONResponse(error.body(), status_code=error.status_code)
+        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
 
     @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
     async def _update_timeout(_: Request, exc: Exception) -> JSONResponse:

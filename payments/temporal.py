@@ -35,11 +35,17 @@ def connect_config() -> dict[str, Any]:
     return config
 
 
-def data_converter(settings: Settings) -> DataConverter:
+def encryption_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec the settings' keys make; None when there are none."""
     keys = settings.encryption_key_list()
-    if not keys:
+    return EncryptionCodec(keys) if keys else None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    codec = encryption_codec(settings)
+    if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
 async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
