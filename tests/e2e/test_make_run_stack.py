@@ -14,7 +14,7 @@ import httpx
 from support import found_in_visibility, simulator_ledger
 from temporalio.client import Client
 
-from devstack import Stack
+from devstack import DB_FILENAME, Stack
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
@@ -173,6 +173,19 @@ async def test_a_killed_worker_is_restarted_and_payments_go_on(
     await settle(http, payment["id"], "succeeded")
     lines = getattr(stack, "output_lines", [])
     assert any("restart" in line and "worker" in line for line in lines)
+
+
+async def test_the_dev_server_keeps_its_database_in_wal_mode(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    payment = (await http.post("/v1/payments", json=VISA)).json()
+    await settle(http, payment["id"], "succeeded")
+    database = stack.data_dir / DB_FILENAME
+    # Bytes 18 and 19 of an SQLite file are its write and read format: 2 is WAL.
+    with database.open("rb") as header:
+        assert header.read(20)[18:20] == b"\x02\x02"
+    wal = database.with_name(database.name + "-wal")
+    assert wal.exists() and payment["id"].encode() in wal.read_bytes() + database.read_bytes()
 
 
 def test_payments_survive_a_restart_of_the_stack(stack: Stack) -> None:

@@ -48,6 +48,7 @@ def test_dev_server_command_registers_every_search_attribute(tmp_path: Path) -> 
     assert _flag_values(command, "--port") == ["7233"]
     assert _flag_values(command, "--ui-port") == ["8233"]
     assert _flag_values(command, "--namespace") == ["default"]
+    assert _flag_values(command, "--sqlite-pragma") == ["journal_mode=wal", "synchronous=full"]
     assert command[-2:] == ["--dynamic-config-value", "limit.maxIDLength=255"]
 
 
