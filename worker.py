@@ -58,6 +58,10 @@ def build_worker(client: Client, settings: Settings, gateway: Gateway, **options
 async def main() -> None:
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # One INFO line per gateway request is what each payment's history already
+    # holds, and writing it was a tenth of the gateway call's cost (bench/profile.py).
+    if settings.log_level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     bytecode_for_the_sandbox()
     client = await connect(settings)
     gateway = build_gateway(settings)

@@ -16,8 +16,6 @@ When Temporal suggests it (a long wait for capture, a long refund window), the
 workflow continues as new with its state and any decision not yet carried out.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Any, NoReturn
 
