@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ bench-quick: $(BENCH_STAMP)
 # Ten minutes of payments under gateway faults and worker kills; ARGS="--minutes 1" shortens it.
 bench-load: $(STAMP)
 	$(BIN)/python -m bench.load_held $(ARGS)
+
+# One path under load with py-spy on the worker and the API, and Temporal's
+# requests per payment; ARGS="--path sync --rate 8" picks what to drive.
+bench-profile: $(BENCH_STAMP)
+	$(BIN)/python -m bench.profile $(ARGS)
 
 clean:
 	rm -f $(STAMP) $(BENCH_STAMP)

@@ -16,9 +16,9 @@ RESULTS = Path(__file__).parent / "results"
 
 async def main(quick: bool) -> None:
     profile = compare.QUICK if quick else compare.FULL
-    with compare.bench_stack() as stack:
+    with compare.bench_stack() as (stack, metrics_url):
         conditions = compare.conditions(stack)
-        result = await compare.measure(stack, profile)
+        result = await compare.measure(stack, metrics_url, profile)
     result["conditions"] = conditions
     result["targets"] = [
         {"target": target, "measured": measured, "met": met}

@@ -21,17 +21,20 @@ same run:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +47,7 @@ from temporalio.service import RPCError
 
 from bench import push_latency
 from bench.baseline import READY, BarePaymentWorkflow, bare_input
-from devstack import ROOT, Stack, StackConfig
+from devstack import ROOT, Stack, StackConfig, free_ports
 from payments.models import CreatePayment, PaymentInput
 
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
@@ -281,6 +284,35 @@ def _padding() -> int:
 # -- processes and memory ------------------------------------------------------------
 
 
+_REQUESTS = re.compile(r"^service_requests\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+
+
+def requests_by_operation(metrics_url: str) -> collections.Counter[str]:
+    """Requests the dev server's frontend has served so far, by operation
+    (its Prometheus ``service_requests`` counter)."""
+    counted: collections.Counter[str] = collections.Counter()
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            found = _REQUESTS.match(line)
+            if not found:
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+            if labels.get("service_name") == "frontend":
+                counted[labels.get("operation", "?")] += int(float(found["value"]))
+    return counted
+
+
+def per_payment(
+    before: collections.Counter[str], after: collections.Counter[str], payments: int
+) -> dict[str, float]:
+    """The requests each payment cost, by operation, leaving out the ones it did not use."""
+    return {
+        operation: round((after[operation] - before[operation]) / max(1, payments), 2)
+        for operation in sorted(after)
+        if (after[operation] - before[operation]) / max(1, payments) >= 0.05
+    }
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User plus system CPU time a process has used so far."""
     if pid is None:
@@ -417,7 +449,7 @@ def planned_seconds(profile: Profile) -> float:
     )
 
 
-async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
+async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str, Any]:
     progress = Progress(planned_seconds(profile))
     ours_client = await stack.client()
     bare = await Client.connect(
@@ -439,6 +471,7 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
             pids["baseline worker"] = baseline_children[0].pid
             pids["bench client"] = os.getpid()
             cpu_per_payment: dict[str, dict[str, float]] = {}
+            requests: dict[str, dict[str, float]] = {}
             # Warm both up: imports, caches, connections.
             for op in (paths.baseline, paths.ours_async, paths.ours_sync):
                 for _ in range(5):
@@ -452,16 +485,21 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
             ):
                 progress.phase(f"saturation: {name}", profile.saturation_seconds)
                 before = cpu_by_process(pids)
+                requests_before = requests_by_operation(metrics_url)
                 saturation[name] = await closed_loop(
                     op, profile.concurrency, profile.saturation_seconds, progress
                 )
                 after = cpu_by_process(pids)
                 done = max(1, len(saturation[name].ok))
-                # Where the time goes: CPU milliseconds each process spent per payment.
+                # Where the time goes: CPU milliseconds each process spent per
+                # payment, and the requests to Temporal that cost it.
                 cpu_per_payment[name] = {
                     process: round(1000 * (after[process] - before[process]) / done, 2)
                     for process in pids
                 }
+                requests[name] = per_payment(
+                    requests_before, requests_by_operation(metrics_url), done
+                )
             ceiling = saturation["baseline"].throughput
             result["saturation"] = {
                 name: {
@@ -472,6 +510,7 @@ async def measure(stack: Stack, profile: Profile) -> dict[str, Any]:
                 for name, run in saturation.items()
             }
             result["cpu_ms_per_payment"] = cpu_per_payment
+            result["temporal_requests_per_payment"] = requests
 
             load: dict[str, list[dict[str, Any]]] = {}
             for level in profile.load_levels:
@@ -564,11 +603,14 @@ def conditions(stack: Stack) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def bench_stack() -> Iterator[Stack]:
+def bench_stack(dev_server_args: Sequence[str] = ()) -> Iterator[tuple[Stack, str]]:
+    """The stack as `make run` has it, and the URL of the dev server's metrics."""
+    (metrics_port,) = free_ports(1)
     with tempfile.TemporaryDirectory(prefix="payments-bench-") as data_dir:
         config = StackConfig.on_free_ports(Path(data_dir))
         # The bench is one merchant on purpose: lift its rate limit, which would
         # otherwise be what it measures.
         env = {"PAYMENTS_RATE_LIMIT_PER_SECOND": "100000", "PAYMENTS_RATE_LIMIT_BURST": "100000"}
-        with Stack(config, env=env, output=lambda line: None) as stack:
-            yield stack
+        args = ["--metrics-port", str(metrics_port), *dev_server_args]
+        with Stack(config, env=env, output=lambda line: None, dev_server_args=args) as stack:
+            yield stack, f"http://127.0.0.1:{metrics_port}/metrics"

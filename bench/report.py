@@ -94,6 +94,20 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         for name, label in PATHS.items():
             lines.append(f"| {label} | " + " | ".join(str(cpu[name][p]) for p in processes) + " |")
+    requests = result.get("temporal_requests_per_payment")
+    if requests:
+        operations = sorted({operation for counts in requests.values() for operation in counts})
+        lines += [
+            "",
+            "## Requests to Temporal per payment at saturation",
+            "",
+            "| path | " + " | ".join(operations) + " | all |",
+            "|---|" + "---|" * (len(operations) + 1),
+        ]
+        for name, label in PATHS.items():
+            counts = requests[name]
+            cells = [str(counts.get(operation, 0)) for operation in operations]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {sum(counts.values()):.1f} |")
     lines += [
         "",
         "## Latency under open-loop load (share of the baseline's saturation rate)",
