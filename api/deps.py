@@ -2,6 +2,10 @@
 
 The client is made once per process in the lifespan and handed out through
 ``Annotated`` aliases; tests build the app with their own client.
+
+Every dependency is ``async def`` although none awaits anything: FastAPI runs a
+plain ``def`` dependency in a worker thread, and those hops, four or five per
+request, cost the API more than the checks themselves (bench/profile.py).
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from payments.ids import verify_client_secret
 from payments.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
     client: Client = request.app.state.temporal_client
     return client
 
@@ -90,7 +94,7 @@ def spend(request: Request, bucket: str) -> None:
     limiter.take(bucket)
 
 
-def merchant(request: Request, settings: SettingsDep, _: DeclaredKey) -> str:
+async def merchant(request: Request, settings: SettingsDep, _: DeclaredKey) -> str:
     merchant_id = merchant_for(settings, request.headers.get("authorization"))
     spend(request, merchant_id)
     return merchant_id
@@ -116,7 +120,7 @@ def reader_for(
     return Reader(merchant_id=None)
 
 
-def reader(
+async def reader(
     request: Request,
     settings: SettingsDep,
     payment_id: str,
@@ -129,7 +133,7 @@ def reader(
     return found
 
 
-def operator(request: Request, settings: SettingsDep, _: DeclaredOperatorKey) -> None:
+async def operator(request: Request, settings: SettingsDep, _: DeclaredOperatorKey) -> None:
     """Back-office endpoints take an operator key, not a merchant's."""
     token = _bearer(request.headers.get("authorization"))
     if token is None:

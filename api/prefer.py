@@ -40,7 +40,7 @@ def parse_wait(header: str | None) -> int | None:
     return None
 
 
-def _prefer_wait(prefer: Annotated[str | None, Header(max_length=200)] = None) -> int | None:
+async def _prefer_wait(prefer: Annotated[str | None, Header(max_length=200)] = None) -> int | None:
     return parse_wait(prefer)
 
 

@@ -50,7 +50,8 @@ class OperationList(BaseModel):
     data: list[GatewayOperation]
 
 
-def _idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str:
+async def _idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str:
+    # async: FastAPI would run a plain def in a worker thread, a hop per request.
     if idempotency_key is None:
         raise InvalidGatewayRequest(
             "idempotency_key_missing", "the Idempotency-Key header is required"
