@@ -71,10 +71,14 @@ class Profile:
     streams: int
     scaling_seconds: float
     workers: tuple[int, ...]
+    # Rest before each measured phase, so it does not measure the one before.
+    settle_seconds: float
 
 
-FULL = Profile("full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 3000, 5000), 500, 25, (1, 2, 4))
-QUICK = Profile("quick", 8, 32, 4, (0.25, 0.5, 0.75), 20, (250, 250), 100, 5, (1, 2, 4))
+FULL = Profile(
+    "full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 3000, 5000), 500, 25, (1, 2, 4), 15
+)
+QUICK = Profile("quick", 6, 32, 4, (0.25, 0.5, 0.75), 15, (200, 200), 100, 4, (1, 2, 4), 3)
 
 
 @dataclass
@@ -224,6 +228,8 @@ class Paths:
         self.bare = bare
         self.task_queue = task_queue
         self.padding = _padding()
+        # The workflow each path ran last, to count what one payment left in Temporal.
+        self.last: dict[str, str] = {}
 
     async def baseline(self) -> Sample:
         began = time.monotonic()
@@ -233,6 +239,7 @@ class Paths:
             id=f"bare-{uuid.uuid4().hex}",
             task_queue=self.task_queue,
         )
+        self.last["baseline"] = handle.id
         started = time.monotonic()
         result = await handle.result()
         if result["status"] != "succeeded":
@@ -245,6 +252,7 @@ class Paths:
         answer = await self.http.post("/v1/payments", json=CARD, headers={"Prefer": "wait=30"})
         if answer.status_code != 200 or answer.json()["status"] != "succeeded":
             raise RuntimeError(f"sync answered {answer.status_code}")
+        self.last["ours_sync"] = answer.json()["id"]
         return Sample((time.monotonic() - began) * 1000)
 
     async def ours_async(self) -> Sample:
@@ -253,7 +261,7 @@ class Paths:
         accepted = time.monotonic()
         if answer.status_code != 202:
             raise RuntimeError(f"create answered {answer.status_code}")
-        payment_id = answer.json()["id"]
+        payment_id = self.last["ours_async"] = answer.json()["id"]
         async with self.http.stream("GET", f"/v1/payments/{payment_id}/stream") as stream:
             async for line in stream.aiter_lines():
                 if line in TERMINAL_EVENTS:
@@ -323,6 +331,25 @@ def cpu_seconds(pid: int | None) -> float:
 
 def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+async def settle(pids: dict[str, int | None], at_least: float, at_most: float = 60.0) -> None:
+    """Let the stack recover from the phase before: ``at_least`` seconds, and
+    until its processes together use under a tenth of a core for a second.
+
+    Both matter. Right after a saturated phase the server is still writing what
+    it left behind; and even once it is idle, a task queue that was saturated
+    dispatches workflow tasks slowly for a while (the baseline's p50 at 6.5/s
+    was 149 ms straight after its saturation phase, 86 ms 3 s later and 55 ms
+    15 s later; restarting its worker did not help, so the state is the
+    server's). Without the wait, a load phase measures the one before it."""
+    began = time.monotonic()
+    await asyncio.sleep(at_least)
+    while time.monotonic() - began < at_most:
+        before = sum(cpu_by_process(pids).values())
+        await asyncio.sleep(1.0)
+        if sum(cpu_by_process(pids).values()) - before < 0.1:
+            return
 
 
 def rss_mib(pid: int | None) -> float:
@@ -446,6 +473,7 @@ def planned_seconds(profile: Profile) -> float:
         + sum(profile.open_payments) / 8
         + 20
         + profile.scaling_seconds * len(profile.workers)
+        + profile.settle_seconds * (3 + 3 * len(profile.load_levels) + 1 + len(profile.workers))
     )
 
 
@@ -464,11 +492,11 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
         base_url=stack.api_url, headers=headers, timeout=60, limits=limits
     ) as http:
         paths = Paths(http, bare, task_queue)
+        stack_pids: dict[str, int | None] = {
+            name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")
+        }
         with processes(baseline_worker, stack.env, 1, READY) as baseline_children:
-            pids: dict[str, int | None] = {
-                name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")
-            }
-            pids["baseline worker"] = baseline_children[0].pid
+            pids = {**stack_pids, "baseline worker": baseline_children[0].pid}
             pids["bench client"] = os.getpid()
             cpu_per_payment: dict[str, dict[str, float]] = {}
             requests: dict[str, dict[str, float]] = {}
@@ -483,6 +511,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
                 ("ours_async", paths.ours_async),
                 ("ours_sync", paths.ours_sync),
             ):
+                await settle(pids, profile.settle_seconds)
                 progress.phase(f"saturation: {name}", profile.saturation_seconds)
                 before = cpu_by_process(pids)
                 requests_before = requests_by_operation(metrics_url)
@@ -511,6 +540,10 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
             }
             result["cpu_ms_per_payment"] = cpu_per_payment
             result["temporal_requests_per_payment"] = requests
+            result["history_per_payment"] = {
+                name: await _history_size(bare, workflow_id)
+                for name, workflow_id in paths.last.items()
+            }
 
             load: dict[str, list[dict[str, Any]]] = {}
             for level in profile.load_levels:
@@ -520,6 +553,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
                     ("ours_async", paths.ours_async),
                     ("ours_sync", paths.ours_sync),
                 ):
+                    await settle(pids, profile.settle_seconds)
                     progress.phase(f"load {level:.0%} ({rate:.1f}/s): {name}", profile.load_seconds)
                     run = await open_loop(op, rate, profile.load_seconds, progress)
                     load.setdefault(name, []).append(
@@ -533,6 +567,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
                     )
             result["load"] = load
 
+        await settle(stack_pids, profile.settle_seconds)
         progress.phase("push latency", profile.push_payments * 0.4)
         result["push_latency"] = await push_latency.measure(
             stack, profile.push_payments, quiet=True
@@ -563,6 +598,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
         scaling = []
         worker = [sys.executable, "worker.py"]
         for count in profile.workers:
+            await settle(stack_pids, profile.settle_seconds)
             progress.phase(f"{count} worker process(es)", profile.scaling_seconds)
             with processes(worker, stack.env, count - 1, "worker ready"):
                 run = await closed_loop(
@@ -572,6 +608,14 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
         result["scaling"] = scaling
     progress.close()
     return result
+
+
+async def _history_size(client: Client, workflow_id: str) -> dict[str, int]:
+    """What one settled payment left in Temporal: history events and state
+    transitions (each a write of the workflow's mutable state)."""
+    described = await client.get_workflow_handle(workflow_id).describe()
+    info = described.raw_description.workflow_execution_info
+    return {"events": info.history_length, "state_transitions": info.state_transition_count}
 
 
 def _memory_point(stack: Stack, open_payments: int) -> dict[str, Any]:
