@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.errors import AuthenticationFailed
+from api.errors import AuthenticationFailed, InvalidRequest
 from api.limits import RateLimiter
+from payments.cards import redact_card_numbers
 from payments.ids import verify_client_secret
 from payments.settings import Settings
 
@@ -97,6 +99,7 @@ def spend(request: Request, bucket: str) -> None:
 async def merchant(request: Request, settings: SettingsDep, _: DeclaredKey) -> str:
     merchant_id = merchant_for(settings, request.headers.get("authorization"))
     spend(request, merchant_id)
+    known_query_only(request)
     return merchant_id
 
 
@@ -130,6 +133,7 @@ async def reader(
     found = reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
     # A browser holding a client secret reads one payment; it gets that payment's bucket.
     spend(request, found.merchant_id or f"client_secret:{payment_id}")
+    known_query_only(request)
     return found
 
 
@@ -144,6 +148,33 @@ async def operator(request: Request, settings: SettingsDep, _: DeclaredOperatorK
         valid |= hmac.compare_digest(_digest(key).encode(), presented)
     if not valid:
         raise AuthenticationFailed("invalid_api_key", "this endpoint needs an operator key")
+
+
+def known_query_only(request: Request) -> None:
+    """A query parameter the route does not take is refused, as Stripe refuses
+    one (``parameter_unknown``), not silently ignored: a typo such as
+    ``?stauts=failed`` must not quietly list every payment. Checked once the
+    caller is known (``merchant``, ``reader``), so a stranger still gets 401."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    taken = _query_names(route)
+    for name in request.query_params:
+        if name not in taken:
+            shown = redact_card_numbers(name)
+            raise InvalidRequest(422, "parameter_unknown", f"unknown parameter: {shown}", shown)
+
+
+def _query_names(route: APIRoute) -> set[str]:
+    """The query parameters a route takes, its dependencies' included (a walk
+    over a handful of dependants: cheaper than keeping it anywhere)."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return names
 
 
 MerchantDep = Annotated[str, Depends(merchant)]

@@ -1,5 +1,6 @@
 """Hostile input, refused before anything runs: oversized and deep bodies,
-API keys configured as hashes, and a merchant over its rate limit."""
+API keys configured as hashes, a merchant over its rate limit, and query
+parameters a route does not take."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import routes, streaming
 from api.app import create_app
+from api.deps import _query_names
 from api.errors import RateLimited
 from api.limits import MAX_BODY_BYTES, RateLimiter, json_depth
 from payments.settings import Settings
@@ -150,3 +154,45 @@ async def test_temporal_refusals_become_the_contracts_errors(
     assert response.status_code == http_status
     assert response.json()["error"]["code"] == code
     assert ("retry-after" in response.headers) == (code == "temporal_busy")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "unknown"),
+    [
+        ("GET", "/v1/payments?stauts=failed", "stauts"),
+        ("GET", "/v1/payments?status=failed&=false", ""),
+        ("POST", "/v1/payments?amount=1999", "amount"),
+        ("GET", "/v1/payments/pay_abc/stream?last_event_id=3&resume=1", "resume"),
+        ("POST", "/v1/payments/pay_abc/refunds?4242424242424242=1", "[card number]"),
+    ],
+)
+async def test_an_unknown_query_parameter_is_refused(
+    http: httpx.AsyncClient, method: str, url: str, unknown: str
+) -> None:
+    # Refused, not ignored: a typo must not quietly widen a list or change a write.
+    response = await http.request(method, url, headers=AUTH, json={} if method == "POST" else None)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert (error["code"], error["param"]) == ("parameter_unknown", unknown)
+    assert "4242424242424242" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "taken"),
+    [
+        ("GET", "/v1/payments", {"status", "customer_id", "limit", "starting_after"}),
+        # client_secret comes from the reader dependency, not the route itself.
+        ("GET", "/v1/payments/{payment_id}/stream", {"follow", "last_event_id", "client_secret"}),
+        ("POST", "/v1/payments/{payment_id}/refunds", set()),
+    ],
+)
+def test_the_parameters_a_route_takes_are_found_in_its_dependencies(
+    method: str, path: str, taken: set[str]
+) -> None:
+    [route] = [
+        route
+        for route in [*routes.router.routes, *streaming.router.routes]
+        if isinstance(route, APIRoute) and route.path == path and method in route.methods
+    ]
+    assert _query_names(route) == taken
