@@ -54,7 +54,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-# The same outputs from a two-minute subset.
+# The same outputs from a short subset (about 2.5 minutes; rougher figures).
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
 

@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): ours against bare Temporal, one run, one
-stack; `--quick` (`make bench-quick`) is the two-minute subset. Prints the
-Markdown table and writes bench/results/latest.json and latency_vs_load.png."""
+stack; `--quick` (`make bench-quick`) is the short subset, about 2.5 minutes.
+Prints the Markdown table and writes bench/results/latest.json and
+latency_vs_load.png."""
 
 from __future__ import annotations
 
@@ -33,5 +34,5 @@ async def main(quick: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the two-minute subset")
+    parser.add_argument("--quick", action="store_true", help="the short subset (about 2.5 minutes)")
     asyncio.run(main(parser.parse_args().quick))

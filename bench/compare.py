@@ -78,7 +78,7 @@ class Profile:
 FULL = Profile(
     "full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 3000, 5000), 500, 25, (1, 2, 4), 15
 )
-QUICK = Profile("quick", 6, 32, 4, (0.25, 0.5, 0.75), 15, (200, 200), 100, 4, (1, 2, 4), 3)
+QUICK = Profile("quick", 5, 32, 3, (0.25, 0.5, 0.75), 12, (150, 150), 100, 3, (1, 2, 4), 2)
 
 
 @dataclass
@@ -296,17 +296,22 @@ _REQUESTS = re.compile(r"^service_requests\{(?P<labels>[^}]*)\} (?P<value>[0-9.e
 
 
 def requests_by_operation(metrics_url: str) -> collections.Counter[str]:
-    """Requests the dev server's frontend has served so far, by operation
-    (its Prometheus ``service_requests`` counter)."""
-    counted: collections.Counter[str] = collections.Counter()
+    """Requests the dev server's frontend has served so far, by operation."""
     with urllib.request.urlopen(metrics_url, timeout=10) as answer:
-        for line in answer.read().decode().splitlines():
-            found = _REQUESTS.match(line)
-            if not found:
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
-            if labels.get("service_name") == "frontend":
-                counted[labels.get("operation", "?")] += int(float(found["value"]))
+        return frontend_requests(answer.read().decode())
+
+
+def frontend_requests(metrics: str) -> collections.Counter[str]:
+    """The frontend's ``service_requests`` counters in a Prometheus scrape, by
+    operation: what clients and workers asked of Temporal."""
+    counted: collections.Counter[str] = collections.Counter()
+    for line in metrics.splitlines():
+        found = _REQUESTS.match(line)
+        if not found:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+        if labels.get("service_name") == "frontend":
+            counted[labels.get("operation", "?")] += int(float(found["value"]))
     return counted
 
 
