@@ -340,14 +340,14 @@ def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
 
 async def settle(pids: dict[str, int | None], at_least: float, at_most: float = 60.0) -> None:
     """Let the stack recover from the phase before: ``at_least`` seconds, and
-    until its processes together use under a tenth of a core for a second.
+    then until its processes together use under a tenth of a core for a second.
 
-    Both matter. Right after a saturated phase the server is still writing what
-    it left behind; and even once it is idle, a task queue that was saturated
-    dispatches workflow tasks slowly for a while (the baseline's p50 at 6.5/s
-    was 149 ms straight after its saturation phase, 86 ms 3 s later and 55 ms
-    15 s later; restarting its worker did not help, so the state is the
-    server's). Without the wait, a load phase measures the one before it."""
+    Idle is not enough on its own: for a while after a saturated phase the dev
+    server dispatches workflow tasks slowly even with nothing else to do (the
+    baseline's p50 at 6.5/s was 149 ms straight after its saturation phase,
+    86 ms 3 s later and 55 ms 15 s later; a fresh worker process did not help,
+    so the state is the server's). Without the wait, a load phase measures the
+    one before it."""
     began = time.monotonic()
     await asyncio.sleep(at_least)
     while time.monotonic() - began < at_most:

@@ -120,20 +120,26 @@ async def _profile(
                 name: _spy(pid, RESULTS / f"profile-{path}-{name.replace(' ', '_')}", seconds)
                 for name, pid in profiled.items()
             }
-            requests_before = compare.requests_by_operation(metrics_url)
-            cpu_before = compare.cpu_by_process(pids)
-            progress = compare.Progress(seconds)
-            if rate:
-                progress.phase(f"{path} at {rate}/s", seconds)
-                loaded = await compare.open_loop(op, rate, seconds, progress)
-            else:
-                progress.phase(f"{path} at saturation", seconds)
-                loaded = await compare.closed_loop(op, concurrency, seconds, progress)
-            progress.close()
-            cpu_after = compare.cpu_by_process(pids)
-            requests_after = compare.requests_by_operation(metrics_url)
-            for spy in spies.values():
-                spy.wait(timeout=120)
+            try:
+                requests_before = compare.requests_by_operation(metrics_url)
+                cpu_before = compare.cpu_by_process(pids)
+                progress = compare.Progress(seconds)
+                if rate:
+                    progress.phase(f"{path} at {rate}/s", seconds)
+                    loaded = await compare.open_loop(op, rate, seconds, progress)
+                else:
+                    progress.phase(f"{path} at saturation", seconds)
+                    loaded = await compare.closed_loop(op, concurrency, seconds, progress)
+                progress.close()
+                cpu_after = compare.cpu_by_process(pids)
+                requests_after = compare.requests_by_operation(metrics_url)
+                for spy in spies.values():
+                    spy.wait(timeout=120)
+            finally:
+                for spy in spies.values():
+                    if spy.poll() is None:
+                        spy.kill()
+                        spy.wait()
     done = max(1, len(loaded.ok))
     result: dict[str, Any] = {
         "path": path,
@@ -147,7 +153,12 @@ async def _profile(
         "hottest": {},
     }
     for name in profiled:
-        own, inclusive = hottest(RESULTS / f"profile-{path}-{name.replace(' ', '_')}.txt", top)
+        collapsed = RESULTS / f"profile-{path}-{name.replace(' ', '_')}.txt"
+        if not collapsed.exists():
+            # py-spy attaches with ptrace: root, or kernel.yama.ptrace_scope 0.
+            result["hottest"][name] = "py-spy wrote no samples (is ptrace allowed here?)"
+            continue
+        own, inclusive = hottest(collapsed, top)
         result["hottest"][name] = {"own_percent": own, "inclusive_percent": inclusive}
     return result
 
@@ -186,7 +197,7 @@ def main() -> None:
         action="append",
         default=[],
         help="extra argument for the dev server, repeatable; e.g. "
-        "--dev-server-arg=--sqlite-pragma --dev-server-arg=journal_mode=wal",
+        "--dev-server-arg=--sqlite-pragma --dev-server-arg=synchronous=normal",
     )
     args = parser.parse_args()
     result = asyncio.run(
