@@ -482,21 +482,31 @@ def planned_seconds(profile: Profile) -> float:
     )
 
 
-async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str, Any]:
-    progress = Progress(planned_seconds(profile))
-    ours_client = await stack.client()
+@contextlib.asynccontextmanager
+async def drivers(stack: Stack) -> AsyncIterator[tuple[Paths, list[str]]]:
+    """The three ways of paying, ready to drive against ``stack``, and the
+    command that starts the baseline's worker on their task queue."""
     bare = await Client.connect(
         stack.temporal_address, namespace=stack.namespace, data_converter=pydantic_data_converter
     )
     task_queue = f"bare-{uuid.uuid4().hex[:8]}"
-    baseline_worker = [sys.executable, "-m", "bench.baseline", "--task-queue", task_queue]
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    result: dict[str, Any] = {"profile": profile.name}
     headers = {"Authorization": f"Bearer {stack.api_key}"}
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers=headers, timeout=60, limits=limits
     ) as http:
-        paths = Paths(http, bare, task_queue)
+        yield (
+            Paths(http, bare, task_queue),
+            [sys.executable, "-m", "bench.baseline", "--task-queue", task_queue],
+        )
+
+
+async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str, Any]:
+    progress = Progress(planned_seconds(profile))
+    ours_client = await stack.client()
+    result: dict[str, Any] = {"profile": profile.name}
+    async with drivers(stack) as (paths, baseline_worker):
+        http, bare = paths.http, paths.bare
         stack_pids: dict[str, int | None] = {
             name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")
         }

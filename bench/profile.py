@@ -28,13 +28,8 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
-
-import httpx
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench import compare
 from bench.baseline import READY
@@ -94,17 +89,7 @@ async def _profile(
     rate: float,
     top: int,
 ) -> dict[str, Any]:
-    bare = await Client.connect(
-        stack.temporal_address, namespace=stack.namespace, data_converter=pydantic_data_converter
-    )
-    task_queue = f"bare-{uuid.uuid4().hex[:8]}"
-    baseline_worker = [sys.executable, "-m", "bench.baseline", "--task-queue", task_queue]
-    headers = {"Authorization": f"Bearer {stack.api_key}"}
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, headers=headers, timeout=60, limits=limits
-    ) as http:
-        paths = compare.Paths(http, bare, task_queue)
+    async with compare.drivers(stack) as (paths, baseline_worker):
         op = {"baseline": paths.baseline, "async": paths.ours_async, "sync": paths.ours_sync}[path]
         with compare.processes(baseline_worker, stack.env, 1, READY) as children:
             pids = {name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")}
