@@ -108,7 +108,9 @@ class PaymentActivities:
                 amount=request.amount,
                 currency=request.currency,
                 payment_method=request.payment_method,
-                idempotency_key=idempotency_key(request.payment_id, "authorize"),
+                idempotency_key=idempotency_key(request.payment_id, "authorize", request.instance),
+                since=request.created_at,
+                first_attempt=activity.info().attempt == 1 and not request.rerun,
             )
         )
         return _result(operation)
@@ -119,7 +121,7 @@ class PaymentActivities:
             self._gateway.capture(
                 authorization_id=request.authorization_id,
                 amount=request.amount,
-                idempotency_key=idempotency_key(request.payment_id, "capture"),
+                idempotency_key=idempotency_key(request.payment_id, "capture", request.instance),
             )
         )
         return _result(operation)
@@ -129,16 +131,22 @@ class PaymentActivities:
         """Void the authorization; ``None`` when the gateway never authorized."""
         authorization_id = request.authorization_id
         if authorization_id is None:
-            # authorize's outcome is unknown: ask the gateway what it holds.
-            operations = await _gateway_call(self._gateway.find_by_reference(request.payment_id))
-            authorizations = [op for op in operations if op.kind == "authorization"]
+            # authorize's outcome is unknown: ask the gateway what it holds for
+            # this payment instance (its authorize key), nobody else's.
+            key = idempotency_key(request.payment_id, "authorize", request.instance)
+            operations = await _gateway_call(
+                self._gateway.find_by_reference(request.payment_id, since=request.created_at)
+            )
+            authorizations = [
+                op for op in operations if op.kind == "authorization" and op.idempotency_key == key
+            ]
             if not authorizations:
                 return None
             authorization_id = authorizations[0].id
         operation = await _gateway_call(
             self._gateway.void(
                 authorization_id=authorization_id,
-                idempotency_key=idempotency_key(request.payment_id, "void"),
+                idempotency_key=idempotency_key(request.payment_id, "void", request.instance),
             )
         )
         return _result(operation)
@@ -149,7 +157,9 @@ class PaymentActivities:
             self._gateway.refund(
                 authorization_id=request.authorization_id,
                 amount=request.amount,
-                idempotency_key=idempotency_key(request.payment_id, f"refund:{request.refund_id}"),
+                idempotency_key=idempotency_key(
+                    request.payment_id, f"refund:{request.refund_id}", request.instance
+                ),
             )
         )
         return _result(operation)
@@ -157,8 +167,14 @@ class PaymentActivities:
     @activity.defn(name="find_operation")
     async def find_operation(self, request: FindOperation) -> GatewayResult | None:
         """What the gateway committed for one step, when our calls got no answer."""
-        key = idempotency_key(request.payment_id, request.step)
-        operations = await _gateway_call(self._gateway.find_by_reference(request.payment_id))
+        key = idempotency_key(request.payment_id, request.step, request.instance)
+        operations = await _gateway_call(
+            self._gateway.find_by_reference(
+                request.payment_id,
+                since=request.created_at,
+                authorization_id=request.authorization_id,
+            )
+        )
         found = next((op for op in operations if op.idempotency_key == key), None)
         return _result(found) if found is not None else None
 

@@ -36,6 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, names
 from payments.currencies import format_amount
+from payments.ids import instance_id
 from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
 from payments.settings import Settings
 
@@ -87,6 +88,7 @@ async def start_payment(
         created_at=now,
         authorization_window_seconds=settings.authorization_window.total_seconds(),
         refund_window_seconds=settings.refund_window.total_seconds(),
+        instance=instance_id(),
     )
     options: dict[str, Any] = {
         "id": payment_id,

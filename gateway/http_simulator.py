@@ -54,7 +54,10 @@ class SimulatorGateway:
         currency: str,
         payment_method: str,
         idempotency_key: str,
+        since: datetime | None = None,
+        first_attempt: bool = False,
     ) -> GatewayOperation:
+        # It honours idempotency keys and indexes by reference: the hints change nothing.
         body = {
             "reference": reference,
             "amount": amount,
@@ -78,7 +81,13 @@ class SimulatorGateway:
         path = _on(authorization_id, "refunds")
         return await self._post(path, idempotency_key, {"amount": amount})
 
-    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+    async def find_by_reference(
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        authorization_id: str | None = None,
+    ) -> list[GatewayOperation]:
         request = self._client.build_request(
             "GET", "/v1/operations", params={"reference": reference}
         )

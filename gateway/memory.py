@@ -24,7 +24,10 @@ class InMemoryGateway:
         currency: str,
         payment_method: str,
         idempotency_key: str,
+        since: datetime | None = None,
+        first_attempt: bool = False,
     ) -> GatewayOperation:
+        # It honours idempotency keys and indexes by reference: the hints change nothing.
         return await self.ledger.run(
             lambda: self.ledger.authorize(
                 reference=reference,
@@ -60,7 +63,13 @@ class InMemoryGateway:
             )
         )
 
-    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+    async def find_by_reference(
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        authorization_id: str | None = None,
+    ) -> list[GatewayOperation]:
         return self.ledger.find_by_reference(reference)
 
     async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:

@@ -3,6 +3,13 @@
 Every call carries an idempotency key; an adapter must make a repeated call
 with the same key return the first call's outcome without committing again.
 
+Lookups take hints, so an adapter that has to search for a payment need not
+search the whole account: ``since`` (the payment was requested then; nothing
+of it is older) and ``authorization_id`` (when the caller knows it already).
+``authorize`` is told ``first_attempt`` when no earlier call with its key can
+have reached the gateway, so an adapter that guards against servers ignoring
+idempotency keys may skip looking for that earlier call's work.
+
 Exceptions (the one place that says which gateway answers are which):
 
     GatewayError
@@ -82,6 +89,8 @@ class Gateway(Protocol):
         currency: str,
         payment_method: str,
         idempotency_key: str,
+        since: datetime | None = None,
+        first_attempt: bool = False,
     ) -> GatewayOperation: ...
 
     async def capture(
@@ -94,7 +103,13 @@ class Gateway(Protocol):
         self, *, authorization_id: str, amount: int, idempotency_key: str
     ) -> GatewayOperation: ...
 
-    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+    async def find_by_reference(
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        authorization_id: str | None = None,
+    ) -> list[GatewayOperation]:
         """Every operation committed for our payment id, oldest first."""
         ...
 

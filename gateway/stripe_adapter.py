@@ -197,6 +197,8 @@ class StripeGateway:
         currency: str,
         payment_method: str,
         idempotency_key: str,
+        since: datetime | None = None,
+        first_attempt: bool = False,
     ) -> GatewayOperation:
         _check_amount(amount)
         intent = await self._intent_for(reference, amount, currency, idempotency_key)
@@ -307,7 +309,13 @@ class StripeGateway:
             raise TransientGatewayError(f"refund of {intent.id}: the reply is not a live refund")
         return operation
 
-    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+    async def find_by_reference(
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        authorization_id: str | None = None,
+    ) -> list[GatewayOperation]:
         operations: list[GatewayOperation] = []
         for intent in await self._intents_for(reference):
             operations.extend(await self._operations_of(intent))

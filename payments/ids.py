@@ -4,6 +4,11 @@ A payment id derives from merchant + ``Idempotency-Key``, so every duplicate of
 a request names the same workflow and Temporal itself refuses a second one.
 Client secrets are an HMAC of the payment id: nothing to store, nothing in the
 workflow history.
+
+Gateway idempotency keys name the payment *instance*, not only its id: an
+instance id is drawn when the payment is started, so even if a payment id came
+back (its workflow deleted from Temporal, its archive lost), the new payment's
+keys could never replay the old one's operations at the gateway.
 """
 
 from __future__ import annotations
@@ -63,6 +68,15 @@ def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
     return hmac.compare_digest(client_secret(payment_id, key).encode(), secret.encode())
 
 
-def idempotency_key(payment_id: str, step: str) -> str:
-    """The gateway idempotency key of one step of one payment (``pay_x:capture``)."""
-    return f"{payment_id}:{step}"
+def instance_id() -> str:
+    """Drawn once per payment when it is started (see the module's docstring)."""
+    return "ins_" + _b32(secrets.token_bytes(10))[:16]
+
+
+def idempotency_key(payment_id: str, step: str, instance: str | None) -> str:
+    """The gateway idempotency key of one step of one payment instance
+    (``pay_x:ins_y:capture``); payments started before instances existed keep
+    the keys they began with (``pay_x:capture``)."""
+    if instance is None:
+        return f"{payment_id}:{step}"
+    return f"{payment_id}:{instance}:{step}"

@@ -217,9 +217,13 @@ class PaymentInput(BaseModel):
     refund_window_ends_at: datetime | None = None
     pending_capture: CapturePayment | None = None
     pending_cancel: CancelPayment | None = None
+    # Drawn by the API at start (payments.ids.instance_id); gateway idempotency
+    # keys carry it. None in payments started before it existed.
+    instance: str | None = None
 
 
-# Activity inputs and results.
+# Activity inputs and results. Each gateway step names the payment instance its
+# idempotency key belongs to (None: a payment from before instances).
 
 
 class AuthorizeInput(BaseModel):
@@ -227,18 +231,28 @@ class AuthorizeInput(BaseModel):
     amount: int
     currency: str
     payment_method: str
+    instance: str | None = None
+    # When the payment was requested: a lookup for an earlier attempt's work
+    # need not look further back.
+    created_at: datetime | None = None
+    # This run redoes the payment from its start (an operator's reset): an
+    # earlier authorize with the same key may have reached the gateway.
+    rerun: bool = False
 
 
 class CaptureInput(BaseModel):
     payment_id: str
     authorization_id: str
     amount: int
+    instance: str | None = None
 
 
 class VoidInput(BaseModel):
     payment_id: str
     # None when authorize's outcome is unknown: look the payment up by reference.
     authorization_id: str | None
+    instance: str | None = None
+    created_at: datetime | None = None
 
 
 class RefundInput(BaseModel):
@@ -246,6 +260,7 @@ class RefundInput(BaseModel):
     authorization_id: str
     refund_id: str
     amount: int
+    instance: str | None = None
 
 
 class FindOperation(BaseModel):
@@ -253,6 +268,10 @@ class FindOperation(BaseModel):
 
     payment_id: str
     step: str  # "capture", "refund:<refund id>": the idempotency key's step
+    instance: str | None = None
+    # Hints that keep the gateway's search small.
+    created_at: datetime | None = None
+    authorization_id: str | None = None
 
 
 class GatewayResult(BaseModel):

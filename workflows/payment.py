@@ -143,6 +143,11 @@ class PaymentWorkflow:
                     amount=state.amount,
                     currency=state.currency,
                     payment_method=state.payment_method,
+                    instance=self._input.instance,
+                    created_at=state.created_at,
+                    # A reset run has a run id of its own; continue-as-new
+                    # never gets here (it carries the state).
+                    rerun=workflow.info().run_id != workflow.info().first_execution_run_id,
                 ),
                 result_type=GatewayResult,
                 **self._timeouts(retries.AUTHORIZE),
@@ -231,7 +236,10 @@ class PaymentWorkflow:
             capture = await workflow.execute_activity(
                 "capture",
                 CaptureInput(
-                    payment_id=state.id, authorization_id=state.authorization_id, amount=amount
+                    payment_id=state.id,
+                    authorization_id=state.authorization_id,
+                    amount=amount,
+                    instance=self._input.instance,
                 ),
                 result_type=GatewayResult,
                 **self._timeouts(retries.CAPTURE),
@@ -289,7 +297,13 @@ class PaymentWorkflow:
         try:
             found: GatewayResult | None = await workflow.execute_activity(
                 "find_operation",
-                FindOperation(payment_id=self._state.id, step=step),
+                FindOperation(
+                    payment_id=self._state.id,
+                    step=step,
+                    instance=self._input.instance,
+                    created_at=self._state.created_at,
+                    authorization_id=self._state.authorization_id,
+                ),
                 result_type=GatewayResult | None,  # type: ignore[arg-type]
                 **self._timeouts(retries.FIND),
                 summary=f"look up {step}",
@@ -306,6 +320,8 @@ class PaymentWorkflow:
                 VoidInput(
                     payment_id=state.id,
                     authorization_id=None if by_reference else state.authorization_id,
+                    instance=self._input.instance,
+                    created_at=state.created_at,
                 ),
                 result_type=GatewayResult | None,  # type: ignore[arg-type]
                 **self._timeouts(retries.VOID),
@@ -369,6 +385,7 @@ class PaymentWorkflow:
                     authorization_id=state.authorization_id,
                     refund_id=refund.id,
                     amount=refund.amount,
+                    instance=self._input.instance,
                 ),
                 result_type=GatewayResult,
                 **self._timeouts(retries.REFUND),

@@ -77,6 +77,7 @@ from payments.models import (
     CancelPayment,
     CapturePayment,
     Event,
+    PaymentInput,
     PaymentState,
     Refund,
     RefundCommand,
@@ -217,10 +218,18 @@ class ModelGateway(InMemoryGateway):
 
     lookups_fail = False
 
-    async def find_by_reference(self, reference: str) -> list[GatewayOperation]:
+    async def find_by_reference(
+        self,
+        reference: str,
+        *,
+        since: datetime | None = None,
+        authorization_id: str | None = None,
+    ) -> list[GatewayOperation]:
         if self.lookups_fail:
             raise GatewayUnavailable("simulated outage of lookups: no answer")
-        return await super().find_by_reference(reference)
+        return await super().find_by_reference(
+            reference, since=since, authorization_id=authorization_id
+        )
 
     def inject(self, kind: FaultKind | None) -> None:
         self.ledger.faults = {
@@ -356,6 +365,8 @@ class Observed:
     closed: bool
     in_flight: bool
     task_failures: list[str]
+    # The payment instance its gateway idempotency keys carry.
+    instance: str | None
 
 
 WORKFLOW_TASK_EVENTS = {
@@ -533,9 +544,9 @@ def check_invariants(o: Observed, seen: list[PaymentStatus], was_closed: bool) -
     if state.amount_captured:
         assert captured_there == state.amount_captured, (captures, state)
     by_key = {op.idempotency_key: op for op in refunds}
-    refund_keys = {idempotency_key(pid, f"refund:{r.id}"): r for r in state.refunds}
+    refund_keys = {idempotency_key(pid, f"refund:{r.id}", o.instance): r for r in state.refunds}
     for r in succeeded:
-        paid = by_key.get(idempotency_key(pid, f"refund:{r.id}"))
+        paid = by_key.get(idempotency_key(pid, f"refund:{r.id}", o.instance))
         assert paid is not None and paid.amount == r.amount, (r, refunds)
     for key, op in by_key.items():
         # Paid out once, for a refund the payment knows, and for its amount.
@@ -620,6 +631,10 @@ class Harness:
         else:
             raise AssertionError(f"{pid} never held still long enough to be read")
         memo = await description.memo_value(PAYMENT_MEMO_KEY, type_hint=PaymentState)
+        started = runs[0].events[0].workflow_execution_started_event_attributes
+        [first_input] = await client.data_converter.decode(
+            [started.input.payloads[0]], [PaymentInput]
+        )
         running = description.status == WorkflowExecutionStatus.RUNNING
         return Observed(
             state=state,
@@ -630,6 +645,7 @@ class Harness:
             in_flight=running
             and (bool(description.raw_description.pending_activities) or task_pending(latest)),
             task_failures=task_failures(runs),
+            instance=first_input.instance,
         )
 
     async def ledger_kinds(self, pid: str) -> list[str]:

@@ -16,6 +16,7 @@ from payments.ids import (
     client_secret,
     fingerprint,
     idempotency_key,
+    instance_id,
     payment_id_for,
     refund_id_for,
     verify_client_secret,
@@ -113,8 +114,16 @@ def test_client_secret() -> None:
 
 
 def test_idempotency_key() -> None:
-    assert idempotency_key("pay_x", "capture") == "pay_x:capture"
-    assert idempotency_key("pay_x", "refund:re_1") == "pay_x:refund:re_1"
+    # Payments from before instances keep the keys they began with.
+    assert idempotency_key("pay_x", "capture", None) == "pay_x:capture"
+    assert idempotency_key("pay_x", "refund:re_1", None) == "pay_x:refund:re_1"
+    assert idempotency_key("pay_x", "capture", "ins_a") == "pay_x:ins_a:capture"
+    # Two instances of one payment id never share a key.
+    first, second = instance_id(), instance_id()
+    assert first != second
+    assert idempotency_key("pay_x", "authorize", first) != idempotency_key(
+        "pay_x", "authorize", second
+    )
 
 
 @pytest.fixture
