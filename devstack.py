@@ -496,6 +496,12 @@ class Stack:
     def data_dir(self) -> Path:
         return self.config.data_dir
 
+    @property
+    def archive_dir(self) -> Path:
+        """Where closed payments are archived: the data directory's unless set."""
+        configured = self.env.get("PAYMENTS_ARCHIVE_DIR")
+        return Path(configured) if configured else self.config.data_dir / "archive"
+
     def command(self, name: str) -> list[str]:
         """The command line ``name`` is started with."""
         return self._build(name).argv
@@ -551,9 +557,10 @@ class Stack:
         """What a local stack wants unless the environment says otherwise: the
         demo page on, as its own merchant; a client-secret signing key and a
         payload encryption key of its own, each made once and kept in the data
-        directory; and the codec endpoint open to the local UI, which has no
-        login to pass a key."""
+        directory; the archive in the data directory too; and the codec endpoint
+        open to the local UI, which has no login to pass a key."""
         self.env.setdefault("PAYMENTS_DEMO_MERCHANT", "demo-page")
+        self.env.setdefault("PAYMENTS_ARCHIVE_DIR", str(self.archive_dir))
         self.env.setdefault("PAYMENTS_CODEC_ALLOW_ANONYMOUS", "true")
         self._local_secret("PAYMENTS_CLIENT_SECRET_KEY", "client_secret_key", _signing_key)
         self._local_secret("PAYMENTS_ENCRYPTION_KEYS", "encryption_keys", _encryption_key)
@@ -650,6 +657,11 @@ class Stack:
         if self.codec_endpoint:
             lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
+        if "temporal" in self.processes:
+            lines.append(
+                f"  Records      kept {self.retention_days} days in Temporal once closed, "
+                f"archived to {self.archive_dir}"
+            )
         if "api" in self.processes:
             stream = (
                 f"curl -N {api}/v1/payments/<id>/stream -H 'Authorization: Bearer {self.api_key}'"
@@ -859,7 +871,38 @@ class Stack:
                 "--type",
                 SEARCH_ATTRIBUTES[name],
             )
-        return not missing
+        return not missing and self._retention_set()
+
+    @property
+    def retention_days(self) -> int:
+        """``PAYMENTS_RETENTION_DAYS`` as the children see it (CONTRACT §10)."""
+        wanted = self.env.get("PAYMENTS_RETENTION_DAYS")
+        return int(wanted) if wanted else Settings.model_fields["retention_days"].default
+
+    def _retention_set(self) -> bool:
+        """The namespace keeps closed workflows ``retention_days``, not the dev
+        server's default of one day, which would delete a payment's record a
+        day after it closed."""
+        wanted = f"{self.retention_days * 86400}s"
+        kept = self._retention_kept()
+        if kept is None or kept == wanted:
+            return kept is not None
+        self.log(f"setting namespace {self.namespace}'s retention to {self.retention_days} days")
+        self._temporal_cli(
+            "operator", "namespace", "update", "--retention", f"{self.retention_days * 24}h"
+        )
+        return self._retention_kept() == wanted
+
+    def _retention_kept(self) -> str | None:
+        """The namespace's retention as the CLI prints it (``"2592000s"``)."""
+        described = self._temporal_cli("operator", "namespace", "describe", "--output", "json")
+        if described is None:
+            return None
+        try:
+            kept = json.loads(described)["config"]["workflowExecutionRetentionTtl"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return str(kept)
 
 
 # --- `python devstack.py` -----------------------------------------------------------

@@ -17,13 +17,17 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities, ensure_archive_schedule
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities, ensure_schedule
+from archive import build_archive
 from gateway.factory import build_gateway
 from gateway.port import Gateway
+from payments.archive import Archive
 from payments.codec import EncryptionCodec
 from payments.settings import Settings
-from payments.temporal import connect
+from payments.temporal import connect, retention
+from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
@@ -41,18 +45,38 @@ def bytecode_for_the_sandbox() -> None:
         compileall.compile_dir(ROOT / package, quiet=2)
 
 
-def build_worker(client: Client, settings: Settings, gateway: Gateway, **options: object) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, gateway: Gateway, archive: Archive, **options: object
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PaymentWorkflow, ReconciliationWorkflow],
+        workflows=[PaymentWorkflow, ReconciliationWorkflow, ArchiveWorkflow],
         activities=[
             *PaymentActivities(gateway).all(),
-            *ReconciliationActivities(gateway, client).all(),
+            *ReconciliationActivities(gateway, client, archive).all(),
+            *ArchiveActivities(client, archive).all(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=20),
         **options,  # type: ignore[arg-type]
     )
+
+
+async def warn_about_retention(client: Client, settings: Settings) -> None:
+    """A namespace that deletes closed histories sooner than the service expects
+    shortens the time the archiver has to copy them: say so, loudly."""
+    kept = await retention(client)
+    wanted = timedelta(days=settings.retention_days)
+    if kept is not None and kept < wanted:
+        log.warning(
+            "namespace %r keeps closed workflows for %s only, less than "
+            "PAYMENTS_RETENTION_DAYS=%d: payments are deleted from Temporal that soon after "
+            "they close (set it with `temporal operator namespace update --retention %dd`)",
+            client.namespace,
+            kept,
+            settings.retention_days,
+            settings.retention_days,
+        )
 
 
 async def main() -> None:
@@ -70,11 +94,14 @@ async def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        worker = build_worker(client, settings, gateway)
+        await warn_about_retention(client, settings)
+        worker = build_worker(client, settings, gateway, build_archive(settings))
         if await ensure_schedule(client, settings.task_queue, settings.reconciliation_interval):
             log.info(
                 "created the reconciliation schedule (every %s)", settings.reconciliation_interval
             )
+        if await ensure_archive_schedule(client, settings.task_queue, settings.archive_interval):
+            log.info("created the archive schedule (every %s)", settings.archive_interval)
         async with worker:
             codec = client.data_converter.payload_codec
             log.info(

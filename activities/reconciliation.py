@@ -1,8 +1,9 @@
 """The reconciliation activity and the Schedule that runs it.
 
 ``reconcile`` reads both sides for a window: what the gateway committed
-(its list endpoint) and what our payments say (their memos, from Temporal),
-then compares them with :func:`payments.reconciliation.compare`.
+(its list endpoint) and what our payments say (their memos, from Temporal, or
+from the archive once Temporal has forgotten them), then compares them with
+:func:`payments.reconciliation.compare`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gateway.port import Gateway, GatewayOperation
 from payments import names
+from payments.archive import Archive
 from payments.models import PaymentState
 from payments.reconciliation import (
     ReconciliationReport,
@@ -35,9 +37,10 @@ from payments.reconciliation import (
 
 
 class ReconciliationActivities:
-    def __init__(self, gateway: Gateway, client: Client) -> None:
+    def __init__(self, gateway: Gateway, client: Client, archive: Archive | None = None) -> None:
         self._gateway = gateway
         self._client = client
+        self._archive = archive
 
     @activity.defn(name="reconcile")
     async def reconcile(self, window: Window) -> ReconciliationReport:
@@ -73,9 +76,11 @@ class ReconciliationActivities:
         try:
             description = await self._client.get_workflow_handle(payment_id).describe()
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Temporal forgot it (retention): its record is in the archive.
+            record = await self._archive.get(payment_id) if self._archive else None
+            return await record.state(self._client.data_converter) if record else None
         state: PaymentState | None = await description.memo_value(
             names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
         )

@@ -15,12 +15,16 @@ from api import demo, errors, reconciliation, routes, streaming, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter
+from archive import build_archive
+from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.settings import Settings
 from payments.temporal import connect
 
 
-def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, client: Client | None = None, archive: Archive | None = None
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -36,6 +40,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Where closed payments are read from once Temporal has forgotten them.
+    app.state.archive = archive or build_archive(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.add_middleware(BodySizeLimit)
     errors.install(app)

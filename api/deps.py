@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from api.errors import AuthenticationFailed, InvalidRequest
 from api.limits import RateLimiter
+from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.ids import verify_client_secret
 from payments.settings import Settings
@@ -37,8 +38,14 @@ async def get_client(request: Request) -> Client:
     return client
 
 
+async def get_archive(request: Request) -> Archive:
+    archive: Archive = request.app.state.archive
+    return archive
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ClientDep = Annotated[Client, Depends(get_client)]
+ArchiveDep = Annotated[Archive, Depends(get_archive)]
 
 # These only declare the schemes in the OpenAPI document (so /docs can send a
 # key); the header itself is checked below, into the contract's 401.

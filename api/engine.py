@@ -4,6 +4,10 @@ Reads never replay a workflow: a payment is read from its memo (``describe``),
 lists from visibility, events from the history; a caller who asks to wait
 waits on the workflow's ``wait_settled`` update. Writes are updates the
 workflow validates before anything touches the history.
+
+Once Temporal has forgotten a closed payment (its namespace's retention), the
+payment and its events are read from the archive instead (CONTRACT §10), and a
+create with its ``Idempotency-Key`` replays it from there: no second workflow.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, names
+from payments.archive import Archive, ArchivedPayment
 from payments.currencies import format_amount
 from payments.ids import instance_id
 from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
@@ -63,13 +68,22 @@ async def start_payment(
     request: CreatePayment,
     fingerprint: str,
     wait: float | None = None,
+    archive: Archive | None = None,
 ) -> tuple[PaymentState, bool]:
     """Start the payment's workflow; (payment, created). A replay returns the original.
 
     With ``wait``, the start carries a ``wait_settled`` update (update-with-start,
     one request to Temporal) and the payment is returned as it settled, or as it
     stands when ``wait`` seconds ran out.
+
+    A payment the archive holds is never started again: its id comes from the
+    same merchant and key, and the archived payment is the replay.
     """
+    record = await archive.get(payment_id) if archive is not None else None
+    if record is not None:
+        if record.request_fingerprint != fingerprint:
+            raise _key_reused()
+        return await _archived_state(client, record, merchant_id), False
     now = datetime.now(UTC)
     state = PaymentState.requested(payment_id, merchant_id, request, now)
     attributes: list[SearchAttributePair[Any]] = [
@@ -134,10 +148,12 @@ async def start_payment(
     except WorkflowAlreadyStartedError:
         # Closed (a final status, or past its refund window): read what it was.
         description = await _describe(client, payment_id)
+        if description is None:
+            raise not_found() from None  # deleted this very moment; the archive has it
         original = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
         if original != fingerprint:
             raise _key_reused() from None
-        return await _payment_from(description, merchant_id), False
+        return await _payment_from(description, merchant_id, archive), False
     except WorkflowUpdateFailedError as err:
         raise _update_refused(err) from None
 
@@ -175,27 +191,53 @@ def _update_refused(err: WorkflowUpdateFailedError) -> ApiError:
     return InvalidRequest(409, code, cause.message)
 
 
-async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription:
+async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription | None:
+    """The payment's workflow as Temporal holds it; None once Temporal has
+    forgotten it (or never knew it). A malformed id is a plain 404."""
     if not _PAYMENT_ID.match(payment_id):
         raise not_found()
     try:
         return await client.get_workflow_handle(payment_id).describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise not_found() from None
+            return None
         raise
 
 
-async def _payment_from(
-    description: WorkflowExecutionDescription, merchant_id: str | None
-) -> PaymentState:
-    state: PaymentState | None = await description.memo_value(
-        names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
-    )
+def _owned(state: PaymentState | None, merchant_id: str | None) -> PaymentState:
     if state is None or (merchant_id is not None and state.merchant_id != merchant_id):
         # Another merchant's payment answers exactly like one that does not exist.
         raise not_found()
     return state
+
+
+async def _payment_from(
+    description: WorkflowExecutionDescription, merchant_id: str | None, archive: Archive | None
+) -> PaymentState:
+    state: PaymentState | None = await description.memo_value(
+        names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
+    )
+    state = _owned(state, merchant_id)
+    if description.close_time is not None and archive is not None:
+        # Closed and still in Temporal: archived already, if this run's record is there.
+        archived = await archive.archived(state.id)
+        if archived is not None and archived[1] == description.run_id:
+            state.archived_at = archived[0]
+    return state
+
+
+async def _archived(archive: Archive | None, payment_id: str) -> ArchivedPayment:
+    """The archive's record of a payment Temporal no longer holds, or 404."""
+    record = await archive.get(payment_id) if archive is not None else None
+    if record is None:
+        raise not_found()
+    return record
+
+
+async def _archived_state(
+    client: Client, record: ArchivedPayment, merchant_id: str | None
+) -> PaymentState:
+    return _owned(await record.state(client.data_converter), merchant_id)
 
 
 @dataclass(frozen=True)
@@ -206,13 +248,24 @@ class Described:
     raw: WorkflowExecutionDescription
 
 
-async def describe_payment(client: Client, payment_id: str, merchant_id: str | None) -> Described:
+async def describe_payment(
+    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+) -> Described:
+    """The payment with its workflow's description; 404 once only the archive has it."""
     description = await _describe(client, payment_id)
-    return Described(await _payment_from(description, merchant_id), description)
+    if description is None:
+        raise not_found()
+    return Described(await _payment_from(description, merchant_id, archive), description)
 
 
-async def get_payment(client: Client, payment_id: str, merchant_id: str | None) -> PaymentState:
-    return await _payment_from(await _describe(client, payment_id), merchant_id)
+async def get_payment(
+    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+) -> PaymentState:
+    """The payment from its workflow's memo, or from the archive once Temporal forgot it."""
+    description = await _describe(client, payment_id)
+    if description is None:
+        return await _archived_state(client, await _archived(archive, payment_id), merchant_id)
+    return await _payment_from(description, merchant_id, archive)
 
 
 def _quote(value: str) -> str:
@@ -265,9 +318,10 @@ async def update_payment(
     *,
     result_type: type[T],
     update_id: str | None = None,
+    archive: Archive | None = None,
 ) -> T:
     """Send an update; its validators refuse a bad request before it touches history."""
-    await get_payment(client, payment_id, merchant_id)
+    await get_payment(client, payment_id, merchant_id, archive=archive)
     handle = client.get_workflow_handle(payment_id)
     try:
         result: T = await handle.execute_update(
@@ -327,19 +381,27 @@ async def wait_settled(
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:
     """The histories of every run of the payment, oldest run first."""
-    runs: list[WorkflowHistory] = []
-    run_id: str | None = None
-    while True:
-        history = await client.get_workflow_handle(payment_id, run_id=run_id).fetch_history()
-        runs.append(history)
-        run_id = events.previous_run_id(history)
-        if run_id is None:
-            return runs[::-1]
+    return await events.fetch_runs(client, payment_id)
 
 
-async def payment_events(client: Client, payment_id: str, merchant_id: str | None) -> list[Event]:
-    await get_payment(client, payment_id, merchant_id)
-    runs = await run_histories(client, payment_id)
+async def payment_events(
+    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+) -> list[Event]:
+    """The payment's events from its history in Temporal, or in the archive."""
+    description = await _describe(client, payment_id)
+    runs: list[WorkflowHistory] | None = None
+    if description is not None:
+        await _payment_from(description, merchant_id, None)
+        try:
+            runs = await run_histories(client, payment_id)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Deleted between the two reads: the archive has it by now.
+    if runs is None:
+        record = await _archived(archive, payment_id)
+        await _archived_state(client, record, merchant_id)
+        runs = record.runs()
     return await events.project(payment_id, runs, client.data_converter)
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 from api import engine, prefer
-from api.deps import ClientDep, MerchantDep, ReaderDep, SettingsDep
+from api.deps import ArchiveDep, ClientDep, MerchantDep, ReaderDep, SettingsDep
 from api.errors import InvalidRequest, ServiceUnavailable, from_validation_error
 from api.limits import MAX_JSON_DEPTH, json_depth
 from api.openapi import (
@@ -29,6 +29,7 @@ from api.openapi import (
 )
 from api.prefer import PreferWait
 from payments import currencies
+from payments.archive import Archive
 from payments.cards import find_card_number
 from payments.ids import (
     client_secret,
@@ -158,6 +159,7 @@ async def create_payment(
     request: Request,
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
@@ -172,6 +174,7 @@ async def create_payment(
         request=body,
         fingerprint=fingerprint(body),
         wait=wait,
+        archive=archive,
     )
     settled = is_settled(state.status)
     headers = {"Location": f"/v1/payments/{payment_id}", **prefer.response_headers(wait, settled)}
@@ -235,11 +238,12 @@ async def get_payment(
     request: Request,
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     reader: ReaderDep,
     wait: PreferWait,
 ) -> Response:
     if wait is None:
-        state = await engine.get_payment(client, payment_id, reader.merchant_id)
+        state = await engine.get_payment(client, payment_id, reader.merchant_id, archive=archive)
     else:
         state = await engine.wait_settled(client, payment_id, reader.merchant_id, wait, _settled)
     body = render(state, settings, client.namespace)
@@ -257,8 +261,10 @@ async def get_payment(
     responses={200: {"model": EventList}, **errors(*PAYMENT_ERRORS)},
     response_model=None,
 )
-async def list_events(payment_id: str, client: ClientDep, reader: ReaderDep) -> dict[str, Any]:
-    found = await engine.payment_events(client, payment_id, reader.merchant_id)
+async def list_events(
+    payment_id: str, client: ClientDep, archive: ArchiveDep, reader: ReaderDep
+) -> dict[str, Any]:
+    found = await engine.payment_events(client, payment_id, reader.merchant_id, archive=archive)
     return {"object": "list", "data": [event.model_dump(mode="json") for event in found]}
 
 
@@ -273,6 +279,7 @@ async def _decide(
     model: type[CapturePayment] | type[CancelPayment],
     done: Callable[[PaymentState], bool],
     idempotency_key: str | None,
+    archive: Archive,
 ) -> JSONResponse:
     """Capture or cancel: send the update, and wait for its outcome if asked. A
     retry with the same Idempotency-Key (say, after a timeout) gets the first
@@ -286,6 +293,7 @@ async def _decide(
         body,
         result_type=PaymentState,
         update_id=command_id_for(payment_id, update, idempotency_key),
+        archive=archive,
     )
     if wait is not None:
         state = await engine.wait_settled(client, payment_id, merchant_id, wait, done)
@@ -307,6 +315,7 @@ async def capture_payment(
     request: Request,
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
@@ -325,6 +334,7 @@ async def capture_payment(
         CapturePayment,
         captured_or_failed,
         idempotency_key,
+        archive,
     )
 
 
@@ -340,6 +350,7 @@ async def cancel_payment(
     request: Request,
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
@@ -358,6 +369,7 @@ async def cancel_payment(
         CancelPayment,
         canceled,
         idempotency_key,
+        archive,
     )
 
 
@@ -372,6 +384,7 @@ async def refund_payment(
     payment_id: str,
     request: Request,
     client: ClientDep,
+    archive: ArchiveDep,
     merchant_id: MerchantDep,
     wait: PreferWait,
     idempotency_key: IdempotencyKey = None,
@@ -380,7 +393,14 @@ async def refund_payment(
     refund_id = refund_id_for(payment_id, idempotency_key)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
     refund = await engine.update_payment(
-        client, payment_id, merchant_id, "refund", command, result_type=Refund, update_id=refund_id
+        client,
+        payment_id,
+        merchant_id,
+        "refund",
+        command,
+        result_type=Refund,
+        update_id=refund_id,
+        archive=archive,
     )
 
     def this_refund(state: PaymentState) -> Refund:

@@ -17,7 +17,7 @@ from typing import Any
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 
 from payments.models import DomainEvent, Event, PaymentInput, PaymentState
@@ -127,3 +127,27 @@ def previous_run_id(history: WorkflowHistory) -> str | None:
     if first is None or first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         return None
     return first.workflow_execution_started_event_attributes.continued_execution_run_id or None
+
+
+async def fetch_runs(client: Client, payment_id: str) -> list[WorkflowHistory]:
+    """The histories of every run of the payment, oldest run first."""
+    return [history for _, history in await fetch_run_chain(client, payment_id)]
+
+
+async def fetch_run_chain(
+    client: Client, payment_id: str, latest_run_id: str | None = None
+) -> list[tuple[str | None, WorkflowHistory]]:
+    """(run id, history) of every run up to ``latest_run_id`` (default: the
+    current run, whose id is then None), oldest run first.
+
+    The ids come from the chain, not from the histories: a history's own
+    ``run_id`` is its *original* run's, which a reset run does not share.
+    """
+    runs: list[tuple[str | None, WorkflowHistory]] = []
+    run_id = latest_run_id
+    while True:
+        history = await client.get_workflow_handle(payment_id, run_id=run_id).fetch_history()
+        runs.append((run_id, history))
+        run_id = previous_run_id(history)
+        if run_id is None:
+            return runs[::-1]

@@ -156,6 +156,9 @@ class PaymentState(BaseModel):
     refunds: list[Refund] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
+    # When the closed payment's record reached the archive (CONTRACT §10). Set
+    # by whoever reads the payment; the workflow itself never knows it.
+    archived_at: datetime | None = None
     # Internal: never shown to API clients.
     merchant_id: str
     authorization_id: str | None = None

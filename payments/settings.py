@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     # Where `make run` keeps the dev server's SQLite file and local keys.
     data_dir: Path = Path(".data")
 
+    # The record lasts (CONTRACT §10). Closed histories are kept this long by
+    # the namespace (`make run` and compose set it; the worker warns when it
+    # is shorter), and every closed payment is archived well before that.
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    archive_dir: Path = Path(".data/archive")
+    # How often the archiver's Schedule looks for payments that closed.
+    archive_interval: timedelta = timedelta(seconds=20)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("encryption_keys")
@@ -109,7 +117,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "authorization_window", "refund_window", "reconciliation_interval", mode="before"
+        "authorization_window",
+        "refund_window",
+        "reconciliation_interval",
+        "archive_interval",
+        mode="before",
     )
     @classmethod
     def _seconds_or_iso(cls, value: object) -> object:
@@ -118,7 +130,9 @@ class Settings(BaseSettings):
             return int(value)
         return value
 
-    @field_validator("authorization_window", "refund_window", "reconciliation_interval")
+    @field_validator(
+        "authorization_window", "refund_window", "reconciliation_interval", "archive_interval"
+    )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

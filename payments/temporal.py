@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import timedelta
 from typing import Any
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -56,3 +58,15 @@ async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     config = connect_config()
     config.update(overrides)
     return await Client.connect(data_converter=converter, **config)
+
+
+async def retention(client: Client) -> timedelta | None:
+    """How long the client's namespace keeps closed workflows (None: forever)."""
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    config = described.config
+    if not config.HasField("workflow_execution_retention_ttl"):
+        return None
+    kept: timedelta = config.workflow_execution_retention_ttl.ToTimedelta()
+    return kept or None

@@ -30,6 +30,9 @@ def stack(
         "PAYMENTS_STREAM_KEEPALIVE_SECONDS": "1",
         # Short, so the fault tests see slow answers time out and be retried.
         "PAYMENTS_GATEWAY_TIMEOUT_SECONDS": "2",
+        # The archiver's Schedule every 2 s (20 s under `make run`), so the
+        # record tests see a closed payment archived in moments.
+        "PAYMENTS_ARCHIVE_INTERVAL": "2",
     }
     with Stack(StackConfig.on_free_ports(data_dir), env=env, output=lines.append) as running:
         running.output_lines = lines  # type: ignore[attr-defined]

@@ -1,0 +1,166 @@
+"""The archiver: copies every closed payment into the archive, and the
+Temporal Schedule that runs it (CONTRACT §10).
+
+Why a Schedule and not the payment workflow archiving itself on its way out:
+a workflow cannot run code once an operator terminates it, and it cannot see
+its own close event, so the "whole history" would be missing its last event
+on every path and the whole record on some; and a change to
+``PaymentWorkflow`` would have to replay every recorded history. The Schedule
+(``payments-archive``, on the UI's Schedules page) starts ``ArchiveWorkflow``
+every ``PAYMENTS_ARCHIVE_INTERVAL`` (20 s by default), whatever way payments
+closed, and each run's result says what it did.
+
+A pass lists the payments whose workflow closed since the archive's cursor
+(``CloseTime``, in visibility), less an overlap that covers visibility's lag,
+and archives each one not archived already, whole (every run's history and
+the final memo, payloads as stored). Only after the whole list was worked
+through does the cursor move, to where this pass began: a pass that fails or
+a worker that was down for a day is caught up by the next pass, which starts
+from the same cursor. A payment listed as closed whose workflow has a newer
+open run (an operator reset it) is left for when that run closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from payments import events, names
+from payments.archive import Archive, ArchivedPayment, ArchiveReport, ArchiveRun
+
+# How far before the cursor a pass looks again: a payment that closed just
+# before the last pass began may have reached visibility only after it listed.
+VISIBILITY_OVERLAP = timedelta(minutes=1)
+
+
+def closed_payments_query(since: datetime | None) -> str:
+    clauses = [
+        f"WorkflowType = '{names.WORKFLOW_TYPE}'",
+        "ExecutionStatus != 'Running'",
+        # An earlier run of a payment that goes on in its next one.
+        "ExecutionStatus != 'ContinuedAsNew'",
+    ]
+    if since is not None:
+        bound = (since - VISIBILITY_OVERLAP).astimezone(UTC)
+        clauses.append(f"CloseTime >= '{bound:%Y-%m-%dT%H:%M:%SZ}'")
+    return " AND ".join(clauses)
+
+
+class ArchiveActivities:
+    def __init__(
+        self, client: Client, archive: Archive, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self._client = client
+        self._archive = archive
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    @activity.defn(name=names.ARCHIVE_ACTIVITY)
+    async def archive_closed_payments(self, run: ArchiveRun) -> ArchiveReport:
+        began = self._clock()
+        since = await self._archive.cursor()
+        report = ArchiveReport(closed_since=since, cursor=began)
+        async for execution in self._client.list_workflows(closed_payments_query(since)):
+            done = await self._archive.archived(execution.id)
+            if done is not None and done[1] == execution.run_id:
+                report.already_archived += 1
+            elif await self.archive_payment(execution.id):
+                report.archived += 1
+            else:
+                report.reopened += 1
+            activity.heartbeat(report.archived + report.already_archived + report.reopened)
+        await self._archive.set_cursor(began)
+        if report.archived:
+            activity.logger.info("archived %d closed payments", report.archived)
+        return report
+
+    async def archive_payment(self, payment_id: str) -> bool:
+        """Archive the payment if its workflow is closed; False if it is open."""
+        handle = self._client.get_workflow_handle(payment_id)
+        try:
+            description = await handle.describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Deleted meanwhile: if it was archived, that record stands.
+            return True
+        info = description.raw_description.workflow_execution_info
+        if description.close_time is None:
+            return False
+        memo = info.memo.fields
+        chain = await events.fetch_run_chain(self._client, payment_id, description.run_id)
+        # Every id is known: the chain started from the one just described.
+        runs = [(run_id, history) for run_id, history in chain if run_id is not None]
+        fingerprint = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
+        record = ArchivedPayment.of(
+            payment_id=payment_id,
+            archived_at=self._clock(),
+            closed_at=description.close_time,
+            execution_status=_status_name(info.status),
+            runs=runs,
+            payment=memo[names.PAYMENT_MEMO_KEY],
+            request_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        )
+        await self._archive.put(record)
+        return True
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.archive_closed_payments]
+
+
+def _status_name(status: int) -> str:
+    # WORKFLOW_EXECUTION_STATUS_TERMINATED -> "Terminated", as the UI and queries spell it.
+    name = WorkflowExecutionStatus.Name(status).removeprefix("WORKFLOW_EXECUTION_STATUS_")  # type: ignore[arg-type]
+    return name.replace("_", " ").title().replace(" ", "")
+
+
+def archive_schedule(task_queue: str, every: timedelta) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            names.ARCHIVE_WORKFLOW_TYPE,
+            ArchiveRun(),
+            id="archive",
+            task_queue=task_queue,
+            static_summary="archive the payments that closed",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        # One pass at a time; a pass that was missed (the cluster was down)
+        # is not made up one by one: the next pass starts from the cursor.
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(every, timedelta(minutes=1))
+        ),
+    )
+
+
+async def ensure_archive_schedule(client: Client, task_queue: str, every: timedelta) -> bool:
+    """Create the archiver's Schedule, or bring its interval up to date; True if created."""
+    schedule = archive_schedule(task_queue, every)
+    try:
+        await client.create_schedule(names.ARCHIVE_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(names.ARCHIVE_SCHEDULE_ID)
+
+        def updated(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
+            if current.description.schedule.spec.intervals == schedule.spec.intervals:
+                return None
+            return ScheduleUpdate(schedule=schedule)
+
+        await handle.update(updated)
+        return False
+    return True

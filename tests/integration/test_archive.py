@@ -1,0 +1,239 @@
+"""The archiver and the reads behind it, on a real dev server: every closed
+payment reaches the archive whole; a pass that fails leaves the cursor where
+it was, so the next one catches up; a payment an operator reopened (reset) is
+left for when it closes again; once Temporal forgets a payment its id can come
+back only as the archived payment, and even a payment started again under that
+id (no archive in the way) never replays the old one's gateway operations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+from support import MERCHANT, running_stack
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import ResetReapplyType
+from temporalio.api.workflowservice.v1 import (
+    DeleteWorkflowExecutionRequest,
+    ResetWorkflowExecutionRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment
+
+from activities.archive import ArchiveActivities
+from api import engine
+from archive.filesystem import FilesystemArchive
+from payments import events
+from payments.archive import ArchivedPayment, ArchiveError, ArchiveRun
+from payments.ids import fingerprint
+from payments.models import CancelPayment, CapturePayment, CreatePayment, PaymentState
+from payments.settings import Settings
+from worker import warn_about_retention
+
+MANUAL = {"capture_method": "manual"}
+REQUEST = CreatePayment.model_validate(
+    {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", **MANUAL}
+)
+
+
+async def archive_pass(client: Client, archive: FilesystemArchive) -> None:
+    await ActivityEnvironment().run(
+        ArchiveActivities(client, archive).archive_closed_payments, ArchiveRun()
+    )
+
+
+async def archived_until(
+    client: Client, archive: FilesystemArchive, payment_id: str, run_id: str | None = None
+) -> ArchivedPayment:
+    """Passes until the payment's record is there (visibility lags its close a little)."""
+    for _ in range(100):
+        await archive_pass(client, archive)
+        record = await archive.get(payment_id)
+        if record is not None and (run_id is None or record.last_run_id == run_id):
+            return record
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{payment_id} was never archived")
+
+
+async def forget(client: Client, payment_id: str) -> None:
+    """What retention does, now: the workflow and its history are deleted."""
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=payment_id),
+        )
+    )
+    for _ in range(1200):
+        try:
+            await client.get_workflow_handle(payment_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{payment_id} is still in Temporal")
+
+
+async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    archive = FilesystemArchive(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create(idempotency_key=f"whole-{uuid.uuid4()}", **MANUAL)
+        await stack.wait_status(created.id, "requires_capture")
+        await stack.update(created.id, "cancel", CancelPayment(reason="test"), PaymentState)
+        canceled = await stack.wait_status(created.id, "canceled")
+        await dev_client.get_workflow_handle(created.id).result()
+        record = await archived_until(dev_client, archive, created.id)
+
+        runs = await events.fetch_runs(dev_client, created.id)
+        assert record.run_ids == [run.run_id for run in runs]
+        # Every event of every run, the close event included.
+        assert [len(h["events"]) for h in record.histories] == [len(r.events) for r in runs]
+        assert record.execution_status == "Completed"
+        state = await record.state(dev_client.data_converter)
+        assert state == canceled.model_copy(update={"archived_at": record.archived_at})
+        projected = await events.project(created.id, record.runs(), dev_client.data_converter)
+        assert projected == await stack.events(created.id)
+        # Read through the API's engine, before and after Temporal forgets it.
+        before = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        assert before.archived_at == record.archived_at
+        events_before = await engine.payment_events(
+            dev_client, created.id, MERCHANT, archive=archive
+        )
+        await forget(dev_client, created.id)
+        after = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        assert after == before
+        assert (
+            await engine.payment_events(dev_client, created.id, MERCHANT, archive=archive)
+            == events_before
+        )
+        with pytest.raises(Exception, match="no such payment"):
+            await engine.get_payment(dev_client, created.id, "someone-else", archive=archive)
+        # The same request under the same key replays the archived payment:
+        # no second workflow under its id.
+        replayed, started = await engine.start_payment(
+            dev_client,
+            stack.settings,
+            payment_id=created.id,
+            merchant_id=MERCHANT,
+            request=REQUEST,
+            fingerprint=fingerprint(REQUEST),
+            archive=archive,
+        )
+        assert (replayed, started) == (after, False)
+        assert (await dev_client.count_workflows(f"WorkflowId = '{created.id}'")).count == 0
+
+
+class FailingOnce(FilesystemArchive):
+    """An archive whose store refuses one write when told to."""
+
+    refuse_next = False
+
+    async def put(self, record: ArchivedPayment) -> None:
+        if self.refuse_next:
+            self.refuse_next = False
+            raise ArchiveError("the disk is full")
+        await super().put(record)
+
+
+async def test_a_failed_pass_leaves_the_cursor_and_the_next_one_catches_up(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    archive = FailingOnce(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        declined = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in range(3)]
+        for payment in declined:
+            await stack.wait_status(payment.id, "failed")
+            await dev_client.get_workflow_handle(payment.id).result()
+        await asyncio.sleep(1)  # visibility has them closed
+        await archive_pass(dev_client, archive)  # a first pass sets a cursor
+        cursor = await archive.cursor()
+        assert cursor is not None
+        archive.refuse_next = True
+        more = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in range(2)]
+        for payment in more:
+            await stack.wait_status(payment.id, "failed")
+            await dev_client.get_workflow_handle(payment.id).result()
+        await asyncio.sleep(1)
+        with pytest.raises(ArchiveError):
+            await archive_pass(dev_client, archive)
+        assert await archive.cursor() == cursor
+        for payment in [*declined, *more]:
+            assert (await archived_until(dev_client, archive, payment.id)).payment_id == payment.id
+        assert await archive.cursor() > cursor  # type: ignore[operator]
+
+
+async def test_a_reopened_payment_is_archived_when_it_closes_again(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    archive = FilesystemArchive(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create(**MANUAL)
+        await stack.wait_status(created.id, "requires_capture")
+        await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
+        await stack.wait_status(created.id, "canceled")
+        first = await archived_until(dev_client, archive, created.id)
+        # An operator resets the closed payment to its first workflow task
+        # (without replaying the cancel into the new run).
+        reset = await dev_client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=dev_client.namespace,
+                workflow_execution=WorkflowExecution(
+                    workflow_id=created.id, run_id=first.last_run_id
+                ),
+                reason="test",
+                workflow_task_finish_event_id=4,
+                request_id=str(uuid.uuid4()),
+                reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_NONE,
+            )
+        )
+        await stack.wait_status(created.id, "requires_capture")
+        await archive_pass(dev_client, archive)
+        # Open again: the old record stands until the new run closes.
+        assert (await archive.get(created.id)) == first
+        await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
+        await stack.wait_status(created.id, "canceled")
+        second = await archived_until(dev_client, archive, created.id, run_id=reset.run_id)
+        assert second.run_ids == [reset.run_id]
+        assert second.archived_at > first.archived_at
+
+
+async def test_a_payment_id_that_comes_back_never_replays_the_old_operations(
+    dev_client: Client, task_queue: str
+) -> None:
+    async with running_stack(dev_client, task_queue) as stack:
+        key = f"comes-back-{uuid.uuid4()}"
+        first = await stack.create(idempotency_key=key, **MANUAL)
+        authorized = await stack.wait_status(first.id, "requires_capture")
+        await stack.update(first.id, "cancel", CancelPayment(), PaymentState)
+        await stack.wait_status(first.id, "canceled")
+        await forget(dev_client, first.id)
+        # Started again under the same id, with nothing (no archive) to stop it:
+        # the worst that retention could do before this service archived.
+        again = await stack.create(idempotency_key=key, **MANUAL)
+        assert again.id == first.id
+        reauthorized = await stack.wait_status(again.id, "requires_capture")
+        assert reauthorized.authorization_id != authorized.authorization_id
+        await stack.update(again.id, "capture", CapturePayment(), PaymentState)
+        assert (await stack.wait_status(again.id, "succeeded")).amount_captured == 1999
+        ledger = stack.ledger(first.id)
+        assert [op.kind for op in ledger] == ["authorization", "void", "authorization", "capture"]
+        assert len({op.idempotency_key for op in ledger}) == 4
+
+
+async def test_the_worker_warns_when_the_namespace_forgets_too_soon(
+    dev_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test dev server keeps the dev server's default: one day.
+    with caplog.at_level(logging.WARNING, logger="worker"):
+        await warn_about_retention(dev_client, Settings(retention_days=30))
+    assert "PAYMENTS_RETENTION_DAYS=30" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="worker"):
+        await warn_about_retention(dev_client, Settings(retention_days=1))
+    assert caplog.text == ""
