@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.archive import ArchiveActivities, ensure_archive_schedule
+from activities.archive import ArchiveActivities, ensure_archiver
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities, ensure_schedule
 from archive import build_archive
@@ -100,8 +100,8 @@ async def main() -> None:
             log.info(
                 "created the reconciliation schedule (every %s)", settings.reconciliation_interval
             )
-        if await ensure_archive_schedule(client, settings.task_queue, settings.archive_interval):
-            log.info("created the archive schedule (every %s)", settings.archive_interval)
+        if await ensure_archiver(client, settings.task_queue, settings.archive_interval):
+            log.info("started the archiver (a pass every %s)", settings.archive_interval)
         async with worker:
             codec = client.data_converter.payload_codec
             log.info(

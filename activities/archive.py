@@ -1,21 +1,20 @@
-"""The archiver: copies every closed payment into the archive, and the
-Temporal Schedule that runs it (CONTRACT §10).
+"""The archiver's pass, and the one workflow that runs it (CONTRACT §10).
 
-Why a Schedule and not the payment workflow archiving itself on its way out:
-a workflow cannot run code once an operator terminates it, and it cannot see
-its own close event, so the "whole history" would be missing its last event
-on every path and the whole record on some; and a change to
-``PaymentWorkflow`` would have to replay every recorded history. The Schedule
-(``payments-archive``, on the UI's Schedules page) starts ``ArchiveWorkflow``
-every ``PAYMENTS_ARCHIVE_INTERVAL`` (20 s by default), whatever way payments
-closed, and each run's result says what it did.
+Why an archiver of its own and not the payment workflow archiving itself on
+its way out: a workflow cannot run code once an operator terminates it, and
+it cannot see its own close event, so the "whole history" would be missing
+its last event on every path and the whole record on some; and a change to
+``PaymentWorkflow`` would have to replay every recorded history. The archiver
+(``ArchiveWorkflow``, id ``payments-archiver``, see :mod:`workflows.archive`)
+makes a pass every ``PAYMENTS_ARCHIVE_INTERVAL`` (20 s by default), whatever
+way payments closed; the worker starts it when it is not running.
 
 A pass lists the payments whose workflow closed since the archive's cursor
 (``CloseTime``, in visibility), less an overlap that covers visibility's lag,
 and archives each one not archived already, whole (every run's history and
 the final memo, payloads as stored). Only after the whole list was worked
-through does the cursor move, to where this pass began: a pass that fails or
-a worker that was down for a day is caught up by the next pass, which starts
+through does the cursor move, to where this pass began: a pass that fails, or
+a worker that was down for a day, is caught up by the next pass, which starts
 from the same cursor. A payment listed as closed whose workflow has a newer
 open run (an operator reset it) is left for when that run closes.
 """
@@ -27,19 +26,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
+from temporalio.api.enums.v1 import WorkflowExecutionStatus as ExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments import events, names
@@ -126,41 +115,31 @@ class ArchiveActivities:
 
 def _status_name(status: int) -> str:
     # WORKFLOW_EXECUTION_STATUS_TERMINATED -> "Terminated", as the UI and queries spell it.
-    name = WorkflowExecutionStatus.Name(status).removeprefix("WORKFLOW_EXECUTION_STATUS_")  # type: ignore[arg-type]
+    name = ExecutionStatus.Name(status).removeprefix("WORKFLOW_EXECUTION_STATUS_")  # type: ignore[arg-type]
     return name.replace("_", " ").title().replace(" ", "")
 
 
-def archive_schedule(task_queue: str, every: timedelta) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            names.ARCHIVE_WORKFLOW_TYPE,
-            ArchiveRun(),
-            id="archive",
-            task_queue=task_queue,
-            static_summary="archive the payments that closed",
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        # One pass at a time; a pass that was missed (the cluster was down)
-        # is not made up one by one: the next pass starts from the cursor.
-        policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=max(every, timedelta(minutes=1))
-        ),
-    )
-
-
-async def ensure_archive_schedule(client: Client, task_queue: str, every: timedelta) -> bool:
-    """Create the archiver's Schedule, or bring its interval up to date; True if created."""
-    schedule = archive_schedule(task_queue, every)
+async def ensure_archiver(client: Client, task_queue: str, every: timedelta) -> bool:
+    """Start the archiver unless it runs, else bring its interval up to date;
+    True if this started it."""
+    settings = ArchiveRun(interval_seconds=every.total_seconds())
+    handle = client.get_workflow_handle(names.ARCHIVE_WORKFLOW_ID)
     try:
-        await client.create_schedule(names.ARCHIVE_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(names.ARCHIVE_SCHEDULE_ID)
-
-        def updated(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
-            if current.description.schedule.spec.intervals == schedule.spec.intervals:
-                return None
-            return ScheduleUpdate(schedule=schedule)
-
-        await handle.update(updated)
+        running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        running = False
+    if running:
+        await handle.signal("reconfigure", settings)
         return False
+    # Two workers starting at once: the second joins the first one's run.
+    await client.start_workflow(
+        names.ARCHIVE_WORKFLOW_TYPE,
+        settings,
+        id=names.ARCHIVE_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="archives every payment that closed",
+    )
     return True

@@ -112,7 +112,10 @@ class Archive(Protocol):
 
 
 class ArchiveRun(BaseModel):
-    """One pass of the archiver (its Schedule's workflow input)."""
+    """How the archiver runs (its workflow's input, and each pass's)."""
+
+    # Between passes. `make run`: 20 s, so a closed payment is archived within a minute.
+    interval_seconds: float = 20.0
 
 
 class ArchiveReport(BaseModel):

@@ -17,7 +17,7 @@ RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches
 RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
 RECONCILIATION_SCHEDULE_ID = "payments-reconciliation"
 ARCHIVE_WORKFLOW_TYPE = "ArchiveWorkflow"
-ARCHIVE_SCHEDULE_ID = "payments-archive"
+ARCHIVE_WORKFLOW_ID = "payments-archiver"
 ARCHIVE_ACTIVITY = "archive_closed_payments"
 
 # name -> type as `temporal server start-dev --search-attribute` and

@@ -23,6 +23,7 @@ from temporalio.api.workflowservice.v1 import (
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
 from api import engine
@@ -33,6 +34,7 @@ from payments.ids import fingerprint
 from payments.models import CancelPayment, CapturePayment, CreatePayment, PaymentState
 from payments.settings import Settings
 from worker import warn_about_retention
+from workflows.archive import ArchiveWorkflow
 
 MANUAL = {"capture_method": "manual"}
 REQUEST = CreatePayment.model_validate(
@@ -237,3 +239,48 @@ async def test_the_worker_warns_when_the_namespace_forgets_too_soon(
     with caplog.at_level(logging.WARNING, logger="worker"):
         await warn_about_retention(dev_client, Settings(retention_days=1))
     assert caplog.text == ""
+
+
+async def test_the_archiver_passes_again_and_again(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """The archiver's own workflow, on a worker that replays every task."""
+    archive = FilesystemArchive(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        first = await stack.create(payment_method="pm_card_chargeDeclined")
+        await dev_client.get_workflow_handle(first.id).result()
+        archiver_id = f"archiver-{uuid.uuid4()}"
+        async with Worker(
+            dev_client,
+            task_queue=task_queue + "-archive",
+            workflows=[ArchiveWorkflow],
+            activities=ArchiveActivities(dev_client, archive).all(),
+            max_cached_workflows=0,
+        ):
+            handle = await dev_client.start_workflow(
+                ArchiveWorkflow.run,
+                ArchiveRun(interval_seconds=0.5),
+                id=archiver_id,
+                task_queue=task_queue + "-archive",
+            )
+            try:
+                for _ in range(200):
+                    if await archive.archived(first.id):
+                        break
+                    await asyncio.sleep(0.1)
+                assert await archive.archived(first.id)
+                # A long interval now; a payment that closes is archived on request.
+                await handle.signal(ArchiveWorkflow.reconfigure, ArchiveRun(interval_seconds=3600))
+                second = await stack.create(payment_method="pm_card_chargeDeclined")
+                await dev_client.get_workflow_handle(second.id).result()
+                await asyncio.sleep(1)  # visibility has it closed
+                await handle.signal(ArchiveWorkflow.archive_now)
+                for _ in range(200):
+                    if await archive.archived(second.id):
+                        break
+                    await asyncio.sleep(0.1)
+                assert await archive.archived(second.id)
+                last = await handle.query(ArchiveWorkflow.last_pass)
+                assert last is not None and last.closed_since is not None
+            finally:
+                await handle.terminate("test over")
