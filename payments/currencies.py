@@ -81,7 +81,8 @@ _STRIPE_THREE_DECIMAL = "bhd jod kwd omr tnd"
 # None: the gateway's unit for the currency is unknown, so nothing is sent in it.
 _STRIPE: dict[str, GatewayUnit | None] = {
     **dict.fromkeys(_STRIPE_ZERO_DECIMAL.split(), GatewayUnit(0)),
-    "isk": GatewayUnit(2, step=100),
+    # Two decimals there in whole krónur: ours times 100, a multiple of 100 by construction.
+    "isk": GatewayUnit(2),
     **dict.fromkeys(_STRIPE_THREE_DECIMAL.split(), GatewayUnit(3, step=10)),
     "iqd": None,
     "lyd": None,
