@@ -10,6 +10,7 @@ grow with it there makes no such lookup at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -18,14 +19,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
+from activities.reconciliation import ReconciliationActivities
 from api import engine
 from gateway.port import TransientGatewayError
 from gateway.stripe_adapter import StripeGateway
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, PaymentState
+from payments.reconciliation import Window
 from payments.settings import Settings
 from workflows.payment import PaymentWorkflow
 
@@ -227,59 +231,98 @@ async def test_lookups_by_reference_skip_what_is_older_than_the_payment(
     assert await gateway.find_by_reference(reference, since=later) == []
 
 
-# -- through Temporal: the authorize activity remembers in its heartbeat --------
+# -- through Temporal: the activities hand the adapter what they know ------------
 
 
-async def test_the_authorize_activity_remembers_across_attempts(
-    dev_client: Client, task_queue: str, module_localstripe: str, control: httpx.AsyncClient
-) -> None:
-    """A real payment on the dev server whose first confirm reply is lost: the
-    activity's second attempt gets the PaymentIntent id from the first one's
-    heartbeat details and retrieves it; nothing lists the account, and
-    localstripe holds one PaymentIntent for the payment."""
-    settings = _settings(module_localstripe, task_queue)
-    gateway = StripeGateway(settings)
+def _lose_the_first_confirm_reply(gateway: StripeGateway) -> list[httpx.Response]:
+    """localstripe confirms, and the adapter never hears back, once."""
     lost: list[httpx.Response] = []
 
-    async def lose_the_first_confirm_reply(response: httpx.Response) -> None:
+    async def lose(response: httpx.Response) -> None:
         if response.request.url.path.endswith("/confirm") and not lost:
             lost.append(response)
             raise httpx.ReadError("the reply was lost", request=response.request)
 
     client = gateway._http._client_async
-    client.event_hooks = {**client.event_hooks, "response": [lose_the_first_confirm_reply]}
-    sent = _sent(gateway)
+    client.event_hooks = {**client.event_hooks, "response": [lose]}
+    return lost
+
+
+@contextlib.asynccontextmanager
+async def _worker(client: Client, task_queue: str, gateway: StripeGateway) -> AsyncIterator[None]:
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[PaymentWorkflow],
+        activities=PaymentActivities(gateway).all(),
+    ):
+        yield
+
+
+async def _pay(client: Client, settings: Settings) -> PaymentState:
     request = CreatePayment(amount=1999, currency="usd", payment_method="pm_card_visa")
-    payment_id = payment_id_for(MERCHANT, f"remember-{uuid.uuid4()}")
-    try:
-        async with Worker(
-            dev_client,
-            task_queue=task_queue,
-            workflows=[PaymentWorkflow],
-            activities=PaymentActivities(gateway).all(),
-        ):
-            await engine.start_payment(
-                dev_client,
-                settings,
-                payment_id=payment_id,
-                merchant_id=MERCHANT,
-                request=request,
-                fingerprint=fingerprint(request),
-            )
-            state = await _settled(dev_client, payment_id)
-    finally:
-        await gateway.aclose()
-    assert lost, "the fault never fired"
-    assert (state.status, state.amount_captured) == ("succeeded", 1999)
-    intents = await _intents(control, payment_id)
-    assert [(pi["id"], pi["status"]) for pi in intents] == [(state.authorization_id, "succeeded")]
-    assert _account_listings(sent) == []
-
-
-async def _settled(client: Client, payment_id: str) -> PaymentState:
+    payment_id = payment_id_for(MERCHANT, f"lookups-{uuid.uuid4()}")
+    await engine.start_payment(
+        client,
+        settings,
+        payment_id=payment_id,
+        merchant_id=MERCHANT,
+        request=request,
+        fingerprint=fingerprint(request),
+    )
     for _ in range(400):
         state = await engine.get_payment(client, payment_id, MERCHANT)
         if state.status not in ("processing", "requires_capture"):
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"{payment_id} did not settle: {state.status}")
+
+
+async def test_the_authorize_activity_remembers_across_attempts(
+    dev_client: Client,
+    task_queue: str,
+    module_localstripe: str,
+    gateway: StripeGateway,
+    control: httpx.AsyncClient,
+) -> None:
+    """A real payment on the dev server whose first confirm reply is lost: the
+    activity's second attempt gets the PaymentIntent id from the first one's
+    heartbeat details and retrieves it; nothing lists the account, and
+    localstripe holds one PaymentIntent for the payment."""
+    lost = _lose_the_first_confirm_reply(gateway)
+    sent = _sent(gateway)
+    async with _worker(dev_client, task_queue, gateway):
+        state = await _pay(dev_client, _settings(module_localstripe, task_queue))
+    assert lost, "the fault never fired"
+    assert (state.status, state.amount_captured) == ("succeeded", 1999)
+    intents = await _intents(control, state.id)
+    assert [(pi["id"], pi["status"]) for pi in intents] == [(state.authorization_id, "succeeded")]
+    assert _account_listings(sent) == []
+
+
+async def test_reconciliation_looks_payments_up_by_what_it_knows(
+    dev_client: Client,
+    task_queue: str,
+    module_localstripe: str,
+    gateway: StripeGateway,
+    control: httpx.AsyncClient,
+) -> None:
+    """The reconcile activity hands each lookup the payment's creation time and
+    authorization id: on a crowded account, it lists no more than the window's
+    own listing does, and finds nothing wrong."""
+    await _crowd(control, CROWD)
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    async with _worker(dev_client, task_queue, gateway):
+        paid = await _pay(dev_client, _settings(module_localstripe, task_queue))
+    window = Window(start=start, end=datetime.now(UTC) + timedelta(seconds=1))
+    # The first listing learns that localstripe refuses ``created`` filters.
+    await gateway.list_operations(since=window.start, until=window.end)
+    sent = _sent(gateway)
+    await gateway.list_operations(since=window.start, until=window.end)
+    listing_alone = len(_account_listings(sent))
+    sent.clear()
+    reconcile = ReconciliationActivities(gateway, dev_client).reconcile
+    report = await ActivityEnvironment().run(reconcile, window)
+    assert paid.id not in report.in_flight and report.checked >= 1
+    assert report.mismatches == []
+    assert len(_account_listings(sent)) == listing_alone
