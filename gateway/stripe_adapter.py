@@ -17,11 +17,11 @@ Every call sends an ``Idempotency-Key`` (Stripe honours them for 24 hours), but
 nothing here relies on it, because Stripe-compatible servers such as localstripe
 ignore the header. Instead each step reads the gateway's state first: a retried
 authorize finds the PaymentIntent an earlier attempt made and confirms it only
-if it still needs it; capture and void act only on ``requires_capture`` and replay their own earlier
-outcome; refund looks for a Refund already made with its key. So a retried
-activity never charges, captures or refunds twice. The SDK's own retries are
-off (``max_network_retries=0``): retrying is the activity's job, and each retry
-starts with that read.
+if it still needs it; capture and void act only on ``requires_capture`` and
+replay their own earlier outcome; refund looks for a Refund already made with
+its key. So a retried activity never charges, captures or refunds twice. The
+SDK's own retries are off (``max_network_retries=0``): retrying is the
+activity's job, and each retry starts with that read.
 
 Amounts are converted both ways by Stripe's currency table
 (``payments.currencies``, the table the API refuses by): every amount sent
