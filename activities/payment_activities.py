@@ -7,7 +7,7 @@ twice. Gateway failures become the ``ApplicationError`` types of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -36,11 +36,12 @@ from payments.models import (
 T = TypeVar("T")
 
 
-async def _heartbeating(call: Awaitable[T]) -> T:
+async def _heartbeating(call: Awaitable[T], details: Sequence[object] = ()) -> T:
     """Await ``call`` while telling Temporal this worker is alive, so a worker
     that dies mid-call is noticed within the heartbeat timeout, not after the
     whole start-to-close timeout, and the retry (same idempotency key) runs
-    elsewhere at once."""
+    elsewhere at once. Each heartbeat repeats ``details`` as they are then:
+    the next attempt reads the last heartbeat's."""
     interval = (activity.info().heartbeat_timeout or timedelta(seconds=10)) / 3
     task = asyncio.ensure_future(call)
     try:
@@ -48,15 +49,15 @@ async def _heartbeating(call: Awaitable[T]) -> T:
             done, _ = await asyncio.wait({task}, timeout=interval.total_seconds())
             if done:
                 return task.result()
-            activity.heartbeat()
+            activity.heartbeat(*details)
     finally:
         task.cancel()
 
 
-async def _gateway_call(call: Awaitable[T]) -> T:
+async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] = ()) -> T:
     attempt = activity.info().attempt
     try:
-        return await _heartbeating(call)
+        return await _heartbeating(call, heartbeat_details)
     except CardDeclined as err:
         raise ApplicationError(
             err.message,
@@ -102,6 +103,15 @@ class PaymentActivities:
 
     @activity.defn(name="authorize")
     async def authorize(self, request: AuthorizeInput) -> GatewayResult:
+        # The authorization id an earlier attempt was given (see the port's
+        # ``remember``), kept in this activity's heartbeat details.
+        earlier = activity.info().heartbeat_details
+        remembered: list[str] = [str(earlier[0])] if earlier else []
+
+        def remember(authorization_id: str) -> None:
+            remembered[:] = [authorization_id]
+            activity.heartbeat(authorization_id)
+
         operation = await _gateway_call(
             self._gateway.authorize(
                 reference=request.payment_id,
@@ -111,7 +121,10 @@ class PaymentActivities:
                 idempotency_key=idempotency_key(request.payment_id, "authorize", request.instance),
                 since=request.created_at,
                 first_attempt=activity.info().attempt == 1 and not request.rerun,
-            )
+                authorization_id=remembered[0] if remembered else None,
+                remember=remember,
+            ),
+            heartbeat_details=remembered,
         )
         return _result(operation)
 

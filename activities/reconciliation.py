@@ -63,8 +63,13 @@ class ReconciliationActivities:
                 in_flight_ids.append(reference)
                 continue
             # All of the payment's operations, not only the window's: a refund
-            # made later belongs to the same payment.
-            theirs: list[GatewayOperation] = await self._gateway.find_by_reference(reference)
+            # made later belongs to the same payment. What we know of it keeps
+            # the gateway's search small.
+            theirs: list[GatewayOperation] = await self._gateway.find_by_reference(
+                reference,
+                since=payment.created_at if payment else None,
+                authorization_id=payment.authorization_id if payment else None,
+            )
             mismatches.extend(compare(reference, payment, theirs))
             checked += 1
             activity.heartbeat(checked)

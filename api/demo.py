@@ -20,7 +20,7 @@ from temporalio.client import Client
 from api import engine
 from api.deps import ClientDep, SettingsDep, reader_for, spend
 from api.errors import InvalidRequest, not_found
-from api.routes import parse_body, render
+from api.routes import parse_body, refuse_unrepresentable, render
 from payments.ids import fingerprint, payment_id_for, refund_id_for
 from payments.models import (
     CancelPayment,
@@ -71,6 +71,7 @@ async def create(request: Request, settings: SettingsDep, client: ClientDep) -> 
     # The page is public: every visitor draws from the demo merchant's one bucket.
     spend(request, merchant_id)
     body = await parse_body(request, CreatePayment)
+    await refuse_unrepresentable(request, body.amount, body.currency)
     state, _ = await engine.start_payment(
         client,
         settings,
@@ -80,6 +81,12 @@ async def create(request: Request, settings: SettingsDep, client: ClientDep) -> 
         fingerprint=fingerprint(body),
     )
     return JSONResponse(render(state, settings, client.namespace), status_code=202)
+
+
+async def _read(client: Client, settings: Settings, payment_id: str, secret: str) -> PaymentState:
+    merchant_id = _demo_merchant(settings)
+    reader_for(settings, payment_id, None, secret)
+    return await engine.get_payment(client, payment_id, merchant_id)
 
 
 async def _act(
@@ -141,6 +148,9 @@ async def refund(
     client: ClientDep,
 ) -> JSONResponse:
     body = await parse_body(request, RefundPayment, required=False)
+    await refuse_unrepresentable(
+        request, body.amount, lambda: _read(client, settings, payment_id, client_secret)
+    )
     refund_id = refund_id_for(payment_id, None)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
     result: Refund = await _act(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -119,6 +119,27 @@ async def parse_body(request: Request, model: type[M], *, required: bool = True)
         raise from_validation_error(err) from None
 
 
+async def refuse_unrepresentable(
+    request: Request,
+    amount: int | None,
+    currency: str | Callable[[], Awaitable[PaymentState]],
+) -> None:
+    """``422 amount_not_representable`` unless the configured gateway can hold
+    ``amount`` exactly in its own units (``payments.currencies``), so nothing
+    starts with it. ``currency`` may be a read of the payment, made only when
+    the answer depends on it. No amount (a refund of all that remains) is
+    representable: the captured and refunded amounts it derives from were."""
+    settings: Settings = request.app.state.settings
+    if amount is None or currencies.counts_as_iso(settings.gateway):
+        return
+    if not isinstance(currency, str):
+        currency = (await currency()).currency
+    try:
+        currencies.to_gateway_units(amount, currency, settings.gateway)
+    except currencies.NotRepresentable as err:
+        raise InvalidRequest(422, "amount_not_representable", str(err), "amount") from None
+
+
 def render(state: PaymentState, settings: Settings, namespace: str) -> dict[str, Any]:
     """The payment object of CONTRACT §4."""
     body = state.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
@@ -165,6 +186,7 @@ async def create_payment(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = await parse_body(request, CreatePayment)
+    await refuse_unrepresentable(request, body.amount, body.currency)
     payment_id = payment_id_for(merchant_id, idempotency_key)
     state, created = await engine.start_payment(
         client,
@@ -285,6 +307,11 @@ async def _decide(
     retry with the same Idempotency-Key (say, after a timeout) gets the first
     answer again instead of "already under way"."""
     body = await parse_body(request, model, required=False)
+    await refuse_unrepresentable(
+        request,
+        getattr(body, "amount", None),
+        lambda: engine.get_payment(client, payment_id, merchant_id),
+    )
     state = await engine.update_payment(
         client,
         payment_id,
@@ -390,6 +417,9 @@ async def refund_payment(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     body = await parse_body(request, RefundPayment, required=False)
+    await refuse_unrepresentable(
+        request, body.amount, lambda: engine.get_payment(client, payment_id, merchant_id)
+    )
     refund_id = refund_id_for(payment_id, idempotency_key)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
     refund = await engine.update_payment(

@@ -9,6 +9,7 @@ Answers map onto the port's exceptions: ``402`` is ``CardDeclined``; ``400``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 from urllib.parse import quote
@@ -56,6 +57,8 @@ class SimulatorGateway:
         idempotency_key: str,
         since: datetime | None = None,
         first_attempt: bool = False,
+        authorization_id: str | None = None,
+        remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation:
         # It honours idempotency keys and indexes by reference: the hints change nothing.
         body = {

@@ -6,6 +6,7 @@ injected outage or a dropped reply raises a ``TransientGatewayError``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from gateway.port import GatewayOperation
@@ -26,6 +27,8 @@ class InMemoryGateway:
         idempotency_key: str,
         since: datetime | None = None,
         first_attempt: bool = False,
+        authorization_id: str | None = None,
+        remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation:
         # It honours idempotency keys and indexes by reference: the hints change nothing.
         return await self.ledger.run(

@@ -2,13 +2,18 @@
 
 Every call carries an idempotency key; an adapter must make a repeated call
 with the same key return the first call's outcome without committing again.
+Amounts, both ways, are in the currency's ISO 4217 minor unit; an adapter whose
+gateway counts otherwise converts (``payments.currencies``).
 
 Lookups take hints, so an adapter that has to search for a payment need not
 search the whole account: ``since`` (the payment was requested then; nothing
 of it is older) and ``authorization_id`` (when the caller knows it already).
 ``authorize`` is told ``first_attempt`` when no earlier call with its key can
 have reached the gateway, so an adapter that guards against servers ignoring
-idempotency keys may skip looking for that earlier call's work.
+idempotency keys may skip looking for that earlier call's work. An adapter
+that assigns the authorization's id before it is authorized may hand it to
+``remember``; the caller passes it back as ``authorization_id`` on its next
+attempt, so that attempt finds the earlier one's work without a search.
 
 Exceptions (the one place that says which gateway answers are which):
 
@@ -27,6 +32,7 @@ Exceptions (the one place that says which gateway answers are which):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -91,6 +97,8 @@ class Gateway(Protocol):
         idempotency_key: str,
         since: datetime | None = None,
         first_attempt: bool = False,
+        authorization_id: str | None = None,
+        remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation: ...
 
     async def capture(

@@ -15,21 +15,53 @@ How the port maps onto Stripe:
 
 Every call sends an ``Idempotency-Key`` (Stripe honours them for 24 hours), but
 nothing here relies on it, because Stripe-compatible servers such as localstripe
-ignore the header. Instead each step reads the gateway's state first: authorize
-looks the reference up and confirms only a PaymentIntent that still needs it;
-capture and void act only on ``requires_capture`` and replay their own earlier
-outcome; refund looks for a Refund already made with its key. So a retried
-activity never charges, captures or refunds twice. The SDK's own retries are
-off (``max_network_retries=0``): retrying is the activity's job, and each retry
-starts with that read.
+ignore the header. Instead each step reads the gateway's state first: a retried
+authorize finds the PaymentIntent an earlier attempt made and confirms it only
+if it still needs it; capture and void act only on ``requires_capture`` and
+replay their own earlier outcome; refund looks for a Refund already made with
+its key. So a retried activity never charges, captures or refunds twice. The
+SDK's own retries are off (``max_network_retries=0``): retrying is the
+activity's job, and each retry starts with that read.
 
-Lookups list PaymentIntents and filter on ``metadata.payment_id`` client side:
-one request per 100 PaymentIntents on the account, for every authorize and
-every ``find_by_reference``. Stripe's search API would be one request, but
-localstripe has none, and on Stripe it is eventually consistent: it can miss
-the PaymentIntent created seconds ago, which is the one a retry looks for.
-``list_operations`` lists PaymentIntents and Refunds with ``created`` filters;
-a server that refuses them (localstripe) is listed whole and filtered here.
+Amounts are converted both ways by Stripe's currency table
+(``payments.currencies``, the table the API refuses by): every amount sent
+(authorize, capture, refund, the over-refund bound) and every amount read back
+(operations, lookups, ``list_operations``), so the service and reconciliation
+only ever see ISO minor units. An amount with no exact Stripe equivalent is
+``InvalidGatewayRequest("amount_not_representable")``; the API refuses those
+before anything starts.
+
+Finding a payment's PaymentIntent costs a flat number of requests, however
+large the account:
+
+- ``authorize`` on its ``first_attempt`` creates at once: no earlier call with
+  its key reached Stripe, so there is nothing to look for. It hands the new
+  PaymentIntent's id to ``remember`` before confirming; the authorize activity
+  turns that into an activity heartbeat with details, and its next attempt
+  passes it back as ``authorization_id``, so a retry after a failed or
+  unanswered confirm retrieves that PaymentIntent (one request) instead of
+  searching. (A callback keeps Temporal out of this module: the port is the
+  boundary.)
+- ``find_by_reference`` with ``authorization_id`` retrieves that PaymentIntent
+  and lists its refunds (two requests).
+- Without an id (a retry after create's own reply was lost, a void by
+  reference after authorize gave up, reconciliation of a payment that never
+  got an authorization), PaymentIntents are listed and filtered on
+  ``metadata.payment_id`` here, bounded by ``created[gte]`` = ``since`` minus
+  five minutes (our clock may run ahead of Stripe's; missing our own
+  PaymentIntent would mean a second authorization hold on the card): one
+  request per 100 PaymentIntents the account created since the payment was.
+  A server that refuses the ``created`` filter (localstripe) is listed whole,
+  oldest first, and filtered here; only this path ever lists the account.
+  Stripe's search API is not used: it is eventually consistent, so a miss
+  proves nothing about the PaymentIntent created seconds ago, which is exactly
+  the one a retry looks for, and the listing would still be needed after it.
+
+Of a reference's PaymentIntents, an authorize retry takes the one made with
+its own idempotency key: another key is another instance of the payment
+(``payments.ids``), not a duplicate. ``list_operations`` lists PaymentIntents
+and Refunds with ``created`` filters; a server that refuses them is listed
+whole and filtered here.
 Likewise PaymentIntents are limited to cards with the SDK's
 ``allowed_payment_method_types``, or, once a server refuses that, with the
 older ``payment_method_types`` localstripe knows.
@@ -46,9 +78,9 @@ server-side integration cannot perform, is ``CardDeclined`` with
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import stripe
@@ -63,6 +95,7 @@ from gateway.port import (
     OperationKind,
     TransientGatewayError,
 )
+from payments.currencies import NotRepresentable, from_gateway_units, to_gateway_units
 from payments.settings import Settings
 
 if TYPE_CHECKING:
@@ -82,6 +115,9 @@ _AUTHORIZATION_ID = "authorization_id"
 _SEQUENCE = "refund_sequence"
 
 _PAGE_SIZE = 100
+# Lookups by reference start this long before the payment was requested, in
+# case our clock runs ahead of Stripe's (see the module's docstring).
+_CLOCK_SKEW = timedelta(minutes=5)
 # Capture time is the balance transaction's; the charge alone dates the authorization.
 _EXPAND = ["latest_charge.balance_transaction"]
 _EXPAND_LIST = ["data.latest_charge.balance_transaction"]
@@ -199,13 +235,23 @@ class StripeGateway:
         idempotency_key: str,
         since: datetime | None = None,
         first_attempt: bool = False,
+        authorization_id: str | None = None,
+        remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation:
         _check_amount(amount)
-        intent = await self._intent_for(reference, amount, currency, idempotency_key)
+        stripe_amount = _to_stripe(amount, currency)
+        intent = None
+        if not first_attempt:
+            # An earlier attempt may have created it, its reply lost or its confirm failed.
+            intent = await self._intent_for(
+                reference, stripe_amount, currency, idempotency_key, since, authorization_id
+            )
         if intent is None:
             intent = await self._create_intent(
-                reference, amount, currency, payment_method, idempotency_key
+                reference, stripe_amount, currency, payment_method, idempotency_key
             )
+        if remember is not None:
+            remember(intent.id)
         authorization = _authorization_outcome(intent)
         if authorization is not None:
             return authorization
@@ -226,12 +272,15 @@ class StripeGateway:
     ) -> GatewayOperation:
         intent = await self._retrieve(authorization_id)
         if intent.status == "requires_capture":
-            _check_amount(amount, intent.amount, "the authorized amount")
+            _check_amount(
+                amount, _from_stripe(intent.amount, intent.currency), "the authorized amount"
+            )
+            to_capture = _to_stripe(amount, intent.currency)
             await self._mark(intent.id, _CAPTURE_KEY, idempotency_key)
             with _answers("capture PaymentIntent", intent_id=intent.id):
                 captured = await self._stripe.v1.payment_intents.capture_async(
                     intent.id,
-                    params={"amount_to_capture": amount, "expand": _EXPAND},
+                    params={"amount_to_capture": to_capture, "expand": _EXPAND},
                     options={"idempotency_key": idempotency_key},
                 )
                 intent = _Intent.model_validate(captured.to_dict())
@@ -289,12 +338,14 @@ class StripeGateway:
         captured = _captured_amount(intent, refunds)
         # The payment's bookkeeping bounds refunds already; this bound is for
         # servers that accept over-refunds (localstripe does).
-        _check_amount(amount, captured - refunded, "the amount left to refund")
+        left = _from_stripe(captured - refunded, intent.currency)
+        _check_amount(amount, left, "the amount left to refund")
+        to_refund = _to_stripe(amount, intent.currency)
         with _answers("create Refund", intent_id=intent.id):
             created = await self._stripe.v1.refunds.create_async(
                 params={
                     "payment_intent": intent.id,
-                    "amount": amount,
+                    "amount": to_refund,
                     "metadata": {
                         _PAYMENT_ID: intent.metadata.get(_PAYMENT_ID, ""),
                         _KEY: idempotency_key,
@@ -316,14 +367,18 @@ class StripeGateway:
         since: datetime | None = None,
         authorization_id: str | None = None,
     ) -> list[GatewayOperation]:
+        if authorization_id is not None:
+            known = await self._retrieve_ours(authorization_id, reference)
+            if known is not None:
+                return await self._operations_of(known)
         operations: list[GatewayOperation] = []
-        for intent in await self._intents_for(reference):
+        for intent in await self._intents_for(reference, since):
             operations.extend(await self._operations_of(intent))
         return _in_order(operations)
 
     async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
         end = math.ceil(until.timestamp())
-        intents = await self._list_intents((math.floor((since - self._lookback).timestamp()), end))
+        intents = await self._list_intents(math.floor((since - self._lookback).timestamp()), end)
         refunds = await self._list_refunds((math.floor(since.timestamp()), end))
         by_charge: dict[str, list[_Refund]] = {}
         for refund in refunds:
@@ -351,36 +406,58 @@ class StripeGateway:
             )
             return _Intent.model_validate(found.to_dict())
 
-    async def _intents_for(self, reference: str) -> list[_Intent]:
-        intents = await self._list_intents(None)
+    async def _retrieve_ours(self, intent_id: str, reference: str) -> _Intent | None:
+        """The PaymentIntent a hint names, if it exists and is this reference's."""
+        try:
+            intent = await self._retrieve(intent_id)
+        except NotFound:
+            return None
+        return intent if intent.metadata.get(_PAYMENT_ID) == reference else None
+
+    async def _intents_for(self, reference: str, since: datetime | None) -> list[_Intent]:
+        """The reference's PaymentIntents created since ``since`` (all when None)."""
+        after = None if since is None else math.floor((since - _CLOCK_SKEW).timestamp())
+        intents = await self._list_intents(after)
         return [intent for intent in intents if intent.metadata.get(_PAYMENT_ID) == reference]
 
     async def _intent_for(
-        self, reference: str, amount: int, currency: str, idempotency_key: str
+        self,
+        reference: str,
+        stripe_amount: int,
+        currency: str,
+        idempotency_key: str,
+        since: datetime | None,
+        known_id: str | None,
     ) -> _Intent | None:
-        """The PaymentIntent an earlier attempt made for this reference, if any."""
-        intents = await self._intents_for(reference)
-        if not intents:
-            return None
-        intent = intents[0]  # there is only one unless made outside this adapter
-        if intent.metadata.get(_KEY) != idempotency_key:
-            raise InvalidGatewayRequest(
-                "duplicate_reference",
-                f"{intent.id} was created for {reference!r} under another idempotency key",
+        """The PaymentIntent an earlier attempt made with this key, if any: the
+        one it remembered, else the first the reference's lookup finds."""
+        intent = None if known_id is None else await self._retrieve_ours(known_id, reference)
+        if intent is None or intent.metadata.get(_KEY) != idempotency_key:
+            # Another key of the same reference is another instance of the payment's.
+            intent = next(
+                (
+                    found
+                    for found in await self._intents_for(reference, since)
+                    if found.metadata.get(_KEY) == idempotency_key
+                ),
+                None,
             )
-        if (intent.amount, intent.currency) != (amount, currency):
+        if intent is None:
+            return None
+        if (intent.amount, intent.currency) != (stripe_amount, currency):
             raise InvalidGatewayRequest(
                 "idempotency_key_reused",
                 f"idempotency key {idempotency_key!r} was already used for a different request",
             )
         return intent
 
-    async def _list_intents(self, window: tuple[int, int] | None) -> list[_Intent]:
-        """PaymentIntents created in the ``window`` (seconds, end excluded; all
-        when ``None``), oldest first."""
+    async def _list_intents(self, since: int | None, until: int | None = None) -> list[_Intent]:
+        """PaymentIntents created from ``since`` to before ``until`` (seconds;
+        unbounded where ``None``), oldest first."""
         params: PaymentIntentListParams = {"limit": _PAGE_SIZE, "expand": _EXPAND_LIST}
-        if window is not None and self._filters_by_created:
-            params["created"] = {"gte": window[0], "lt": window[1]}
+        window: tuple[int | None, int | None] = (since, until)
+        if since is not None and self._filters_by_created:
+            params["created"] = {"gte": since} if until is None else {"gte": since, "lt": until}
         intents: list[_Intent] = []
         with _answers("list PaymentIntents"):
             try:
@@ -538,7 +615,7 @@ def _intent_operations(intent: _Intent, refunds: list[_Refund]) -> list[GatewayO
         return GatewayOperation(
             id=id,
             kind=kind,
-            amount=amount,
+            amount=_from_stripe(amount, intent.currency),
             currency=intent.currency,
             reference=reference,
             idempotency_key=key,
@@ -598,7 +675,7 @@ def _refund_operation(refund: _Refund) -> GatewayOperation | None:
     return GatewayOperation(
         id=refund.id,
         kind="refund",
-        amount=refund.amount,
+        amount=_from_stripe(refund.amount, refund.currency),
         currency=refund.currency,
         reference=refund.metadata.get(_PAYMENT_ID, ""),
         idempotency_key=refund.metadata[_KEY],
@@ -649,8 +726,25 @@ def _iso(timestamp: int) -> str:
     return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _within(created: int, window: tuple[int, int] | None) -> bool:
-    return window is None or window[0] <= created < window[1]
+def _within(created: int, window: tuple[int | None, int | None]) -> bool:
+    since, until = window
+    return (since is None or since <= created) and (until is None or created < until)
+
+
+def _to_stripe(amount: int, currency: str) -> int:
+    """Our ISO minor units in Stripe's (the API refused the rest already)."""
+    try:
+        return to_gateway_units(amount, currency, "stripe")
+    except NotRepresentable as err:
+        raise InvalidGatewayRequest("amount_not_representable", str(err)) from None
+
+
+def _from_stripe(amount: int, currency: str) -> int:
+    """An amount Stripe reports, in our ISO minor units."""
+    try:
+        return from_gateway_units(amount, currency, "stripe")
+    except NotRepresentable as err:
+        raise InvalidGatewayRequest("amount_not_representable", str(err)) from None
 
 
 def _check_amount(amount: int, limit: int | None = None, what: str = "") -> None:

@@ -70,8 +70,18 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A localstripe of our own on a free port, its store empty; its URL."""
+    yield from _localstripe_server(tmp_path_factory.mktemp("localstripe"))
+
+
+@pytest.fixture(scope="module")
+def module_localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe for one module alone, for tests that crowd its store."""
+    yield from _localstripe_server(tmp_path_factory.mktemp("localstripe"))
+
+
+def _localstripe_server(directory: Path) -> Iterator[str]:
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    log_path = directory / "localstripe.log"
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         # --from-scratch: it would otherwise load the store another run left in

@@ -15,7 +15,8 @@ What localstripe cannot do, and so is not tested on it:
 - Idempotency keys: ignored, as are over-refunds; the adapter's reads before
   writes are what the retry scenarios check.
 - Search, ``created`` filters on lists, ``canceled_at``: the adapter lists
-  and filters itself, and dates a void at its authorization.
+  and filters itself, and dates a void at its authorization. (How many
+  requests it makes is tests/integration/test_stripe_lookups.py's subject.)
 """
 
 from __future__ import annotations
@@ -342,6 +343,57 @@ async def test_retried_calls_commit_once(subject: Subject, reference: str) -> No
     assert again == refund
     assert await subject.refunds(reference) == [700]
     assert await subject.authorizations(reference) == 1
+
+
+async def test_hints_change_no_answer(subject: Subject, reference: str) -> None:
+    """``since``, ``authorization_id`` and ``first_attempt`` only spare an
+    adapter a search: the answers are those it gives without them."""
+    gateway = subject.gateway
+    since = datetime.now(UTC)
+    request = {
+        "reference": reference,
+        "amount": 2000,
+        "currency": "usd",
+        "payment_method": "pm_card_visa",
+        "idempotency_key": f"{reference}:authorize",
+        "since": since,
+    }
+    auth = await gateway.authorize(**request, first_attempt=True)
+    capture = await gateway.capture(
+        authorization_id=auth.id, amount=2000, idempotency_key=f"{reference}:capture"
+    )
+    refund = await gateway.refund(
+        authorization_id=auth.id, amount=300, idempotency_key=f"{reference}:refund:1"
+    )
+    everything = [auth, capture, refund]
+    assert await gateway.find_by_reference(reference) == everything
+    assert await gateway.find_by_reference(reference, since=since) == everything
+    assert (
+        await gateway.find_by_reference(reference, since=since, authorization_id=auth.id)
+        == everything
+    )
+    # A hint naming another payment's authorization is no answer for this one.
+    other = await _authorize(subject, f"{reference}_other")
+    assert (
+        await gateway.find_by_reference(reference, since=since, authorization_id=other.id)
+        == everything
+    )
+    # Retries, handed the id or not, replay the one authorization.
+    assert await gateway.authorize(**request, authorization_id=auth.id) == auth
+    assert await gateway.authorize(**request) == auth
+    assert await subject.authorizations(reference) == 1
+
+
+async def test_each_instance_of_a_payment_authorizes_once(subject: Subject, reference: str) -> None:
+    """A payment id that came back is a new instance with keys of its own: it
+    gets its own authorization, and each key replays only its own."""
+    old = await _authorize(subject, reference, key=f"{reference}:ins_old:authorize")
+    new = await _authorize(subject, reference, key=f"{reference}:ins_new:authorize")
+    assert old.id != new.id
+    assert await _authorize(subject, reference, key=f"{reference}:ins_old:authorize") == old
+    assert await _authorize(subject, reference, key=f"{reference}:ins_new:authorize") == new
+    assert await subject.authorizations(reference) == 2
+    assert {op.id for op in await subject.gateway.find_by_reference(reference)} == {old.id, new.id}
 
 
 async def test_refused_amounts(subject: Subject, reference: str) -> None:
