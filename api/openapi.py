@@ -68,6 +68,8 @@ class Payment(_Body):
     client_secret: str
     created_at: datetime
     updated_at: datetime
+    # When the closed payment's record reached the archive; null until then.
+    archived_at: datetime | None
     links: PaymentLinks
 
 
