@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -30,9 +31,13 @@ from support import (  # noqa: E402
 )
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
 
+from activities.archive import ArchiveActivities  # noqa: E402
 from api.engine import run_histories  # noqa: E402
+from archive.filesystem import FilesystemArchive  # noqa: E402
 from gateway.simulator.core import Faults  # noqa: E402
+from payments.archive import ArchiveRun  # noqa: E402
 from payments.models import (  # noqa: E402
     CancelPayment,
     CapturePayment,
@@ -41,6 +46,7 @@ from payments.models import (  # noqa: E402
     Refund,
     RefundCommand,
 )
+from workflows.archive import ArchiveWorkflow  # noqa: E402
 
 Scenario = Callable[[Stack, WorkflowEnvironment], Awaitable[str]]
 
@@ -171,6 +177,36 @@ async def refund_window_end(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
+async def archiver(stack: Stack, env: WorkflowEnvironment) -> str:
+    """The archiver's own workflow: passes on its interval, one on request, a new interval."""
+    with tempfile.TemporaryDirectory() as directory:
+        archive = FilesystemArchive(Path(directory))
+        queue = f"record-archiver-{uuid.uuid4()}"
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[ArchiveWorkflow],
+            activities=ArchiveActivities(env.client, archive).all(),
+        ):
+            handle = await env.client.start_workflow(
+                ArchiveWorkflow.run,
+                ArchiveRun(interval_seconds=0.5),
+                id=f"archiver-{uuid.uuid4()}",
+                task_queue=queue,
+            )
+            payment = await stack.create(payment_method="pm_card_chargeDeclined")
+            await stack.wait_status(payment.id, "failed")
+            for _ in range(300):
+                if await archive.archived(payment.id) is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await handle.signal(ArchiveWorkflow.reconfigure, ArchiveRun(interval_seconds=3600))
+            await handle.signal(ArchiveWorkflow.archive_now)
+            await asyncio.sleep(1)
+            await handle.terminate("recorded")
+    return handle.id
+
+
 DEV_SCENARIOS: list[Scenario] = [
     success,
     declined,
@@ -183,6 +219,7 @@ DEV_SCENARIOS: list[Scenario] = [
     gateway_events,
     continue_as_new,
     capture_after_continue_as_new,
+    archiver,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 

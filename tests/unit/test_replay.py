@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -32,6 +33,7 @@ EXPECTED_PATHS = {
     "capture_after_continue_as_new_run2",
     "expiry",
     "refund_window_end",
+    "archiver",
 }
 
 
@@ -46,6 +48,8 @@ def test_the_corpus_covers_every_path() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[PaymentWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[PaymentWorkflow, ArchiveWorkflow], data_converter=pydantic_data_converter
+    )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
