@@ -559,6 +559,8 @@ class Stack:
         payload encryption key of its own, each made once and kept in the data
         directory; the archive in the data directory too; and the codec endpoint
         open to the local UI, which has no login to pass a key."""
+        # Unset means production, which refuses the demo key and all of the above.
+        self.env.setdefault("PAYMENTS_ENV", "development")
         self.env.setdefault("PAYMENTS_DEMO_MERCHANT", "demo-page")
         self.env.setdefault("PAYMENTS_ARCHIVE_DIR", str(self.archive_dir))
         self.env.setdefault("PAYMENTS_CODEC_ALLOW_ANONYMOUS", "true")

@@ -18,6 +18,7 @@ from api.limits import BodySizeLimit, RateLimiter
 from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
+from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -76,7 +77,7 @@ class _RedactSecrets(logging.Filter):
 def main() -> None:
     import uvicorn
 
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     redact = _RedactSecrets()
     # uvicorn's loggers have handlers of their own (the WebSocket lines come from

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         env_prefix="PAYMENTS_", extra="ignore", hide_input_in_errors=True
     )
 
+    # Unset means production: a process started by hand, in a container or by a
+    # unit file, refuses built-in secrets (payments/production.py). `make run`
+    # and the tests say development.
+    env: Literal["development", "production"] = "production"
+
     # API key -> merchant id.
     api_keys: dict[str, str] = Field(default_factory=lambda: {"sk_test_demo": "demo"})
     # Keys for back-office endpoints (reconciliation), not tied to a merchant.
