@@ -13,6 +13,10 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payments.codec import EncryptionKey, parse_keys
+from payments.personal import looks_like_email
+
+# A merchant id is indexed in Temporal (MerchantId), in the clear.
+_MERCHANT_NOT_AN_EMAIL = "a merchant id must not be an e-mail address (it is a search attribute)"
 
 
 class Settings(BaseSettings):
@@ -119,6 +123,15 @@ class Settings(BaseSettings):
         for key, merchant in value.items():
             if not key or not merchant:
                 raise ValueError("API keys and merchant ids must be non-empty")
+            if looks_like_email(merchant):
+                raise ValueError(_MERCHANT_NOT_AN_EMAIL)
+        return value
+
+    @field_validator("demo_merchant")
+    @classmethod
+    def _demo_merchant_not_an_email(cls, value: str) -> str:
+        if looks_like_email(value):
+            raise ValueError(_MERCHANT_NOT_AN_EMAIL)
         return value
 
     @field_validator(
