@@ -52,7 +52,10 @@ def create_app(
     app.include_router(reconciliation.router)
     app.include_router(webhooks.router)
     app.include_router(demo.router)
-    app.mount(CODEC_MOUNT, create_codec_app(settings))
+    codec_app = create_codec_app(settings)
+    # The operator key it asks for is checked (and its refusals charged) there.
+    codec_app.state.rate_limiter = app.state.rate_limiter
+    app.mount(CODEC_MOUNT, codec_app)
     return app
 
 
