@@ -25,12 +25,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from devstack import free_ports
 from payments.codec import generate_key
-from payments.names import RECONCILIATION_SCHEDULE_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = {
@@ -255,20 +256,33 @@ async def test_a_configured_simulator_serves() -> None:
     assert not any(REFUSING in line for line in lines)
 
 
-async def test_a_configured_api_serves_and_says_temporal_is_down() -> None:
+async def test_a_configured_api_serves_and_says_temporal_is_down(tmp_path: Path) -> None:
     api, nothing_there = free_ports(2)
-    env = environment(PAYMENTS_API_PORT=str(api), TEMPORAL_ADDRESS=f"127.0.0.1:{nothing_there}")
+    env = environment(
+        PAYMENTS_API_PORT=str(api),
+        TEMPORAL_ADDRESS=f"127.0.0.1:{nothing_there}",
+        PAYMENTS_DATA_DIR=str(tmp_path),
+        PAYMENTS_ARCHIVE_DIR=str(tmp_path / "archive"),
+    )
     async with started("api", env) as lines:
         assert await answer(f"http://127.0.0.1:{api}/healthz", lines) == 503
     assert not any(REFUSING in line for line in lines)
 
 
-async def test_a_configured_worker_polls_temporal(dev_client: Client) -> None:
-    task_queue = f"production-mode-{uuid.uuid4()}"
+async def test_a_configured_worker_polls_temporal(dev_client: Client, tmp_path: Path) -> None:
+    # A namespace of its own: the worker makes its Schedules there, not where
+    # other tests list workflows.
+    namespace = f"production-mode-{uuid.uuid4().hex[:12]}"
+    await dev_client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400 * 30)
+        )
+    )
     env = environment(
         TEMPORAL_ADDRESS=dev_client.service_client.config.target_host,
-        TEMPORAL_NAMESPACE=dev_client.namespace,
-        PAYMENTS_TASK_QUEUE=task_queue,
+        TEMPORAL_NAMESPACE=namespace,
+        PAYMENTS_DATA_DIR=str(tmp_path),
+        PAYMENTS_ARCHIVE_DIR=str(tmp_path / "archive"),
     )
     try:
         async with started("worker", env) as lines:
@@ -279,10 +293,8 @@ async def test_a_configured_worker_polls_temporal(dev_client: Client) -> None:
             assert any("worker ready" in line for line in lines), lines
             assert any("encrypted with key 'prod-test'" in line for line in lines), lines
     finally:
-        # It made the reconciliation Schedule if the server had none: not ours to leave.
-        schedule = dev_client.get_schedule_handle(RECONCILIATION_SCHEDULE_ID)
-        with contextlib.suppress(RPCError):
-            described = await schedule.describe()
-            action = described.schedule.action
-            if getattr(action, "task_queue", None) == task_queue:
-                await schedule.delete()
+        # Its Schedules would start workflows nobody polls for the rest of the session.
+        other = Client(dev_client.service_client, namespace=namespace)
+        async for listed in await other.list_schedules():
+            with contextlib.suppress(RPCError):
+                await other.get_schedule_handle(listed.id).delete()
