@@ -22,15 +22,20 @@ COPY . .
 RUN pip install --no-deps . \
     && python -m compileall -q /app \
     && useradd --create-home --uid 10001 payments \
-    && mkdir -p /data \
-    && chown payments /data
+    && mkdir -p /data/archive \
+    && chown -R payments /data \
+    && chmod 700 /data /data/archive
 
 USER payments
 
-# In a container the servers must listen beyond loopback.
-ENV PAYMENTS_API_HOST=0.0.0.0 \
+# Production: built-in keys, the demo page and an anonymous codec are refused
+# (payments/production.py). In a container the servers must listen beyond loopback.
+# A named volume on /data/archive starts out with this directory's owner and mode.
+ENV PAYMENTS_ENV=production \
+    PAYMENTS_API_HOST=0.0.0.0 \
     PAYMENTS_SIMULATOR_HOST=0.0.0.0 \
-    PAYMENTS_DATA_DIR=/data
+    PAYMENTS_DATA_DIR=/data \
+    PAYMENTS_ARCHIVE_DIR=/data/archive
 
 EXPOSE 8000 8100
 

@@ -197,6 +197,32 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def private_directory(path: Path) -> None:
+    """``path`` as a directory only its owner can enter (it holds keys and the
+    dev server's database): created so, and narrowed if it was wider."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a new file that is never readable by anyone but its owner, not
+    even for a moment, and never seen half written: a private temporary file,
+    then linked into place. If another process got there first, its file wins."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)  # left by a process of ours that died here
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 _stdout_lock = threading.Lock()
 
 
@@ -535,7 +561,7 @@ class Stack:
     def start(self) -> None:
         self._stopping.clear()
         self._force.clear()
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.config.data_dir)
         self._local_defaults()
         self.processes = {name: self._build(name) for name in self._names}
         for child in self.processes.values():
@@ -559,6 +585,8 @@ class Stack:
         payload encryption key of its own, each made once and kept in the data
         directory; the archive in the data directory too; and the codec endpoint
         open to the local UI, which has no login to pass a key."""
+        # Unset means production, which refuses the demo key and all of the above.
+        self.env.setdefault("PAYMENTS_ENV", "development")
         self.env.setdefault("PAYMENTS_DEMO_MERCHANT", "demo-page")
         self.env.setdefault("PAYMENTS_ARCHIVE_DIR", str(self.archive_dir))
         self.env.setdefault("PAYMENTS_CODEC_ALLOW_ANONYMOUS", "true")
@@ -570,8 +598,7 @@ class Stack:
             return
         key_file = self.config.data_dir / filename
         if not key_file.exists():
-            key_file.write_text(make())
-            key_file.chmod(0o600)
+            write_private_file(key_file, make())
         self.env[variable] = key_file.read_text().strip()
 
     async def client(self) -> Client:

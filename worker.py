@@ -25,6 +25,7 @@ from gateway.factory import build_gateway
 from gateway.port import Gateway
 from payments.archive import Archive
 from payments.codec import EncryptionCodec
+from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect, retention
 from workflows.archive import ArchiveWorkflow
@@ -80,7 +81,7 @@ async def warn_about_retention(client: Client, settings: Settings) -> None:
 
 
 async def main() -> None:
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     # One INFO line per gateway request is what each payment's history already
     # holds, and writing it was a tenth of the gateway call's cost (bench/profile.py).

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -18,6 +19,7 @@ from api.limits import BodySizeLimit, RateLimiter
 from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
+from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
 
@@ -50,18 +52,40 @@ def create_app(
     app.include_router(reconciliation.router)
     app.include_router(webhooks.router)
     app.include_router(demo.router)
-    app.mount(CODEC_MOUNT, create_codec_app(settings))
+    codec_app = create_codec_app(settings)
+    # The operator key it asks for is checked (and its refusals charged) there.
+    codec_app.state.rate_limiter = app.state.rate_limiter
+    app.mount(CODEC_MOUNT, codec_app)
     return app
+
+
+# Query parameters whose value is a secret, by the name the route reads.
+SECRET_PARAMETERS = frozenset({"client_secret"})
+# One ``name=value`` of a query string, as a request line quotes it.
+_PARAMETER = re.compile(r"(?P<lead>[?&](?P<name>[^=&\s\"?]+)=)(?P<value>[^&\s\"]*)")
+# A client secret by its shape (``pay_..._secret_...``), wherever it is quoted.
+_CLIENT_SECRET = re.compile(r"(_secret_)[A-Za-z0-9]+")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` without the values of secret query parameters, however their
+    name is spelled: the server decodes ``client%5Fsecret`` and
+    ``client_secre%74`` to ``client_secret``, and a name in another case is
+    still somebody's secret. Client secrets quoted anywhere else go too."""
+
+    def parameter(match: re.Match[str]) -> str:
+        name = unquote_plus(match["name"]).strip().lower()
+        return match["lead"] + "[redacted]" if name in SECRET_PARAMETERS else match[0]
+
+    return _CLIENT_SECRET.sub(r"\1[redacted]", _PARAMETER.sub(parameter, text))
 
 
 class _RedactSecrets(logging.Filter):
     """Log lines quote request lines, client addresses and ids: no client secret
     (in a query) and no card number (wherever a client put one) may reach them."""
 
-    _SECRET = re.compile(r"(client_secret=)[^&\s\"]+")
-
     def _clean(self, text: str) -> str:
-        return redact_card_numbers(self._SECRET.sub(r"\1[redacted]", text))
+        return redact_card_numbers(redact_secrets(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
@@ -76,7 +100,7 @@ class _RedactSecrets(logging.Filter):
 def main() -> None:
     import uvicorn
 
-    settings = Settings()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     redact = _RedactSecrets()
     # uvicorn's loggers have handlers of their own (the WebSocket lines come from

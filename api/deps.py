@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
-from api.errors import AuthenticationFailed, InvalidRequest
+from api.errors import AuthenticationFailed, InvalidRequest, RateLimited
 from api.limits import RateLimiter
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
@@ -97,14 +100,46 @@ def merchant_for(settings: Settings, authorization: str | None) -> str:
     return merchant_id
 
 
-def spend(request: Request, bucket: str) -> None:
+def spend(connection: HTTPConnection, bucket: str) -> None:
     """One request against ``bucket``'s rate limit (a merchant id), or 429."""
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter: RateLimiter = connection.app.state.rate_limiter
     limiter.take(bucket)
 
 
+@contextmanager
+def refusals_spend(connection: HTTPConnection) -> Iterator[None]:
+    """A caller refused ``401`` pays for it first, from a bucket of its address
+    (``unauthenticated:<host>``), so guessing keys or secrets is as limited as
+    any other request; once that bucket is empty it is answered ``429``.
+
+    The bucket is the address's, not the merchant's the key was meant for: a
+    stranger must not be able to starve a merchant by sending bad keys, and a
+    merchant's good key from the same address (a shared office, a proxy) still
+    spends only from the merchant's own bucket."""
+    try:
+        yield
+    except AuthenticationFailed:
+        host = connection.client.host if connection.client else "unknown"
+        try:
+            spend(connection, f"unauthenticated:{host}")
+        except RateLimited as limited:
+            raise RateLimited(limited.retry_after, "refused requests from this address") from None
+        raise
+
+
+def reader_of(
+    connection: HTTPConnection, settings: Settings, payment_id: str, client_secret: str | None
+) -> Reader:
+    """:func:`reader_for` the caller of ``connection``, its refusals rate-limited."""
+    with refusals_spend(connection):
+        return reader_for(
+            settings, payment_id, connection.headers.get("authorization"), client_secret
+        )
+
+
 async def merchant(request: Request, settings: SettingsDep, _: DeclaredKey) -> str:
-    merchant_id = merchant_for(settings, request.headers.get("authorization"))
+    with refusals_spend(request):
+        merchant_id = merchant_for(settings, request.headers.get("authorization"))
     spend(request, merchant_id)
     known_query_only(request)
     return merchant_id
@@ -137,7 +172,7 @@ async def reader(
     _: DeclaredKey,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
-    found = reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
+    found = reader_of(request, settings, payment_id, client_secret)
     # A browser holding a client secret reads one payment; it gets that payment's bucket.
     spend(request, found.merchant_id or f"client_secret:{payment_id}")
     known_query_only(request)
@@ -146,7 +181,13 @@ async def reader(
 
 async def operator(request: Request, settings: SettingsDep, _: DeclaredOperatorKey) -> None:
     """Back-office endpoints take an operator key, not a merchant's."""
-    token = _bearer(request.headers.get("authorization"))
+    with refusals_spend(request):
+        operator_for(settings, request.headers.get("authorization"))
+
+
+def operator_for(settings: Settings, authorization: str | None) -> None:
+    """Nothing when ``authorization`` holds an operator key, else 401."""
+    token = _bearer(authorization)
     if token is None:
         raise AuthenticationFailed("missing_api_key", "no API key given")
     valid = False

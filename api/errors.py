@@ -77,10 +77,8 @@ class RateLimited(ApiError):
     status_code = 429
     type = "rate_limit_error"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            "rate_limited", f"too many requests for this merchant; retry in {retry_after} s"
-        )
+    def __init__(self, retry_after: int, what: str = "requests for this merchant") -> None:
+        super().__init__("rate_limited", f"too many {what}; retry in {retry_after} s")
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:

@@ -4,7 +4,8 @@ A body over 64 KiB is refused with ``413`` before the app reads it into memory,
 whether it announces its length or streams it. Each merchant draws from a token
 bucket (``PAYMENTS_RATE_LIMIT_PER_SECOND``, ``PAYMENTS_RATE_LIMIT_BURST``);
 an empty bucket answers ``429`` with ``Retry-After`` before Temporal is asked
-anything, so one merchant cannot flood the engine the others share.
+anything, so one merchant cannot flood the engine the others share. A request
+refused ``401`` draws from its address's bucket first (api/deps.py).
 """
 
 from __future__ import annotations
@@ -88,19 +89,42 @@ def json_depth(value: object, limit: int = MAX_JSON_DEPTH) -> int:
 class RateLimiter:
     """One token bucket per merchant, in this process: ``rate`` tokens a second,
     holding at most ``burst``. With several API processes behind a balancer the
-    service-wide limit is their sum."""
+    service-wide limit is their sum.
+
+    Refused callers have buckets too, one per address, so there can be as many
+    buckets as a stranger has addresses. A bucket that has filled up again is
+    the same as none, so those are dropped whenever the count doubles."""
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        forget_after: int = 10_000,
     ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._forget_after = forget_after
+        self._forget_at = forget_after
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _forget_full(self, now: float) -> None:
+        self._buckets = {
+            name: (tokens, then)
+            for name, (tokens, then) in self._buckets.items()
+            if tokens + (now - then) * self.rate < self.burst
+        }
+        self._forget_at = max(self._forget_after, 2 * len(self._buckets))
 
     def take(self, merchant_id: str) -> None:
         """Spend one token of ``merchant_id``'s bucket, or raise :class:`RateLimited`."""
         now = self._clock()
+        if len(self._buckets) >= self._forget_at:
+            self._forget_full(now)
         tokens, then = self._buckets.get(merchant_id, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)
         if tokens < 1.0:

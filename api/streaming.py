@@ -24,7 +24,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api import engine
-from api.deps import ClientDep, ReaderDep, SettingsDep, reader_for
+from api.deps import ClientDep, ReaderDep, SettingsDep, reader_of
 from api.errors import ApiError
 from api.openapi import PAYMENT_ERRORS, SSE_EVENT, errors
 from payments import events
@@ -205,9 +205,7 @@ async def websocket_events(
     client: Client = websocket.app.state.temporal_client
     await websocket.accept()
     try:
-        reader = reader_for(
-            settings, payment_id, websocket.headers.get("authorization"), client_secret
-        )
+        reader = reader_of(websocket, settings, payment_id, client_secret)
         description = await engine.describe_payment(client, payment_id, reader.merchant_id)
     except ApiError as err:
         await websocket.send_text(json.dumps(err.body()))

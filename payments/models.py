@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from payments import currencies
 from payments.cards import find_card_number
+from payments.personal import looks_like_email
 from payments.status import PaymentStatus
 
 MAX_AMOUNT = 99_999_999
@@ -62,6 +63,17 @@ class CreatePayment(_Command):
     def _known_currency(cls, value: str) -> str:
         if value != value.lower() or not currencies.is_known(value):
             raise ValueError("must be a lowercase ISO 4217 code this service supports")
+        return value
+
+    @field_validator("customer_id")
+    @classmethod
+    def _not_an_email_address(cls, value: str | None) -> str | None:
+        if value is not None and looks_like_email(value):
+            raise ValueError(
+                "must not be an e-mail address: it is indexed in Temporal as a search "
+                "attribute, which is no place for personal data; send your own customer "
+                "reference, such as cus_42"
+            )
         return value
 
     @field_validator("metadata")

@@ -13,6 +13,10 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payments.codec import EncryptionKey, parse_keys
+from payments.personal import looks_like_email
+
+# A merchant id is indexed in Temporal (MerchantId), in the clear.
+_MERCHANT_NOT_AN_EMAIL = "a merchant id must not be an e-mail address (it is a search attribute)"
 
 
 class Settings(BaseSettings):
@@ -20,6 +24,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PAYMENTS_", extra="ignore", hide_input_in_errors=True
     )
+
+    # Unset means production: a process started by hand, in a container or by a
+    # unit file, refuses built-in secrets (payments/production.py). `make run`
+    # and the tests say development.
+    env: Literal["development", "production"] = "production"
 
     # API key -> merchant id.
     api_keys: dict[str, str] = Field(default_factory=lambda: {"sk_test_demo": "demo"})
@@ -114,6 +123,15 @@ class Settings(BaseSettings):
         for key, merchant in value.items():
             if not key or not merchant:
                 raise ValueError("API keys and merchant ids must be non-empty")
+            if looks_like_email(merchant):
+                raise ValueError(_MERCHANT_NOT_AN_EMAIL)
+        return value
+
+    @field_validator("demo_merchant")
+    @classmethod
+    def _demo_merchant_not_an_email(cls, value: str) -> str:
+        if looks_like_email(value):
+            raise ValueError(_MERCHANT_NOT_AN_EMAIL)
         return value
 
     @field_validator(

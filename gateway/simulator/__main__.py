@@ -5,11 +5,11 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.simulator.app import create_app
-from payments.settings import Settings
+from payments.production import load_settings
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings()
     uvicorn.run(
         create_app(),
         host=settings.simulator_host,

@@ -3,6 +3,7 @@ PAYMENTS_* variables, search attributes and the commands each container runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tomllib
@@ -11,8 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
+from payments.codec import generate_key
 from payments.names import CODEC_PATH, SEARCH_ATTRIBUTES
+from payments.production import problems, variable
 from payments.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,17 +42,42 @@ def _default(field: str) -> Any:
     return Settings.model_fields[field].default
 
 
-def _published(service: dict[str, Any]) -> set[tuple[int, int]]:
-    """(host port, container port) pairs, short or long syntax."""
-    pairs = set()
+def _published_on(service: dict[str, Any]) -> set[tuple[str, int, int]]:
+    """(host address, host port, container port), short or long syntax; an
+    address left out is every interface, as Docker publishes it."""
+    found = set()
     for entry in service.get("ports", []):
         if isinstance(entry, dict):
-            pairs.add((int(entry["published"]), int(entry["target"])))
+            address = str(entry.get("host_ip", "0.0.0.0"))
+            found.add((address, int(entry["published"]), int(entry["target"])))
             continue
         parts = str(entry).split(":")
         assert len(parts) >= 2, f"{entry!r} publishes a random host port"
-        pairs.add((int(parts[-2]), int(parts[-1].split("/")[0])))
-    return pairs
+        address = ":".join(parts[:-2]) or "0.0.0.0"
+        found.add((address, int(parts[-2]), int(parts[-1].split("/")[0])))
+    return found
+
+
+def _published(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """(host port, container port) pairs."""
+    return {(host, container) for _, host, container in _published_on(service)}
+
+
+# ${VAR}, ${VAR:-default}, ${VAR:?message}: compose's interpolation of the shell's variables.
+_INTERPOLATED = re.compile(r"^\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}$")
+
+
+def _from_shell(value: str | None) -> re.Match[str] | None:
+    return None if value is None else _INTERPOLATED.match(value)
+
+
+def _with_defaults(value: str | None) -> str | None:
+    """A value as compose makes it with nothing exported: its default, or
+    None where it has none (unset, or a required variable)."""
+    found = _from_shell(value)
+    if found is None:
+        return value
+    return found["arg"] if found["op"] in (":-", "-") else None
 
 
 def _environment(service: dict[str, Any]) -> dict[str, str | None]:
@@ -104,12 +133,24 @@ def test_published_ports_match_the_settings_defaults(
     services: dict[str, dict[str, Any]],
 ) -> None:
     api_port = _default("api_port")
-    simulator_port = _default("simulator_port")
     assert (api_port, api_port) in _published(services["api"])
-    assert (simulator_port, simulator_port) in _published(services["gateway-simulator"])
     ui_port = _default("temporal_ui_url").port
     assert (ui_port, 8080) in _published(services["temporal-ui"])
-    assert (api_port, simulator_port, ui_port) == (8000, 8100, 8233)
+    assert (api_port, ui_port) == (8000, 8233)
+
+
+def test_only_the_api_and_the_ui_are_published_and_only_on_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {
+        name: _published_on(service) for name, service in services.items() if _published_on(service)
+    }
+    # No Temporal frontend (7233), no simulator (8100), no database.
+    assert published == {
+        "api": {("127.0.0.1", 8000, 8000)},
+        "temporal-ui": {("127.0.0.1", 8233, 8080)},
+    }
+    assert all("expose" not in service for service in services.values())
 
 
 def test_the_ui_decodes_through_the_apis_codec_endpoint(
@@ -150,16 +191,127 @@ def test_every_payments_variable_is_a_setting(services: dict[str, dict[str, Any]
     assert not unknown, f"not fields of Settings: {unknown}"
 
 
-def test_payments_values_are_valid_settings(services: dict[str, dict[str, Any]]) -> None:
+def _container_env(service: dict[str, Any], exported: dict[str, str]) -> dict[str, str]:
+    """The environment compose gives a container of ``service`` when the shell
+    running it exports ``exported``."""
+    env = {}
+    for var, value in _environment(service).items():
+        found = _from_shell(value)
+        if value is None:
+            resolved = exported.get(var)
+        elif found is not None:
+            resolved = exported.get(found["name"]) or _with_defaults(value)
+        else:
+            resolved = value
+        if resolved is not None:
+            env[var] = resolved
+    return env
+
+
+def _app_settings(
+    service: dict[str, Any], exported: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings a container of ``service`` reads from its environment."""
+    with monkeypatch.context() as patch:
+        for var in list(os.environ):
+            if var.startswith("PAYMENTS_"):
+                patch.delenv(var)
+        for var, value in _container_env(service, exported).items():
+            patch.setenv(var, value)
+        return Settings()
+
+
+# What an operator exports before `up`, as the comment at the top says.
+EXPORTED = {
+    "PAYMENTS_API_KEYS": '{"sk_live_compose_test": "acme"}',
+    "PAYMENTS_OPERATOR_API_KEYS": '["op_compose_test"]',
+    "PAYMENTS_CLIENT_SECRET_KEY": "compose-test-signing-key",
+    "PAYMENTS_ENCRYPTION_KEYS": generate_key("compose").entry(),
+    "PAYMENTS_STRIPE_WEBHOOK_SECRET": "whsec_compose_test",
+    "POSTGRES_PASSWORD": "compose-test-password",
+}
+# Every secret the service has: its SecretStr settings and its keys.
+SECRET_VARIABLES = sorted(
+    {
+        variable(name)
+        for name, field in Settings.model_fields.items()
+        if field.annotation in (SecretStr, "SecretStr")
+    }
+    | {"PAYMENTS_API_KEYS", "PAYMENTS_OPERATOR_API_KEYS"}
+)
+
+
+def test_payments_values_are_valid_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in APP_SERVICES:
-        values = {
-            var.removeprefix("PAYMENTS_").lower(): value
-            for var, value in _environment(services[name]).items()
-            if var.startswith("PAYMENTS_") and value is not None
-        }
-        settings = Settings.model_validate(values)
+        settings = _app_settings(services[name], EXPORTED, monkeypatch)
         assert settings.api_host == "0.0.0.0"
         assert settings.simulator_host == "0.0.0.0"
+
+
+def test_compose_runs_production_and_a_configured_shell_passes_its_checks(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _dockerfile_env()["PAYMENTS_ENV"] == "production"
+    for name in APP_SERVICES:
+        assert _environment(services[name])["PAYMENTS_ENV"] == "production", name
+        settings = _app_settings(services[name], EXPORTED, monkeypatch)
+        assert settings.env == "production"
+        assert problems(settings) == [], name
+        # What the shell exported is what runs: no value of the file's own.
+        assert settings.api_keys == {"sk_live_compose_test": "acme"}
+        assert settings.operator_api_keys == ["op_compose_test"]
+
+
+def test_every_secret_comes_from_the_shell_and_none_is_written_here(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert set(SECRET_VARIABLES) >= {
+        "PAYMENTS_API_KEYS",
+        "PAYMENTS_OPERATOR_API_KEYS",
+        "PAYMENTS_CLIENT_SECRET_KEY",
+        "PAYMENTS_ENCRYPTION_KEYS",
+        "PAYMENTS_STRIPE_API_KEY",
+        "PAYMENTS_STRIPE_WEBHOOK_SECRET",
+    }
+    for name in APP_SERVICES:
+        env = _environment(services[name])
+        for var in SECRET_VARIABLES:
+            assert var in env, f"{name} does not pass {var} through"
+            found = _from_shell(env[var])
+            assert env[var] is None or (found and found["name"] == var), f"{name}: {var}"
+            # Required ones stop `up` with a message rather than run on a default.
+            if found:
+                assert found["op"] == ":?" and found["arg"].strip(), f"{name}: {var}"
+    # Temporal's database password: the same exported variable on both sides.
+    database = {
+        ("postgresql", "POSTGRES_PASSWORD"): _environment(services["postgresql"]),
+        ("temporal", "POSTGRES_PWD"): _environment(services["temporal"]),
+    }
+    for (name, var), env in database.items():
+        found = _from_shell(env[var])
+        assert found and found["name"] == "POSTGRES_PASSWORD" and found["op"] == ":?", name
+    # Nor does a built-in secret, or the old database password, appear anywhere.
+    text = (ROOT / "docker-compose.yml").read_text()
+    builtins = [
+        *_default_factory("api_keys"),
+        *_default_factory("operator_api_keys"),
+        *(_default(name).get_secret_value() for name in Settings.model_fields if _is_secret(name)),
+    ]
+    for builtin in filter(None, builtins):
+        assert builtin not in text
+    assert not re.search(r"(PASSWORD|PWD):\s*[\"']?temporal\b", text)
+
+
+def _is_secret(name: str) -> bool:
+    return Settings.model_fields[name].annotation in (SecretStr, "SecretStr")
+
+
+def _default_factory(name: str) -> Any:
+    factory = Settings.model_fields[name].default_factory
+    assert factory is not None
+    return factory()  # type: ignore[call-arg]
 
 
 def test_app_services_reach_temporal_and_the_simulator_by_service_name(
@@ -251,3 +403,36 @@ def test_dockerignore_keeps_what_the_image_installs() -> None:
     needed |= {package.split(".")[0] for package in setuptools["packages"]}
     needed |= {f"{module}.py" for module in setuptools.get("py-modules", [])}
     assert not needed & ignored
+
+
+def test_retention_is_set_from_payments_retention_days(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = services["temporal-admin-tools"]
+    wanted = f"${{PAYMENTS_RETENTION_DAYS:-{_default('retention_days')}}}"
+    assert _environment(admin)["PAYMENTS_RETENTION_DAYS"] == wanted
+    # The worker checks the namespace against the same number (it warns when shorter).
+    for name in ("worker", "api"):
+        assert _environment(services[name])["PAYMENTS_RETENTION_DAYS"] == wanted, name
+        assert _app_settings(services[name], EXPORTED, monkeypatch).retention_days == 30
+        exported = {**EXPORTED, "PAYMENTS_RETENTION_DAYS": "90"}
+        assert _app_settings(services[name], exported, monkeypatch).retention_days == 90
+    script = "\n".join(_command(admin))
+    updates = re.findall(r"^\s*cli operator namespace update --retention (.+)$", script, re.M)
+    # tests/integration/test_compose_admin_tools.py runs the script on a dev server.
+    assert updates == ['"$$((PAYMENTS_RETENTION_DAYS * 24))h"']
+
+
+def test_the_archive_is_a_volume_on_the_worker_and_the_api(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert "archive-data" in compose["volumes"]
+    for name in ("worker", "api"):
+        assert "archive-data:/data/archive" in services[name]["volumes"], name
+        assert _environment(services[name])["PAYMENTS_ARCHIVE_DIR"] == "/data/archive", name
+    assert _dockerfile_env()["PAYMENTS_ARCHIVE_DIR"] == "/data/archive"
+    # A fresh named volume takes the owner of the image's directory: it must be
+    # there, the image user's, or the worker cannot write the archive.
+    run = " ".join(_dockerfile().replace("\\\n", " ").split())
+    assert "mkdir -p /data/archive" in run
+    assert "chown -R payments /data" in run

@@ -3,9 +3,13 @@ from, what children are told, and supervision of a stand-in child process."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import stat
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -254,3 +258,89 @@ def test_a_child_that_dies_while_starting_is_named_with_its_last_lines(
 
 def test_the_python_running_the_tests_is_the_default_interpreter(tmp_path: Path) -> None:
     assert Stack(StackConfig(data_dir=tmp_path)).python == sys.executable
+
+
+# --- what a local stack sets up before any child starts -----------------------------
+
+
+def _set_up(data_dir: Path, **env: str) -> Stack:
+    """A stack of no processes: starting it does only what comes before the children."""
+    stack = Stack(StackConfig(data_dir=data_dir), processes=[], env=env)
+    stack.start()
+    stack.stop()
+    return stack
+
+
+def test_children_run_in_development_unless_the_environment_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAYMENTS_ENV", raising=False)
+    assert _set_up(tmp_path / "a").env["PAYMENTS_ENV"] == "development"
+    monkeypatch.setenv("PAYMENTS_ENV", "production")
+    assert _set_up(tmp_path / "b").env["PAYMENTS_ENV"] == "production"
+
+
+@pytest.fixture
+def wide_umask() -> Iterator[None]:
+    """No umask at all: whatever mode a file or directory is created with, it keeps."""
+    before = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+# Paths whose mode was changed after they were made (an audit hook cannot be removed,
+# so it records only while a test asks it to).
+_chmodded: list[str] | None = None
+
+
+def _record_chmod(event: str, args: tuple[object, ...]) -> None:
+    if event == "os.chmod" and _chmodded is not None and isinstance(args[0], str | Path):
+        _chmodded.append(os.fspath(args[0]))
+
+
+sys.addaudithook(_record_chmod)
+
+
+@contextlib.contextmanager
+def chmods() -> Iterator[list[str]]:
+    global _chmodded
+    _chmodded = []
+    try:
+        yield _chmodded
+    finally:
+        _chmodded = None
+
+
+def test_key_files_are_private_from_the_moment_they_exist(
+    tmp_path: Path, wide_umask: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("PAYMENTS_CLIENT_SECRET_KEY", "PAYMENTS_ENCRYPTION_KEYS"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "data"
+    with chmods() as changed:
+        stack = _set_up(data)
+    keys = {data / "client_secret_key", data / "encryption_keys"}
+    assert set(data.iterdir()) == keys  # and no temporary file left behind
+    for key_file in keys:
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, key_file.name
+        assert key_file.read_text().strip()
+        # Never chmod-ed: so 0600 is the mode it was created with, under no umask.
+        assert str(key_file) not in changed
+    assert stack.env["PAYMENTS_CLIENT_SECRET_KEY"] == (data / "client_secret_key").read_text()
+    # The next start reads the same keys.
+    again = _set_up(data)
+    assert again.env["PAYMENTS_ENCRYPTION_KEYS"] == stack.env["PAYMENTS_ENCRYPTION_KEYS"]
+    assert again.env["PAYMENTS_CLIENT_SECRET_KEY"] == stack.env["PAYMENTS_CLIENT_SECRET_KEY"]
+
+
+def test_the_data_directory_is_the_owners_alone(tmp_path: Path, wide_umask: None) -> None:
+    fresh = tmp_path / "fresh" / "data"
+    _set_up(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    # One made by an older version, or by hand, is narrowed.
+    wide = tmp_path / "wide"
+    wide.mkdir(mode=0o755)
+    _set_up(wide)
+    assert stat.S_IMODE(wide.stat().st_mode) == 0o700

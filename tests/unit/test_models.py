@@ -150,12 +150,15 @@ def test_unknown_fields_are_refused(extra: dict[str, Any]) -> None:
     assert info.value.errors()[0]["type"] == "extra_forbidden"
 
 
-@pytest.mark.parametrize("customer", ["cus_42", "user@example.com", "a.b:c-d", "C" * 255])
+# An e-mail address is refused: tests/unit/test_personal_data.py.
+@pytest.mark.parametrize("customer", ["cus_42", "a.b:c-d", "C" * 255])
 def test_customer_id(customer: str) -> None:
     assert create(customer_id=customer).customer_id == customer
 
 
-@pytest.mark.parametrize("customer", ["cus 42", "cus/42", "", "cus#1", "é", "C" * 256])
+@pytest.mark.parametrize(
+    "customer", ["cus 42", "cus/42", "", "cus#1", "é", "C" * 256, "user@example.com"]
+)
 def test_customer_id_outside_the_pattern_is_refused(customer: str) -> None:
     with pytest.raises(ValidationError) as info:
         create(customer_id=customer)
