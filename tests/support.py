@@ -21,6 +21,7 @@ import uvicorn
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
@@ -158,6 +159,34 @@ async def simulator_ledger(simulator_url: str, payment_id: str) -> list[dict[str
         response = await simulator.get("/_ledger", params={"reference": payment_id})
     entries: list[dict[str, Any]] = response.json()["data"]
     return entries
+
+
+async def localstripe_intents(
+    control: httpx.AsyncClient, reference: str
+) -> list[dict[str, object]]:
+    """Every PaymentIntent localstripe holds for one of our payment ids, read
+    straight from its API (around the adapter), oldest first."""
+    found: list[dict[str, object]] = []
+    params: dict[str, str | int] = {"limit": 100}
+    while True:
+        page = (await control.get("/v1/payment_intents", params=params)).json()
+        found.extend(pi for pi in page["data"] if pi["metadata"].get("payment_id") == reference)
+        if not page["has_more"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+async def gone_from_temporal(client: Client, workflow_id: str) -> None:
+    """Wait out a deletion (the dev server takes about half a minute to act on it)."""
+    for _ in range(1200):
+        try:
+            await client.get_workflow_handle(workflow_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} is still in Temporal")
 
 
 async def found_in_visibility(client: Client, query: str) -> bool:

@@ -18,9 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support import TEMPORAL_CLI, simulator_ledger
+from support import TEMPORAL_CLI, gone_from_temporal, simulator_ledger
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from devstack import Stack
 
@@ -60,16 +59,7 @@ async def archived(http: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
 async def deleted(stack: Stack, temporal: Client, payment_id: str) -> None:
     """`temporal workflow delete`, as an operator (or retention) would, and wait it out."""
     cli(stack, "workflow", "delete", "--workflow-id", payment_id, "--yes")
-    # The dev server takes about half a minute to act on it.
-    for _ in range(1200):
-        try:
-            await temporal.get_workflow_handle(payment_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return
-            raise
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{payment_id} is still in Temporal")
+    await gone_from_temporal(temporal, payment_id)
 
 
 def payload_encodings(value: Any) -> set[str]:

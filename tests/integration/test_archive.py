@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import MERCHANT, running_stack
+from support import MERCHANT, gone_from_temporal, running_stack
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyType
 from temporalio.api.workflowservice.v1 import (
@@ -21,7 +21,6 @@ from temporalio.api.workflowservice.v1 import (
     ResetWorkflowExecutionRequest,
 )
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
@@ -69,15 +68,7 @@ async def forget(client: Client, payment_id: str) -> None:
             workflow_execution=WorkflowExecution(workflow_id=payment_id),
         )
     )
-    for _ in range(1200):
-        try:
-            await client.get_workflow_handle(payment_id).describe()
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return
-            raise
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{payment_id} is still in Temporal")
+    await gone_from_temporal(client, payment_id)
 
 
 async def test_a_closed_payment_is_archived_whole_and_reads_the_same(

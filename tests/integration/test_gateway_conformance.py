@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import serving
+from support import localstripe_intents, serving
 
 from gateway.http_simulator import SimulatorGateway
 from gateway.port import (
@@ -117,18 +117,6 @@ def _stripe_settings(url: str, api_key: str = API_KEY) -> Settings:
     return Settings(gateway="stripe", stripe_api_base=url, stripe_api_key=api_key)
 
 
-async def _payment_intents(control: httpx.AsyncClient, reference: str) -> list[dict[str, object]]:
-    """Every PaymentIntent localstripe holds for a reference, straight from its API."""
-    found: list[dict[str, object]] = []
-    params: dict[str, str | int] = {"limit": 100}
-    while True:
-        page = (await control.get("/v1/payment_intents", params=params)).json()
-        found.extend(pi for pi in page["data"] if pi["metadata"].get("payment_id") == reference)
-        if not page["has_more"]:
-            return found
-        params["starting_after"] = page["data"][-1]["id"]
-
-
 @pytest.fixture
 async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
     gateway = StripeGateway(_stripe_settings(localstripe))
@@ -137,11 +125,11 @@ async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
     ) as control:
 
         async def authorizations(reference: str) -> int:
-            return len(await _payment_intents(control, reference))
+            return len(await localstripe_intents(control, reference))
 
         async def refunds(reference: str) -> list[int]:
             amounts: list[int] = []
-            for intent in await _payment_intents(control, reference):
+            for intent in await localstripe_intents(control, reference):
                 if intent["latest_charge"] is None:
                     continue
                 page = await control.get(
@@ -477,7 +465,7 @@ async def test_authorize_confirms_an_intent_an_earlier_attempt_left(
             )
         finally:
             await gateway.aclose()
-        intents = await _payment_intents(control, reference)
+        intents = await localstripe_intents(control, reference)
     assert auth.id == left.json()["id"]
     assert [(pi["id"], pi["status"]) for pi in intents] == [(auth.id, "requires_capture")]
 

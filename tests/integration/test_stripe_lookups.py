@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from support import localstripe_intents
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
@@ -100,17 +101,6 @@ async def _crowd(control: httpx.AsyncClient, count: int) -> None:
 
     for _ in range(0, count, 25):
         await asyncio.gather(*(one() for _ in range(25)))
-
-
-async def _intents(control: httpx.AsyncClient, reference: str) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = []
-    params: dict[str, str | int] = {"limit": 100}
-    while True:
-        page = (await control.get("/v1/payment_intents", params=params)).json()
-        found.extend(pi for pi in page["data"] if pi["metadata"].get("payment_id") == reference)
-        if not page["has_more"]:
-            return found
-        params["starting_after"] = page["data"][-1]["id"]
 
 
 async def _whole_payment(gateway: StripeGateway, reference: str) -> list[str]:
@@ -207,7 +197,7 @@ async def test_a_retry_finds_the_payment_intent_its_first_attempt_remembered(
     assert _account_listings(sent) != []
     # A hint that names nothing of ours is only a hint.
     assert await gateway.authorize(**request, authorization_id="pi_missing") == auth
-    assert [(pi["id"], pi["status"]) for pi in await _intents(control, reference)] == [
+    assert [(pi["id"], pi["status"]) for pi in await localstripe_intents(control, reference)] == [
         (auth.id, "requires_capture")
     ]
 
@@ -295,7 +285,7 @@ async def test_the_authorize_activity_remembers_across_attempts(
         state = await _pay(dev_client, _settings(module_localstripe, task_queue))
     assert lost, "the fault never fired"
     assert (state.status, state.amount_captured) == ("succeeded", 1999)
-    intents = await _intents(control, state.id)
+    intents = await localstripe_intents(control, state.id)
     assert [(pi["id"], pi["status"]) for pi in intents] == [(state.authorization_id, "succeeded")]
     assert _account_listings(sent) == []
 
