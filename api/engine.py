@@ -2,27 +2,27 @@
 
 Reads never replay a workflow: a payment is read from its memo (``describe``),
 lists from visibility, events from the history; a caller who asks to wait
-waits on the workflow's ``wait_settled`` update. Writes are updates the
+follows the history (Temporal's long poll) and reads the payment from each
+memo upsert, so waiting sends the workflow nothing. Writes are updates the
 workflow validates before anything touches the history.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionDescription,
     WorkflowHistory,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -36,7 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, names
 from payments.currencies import format_amount
-from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
+from payments.models import CreatePayment, Event, PaymentInput, PaymentState
 from payments.settings import Settings
 
 T = TypeVar("T")
@@ -61,14 +61,8 @@ async def start_payment(
     merchant_id: str,
     request: CreatePayment,
     fingerprint: str,
-    wait: float | None = None,
 ) -> tuple[PaymentState, bool]:
-    """Start the payment's workflow; (payment, created). A replay returns the original.
-
-    With ``wait``, the start carries a ``wait_settled`` update (update-with-start,
-    one request to Temporal) and the payment is returned as it settled, or as it
-    stands when ``wait`` seconds ran out.
-    """
+    """Start the payment's workflow; (payment, created). A replay returns the original."""
     now = datetime.now(UTC)
     state = PaymentState.requested(payment_id, merchant_id, request, now)
     attributes: list[SearchAttributePair[Any]] = [
@@ -102,55 +96,20 @@ async def start_payment(
         "static_details": request.description,
     }
     try:
-        if wait is None:
-            await client.start_workflow(
-                names.WORKFLOW_TYPE,
-                workflow_input,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                **options,
-            )
-            return state, True
-        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        await client.start_workflow(
             names.WORKFLOW_TYPE,
             workflow_input,
-            # A duplicate joins the running payment and waits on it too; the
-            # validator refuses it if its body differs.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             **options,
         )
-        handle = await client.start_update_with_start_workflow(
-            "wait_settled",
-            WaitSettled(request_fingerprint=fingerprint),
-            start_workflow_operation=operation,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            result_type=PaymentState,
-        )
-        settled = await _within(wait, handle.result())
-        current = settled or await get_payment(client, payment_id, merchant_id)
-        # created_at is chosen here, so the original request's differs.
-        return current, current.created_at == now
+        return state, True
     except WorkflowAlreadyStartedError:
-        # Closed (a final status, or past its refund window): read what it was.
+        # Running or closed: read what the first request made of it.
         description = await _describe(client, payment_id)
         original = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
         if original != fingerprint:
             raise _key_reused() from None
         return await _payment_from(description, merchant_id), False
-    except WorkflowUpdateFailedError as err:
-        raise _update_refused(err) from None
-
-
-async def _within(seconds: float, result: Awaitable[T]) -> T | None:
-    """``result``, or None when it takes longer than ``seconds``."""
-    deadline = asyncio.timeout(seconds)
-    try:
-        async with deadline:
-            return await result
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        # The SDK turns the cancellation into its own error; only ours is a timeout.
-        if deadline.expired():
-            return None
-        raise
 
 
 def _key_reused() -> IdempotencyConflict:
@@ -283,44 +242,77 @@ async def update_payment(
         raise
 
 
-async def wait_settled(
-    client: Client,
-    payment_id: str,
-    merchant_id: str | None,
-    seconds: float,
-    done: Callable[[PaymentState], bool],
-    *,
-    refund_id: str | None = None,
-) -> PaymentState:
-    """The payment once ``done`` holds for it, or as it stands after ``seconds``.
+@dataclass(frozen=True)
+class Followed:
+    """One history event of a payment, as :func:`follow_history` reads it."""
 
-    Answered from the memo when it already holds; otherwise the workflow's
-    ``wait_settled`` update says when what was asked of it is done.
+    run_id: str
+    # The length of the runs followed before this one: ``offset + event_id``
+    # keeps increasing across continue-as-new (the events' ``seq``).
+    offset: int
+    event: HistoryEvent
+
+
+_CLOSED = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    }
+)
+
+
+async def follow_history(
+    client: Client, payment_id: str, run_id: str
+) -> AsyncGenerator[Followed, None]:
+    """The history of run ``run_id`` and of the runs it continues as, past then
+    live, until the workflow closes.
+
+    Live events come from Temporal's long poll (``wait_new_event``): a reader
+    holds a request to the server, never anything in the workflow, and a
+    caller that stops iterating (or is cancelled) leaves nothing behind.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    state = await get_payment(client, payment_id, merchant_id)
-    # More than one round only when the payment moved to its next run meanwhile.
-    while not done(state) and loop.time() < deadline:
-        handle = client.get_workflow_handle(payment_id)
-        try:
-            update = await handle.start_update(
-                "wait_settled",
-                WaitSettled(refund_id=refund_id),
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=PaymentState,
-            )
-            settled = await _within(deadline - loop.time(), update.result())
-        except WorkflowUpdateFailedError as err:
-            raise _update_refused(err) from None
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            settled = None  # closed meanwhile: read how it ended
-        state = settled or await get_payment(client, payment_id, merchant_id)
-        if settled is None:
-            break
-    return state
+    offset = 0
+    following: str | None = run_id
+    while following is not None:
+        run, following = following, None
+        handle = client.get_workflow_handle(payment_id, run_id=run)
+        async for raw in handle.fetch_history_events(wait_new_event=True):
+            yield Followed(run, offset, raw)
+            following = events.continued_as(raw)
+            if following is not None:
+                offset += raw.event_id
+                break
+            if raw.event_type in _CLOSED:
+                return
+
+
+async def payment_changes(
+    client: Client, payment_id: str, merchant_id: str | None
+) -> AsyncGenerator[PaymentState, None]:
+    """The payment as it stands, then again each time it changes, until its
+    workflow closes. The first read answers 404 for a payment not the reader's.
+
+    A wait reads this and nothing else: it sends the workflow no update, so
+    one that times out or whose caller leaves holds nothing there.
+    """
+    description = await describe_payment(client, payment_id, merchant_id)
+    yield description.payment
+    if description.raw.close_time is not None:
+        return
+    # What the history holds up to here is the payment just read: only what
+    # comes after it is news. A later run's events are all news.
+    current_run = description.raw.run_id
+    seen = description.raw.raw_description.workflow_execution_info.history_length
+    async with contextlib.aclosing(follow_history(client, payment_id, current_run)) as history:
+        async for step in history:
+            if step.run_id == current_run and step.event.event_id <= seen:
+                continue
+            changed = await events.payment_after(step.event, client.data_converter)
+            if changed is not None:
+                yield changed
 
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:
