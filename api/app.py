@@ -14,7 +14,7 @@ from temporalio.client import Client
 from api import demo, errors, reconciliation, routes, streaming, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
-from api.limits import BodySizeLimit, RateLimiter
+from api.limits import BodySizeLimit, RateLimiter, StreamSlots
 from payments.cards import redact_card_numbers
 from payments.settings import Settings
 from payments.temporal import connect
@@ -37,6 +37,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.stream_slots = StreamSlots(
+        settings.streams_per_payment, settings.streams_per_merchant
+    )
     app.add_middleware(BodySizeLimit)
     errors.install(app)
     app.include_router(routes.router)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
@@ -90,8 +91,8 @@ def merchant_for(settings: Settings, authorization: str | None) -> str:
     return merchant_id
 
 
-def spend(request: Request, bucket: str) -> None:
-    """One request against ``bucket``'s rate limit (a merchant id), or 429."""
+def spend(request: HTTPConnection, bucket: str) -> None:
+    """One request (or WebSocket) against ``bucket``'s rate limit, or 429."""
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.take(bucket)
 
@@ -109,6 +110,11 @@ class Reader:
 
     # None: a browser holding the payment's client secret (checked already).
     merchant_id: str | None
+
+    def bucket(self, payment_id: str) -> str:
+        """The rate-limit bucket this reader spends from: a browser holding a
+        client secret reads one payment, so it gets that payment's bucket."""
+        return self.merchant_id or f"client_secret:{payment_id}"
 
 
 def reader_for(
@@ -131,8 +137,7 @@ async def reader(
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
     found = reader_for(settings, payment_id, request.headers.get("authorization"), client_secret)
-    # A browser holding a client secret reads one payment; it gets that payment's bucket.
-    spend(request, found.merchant_id or f"client_secret:{payment_id}")
+    spend(request, found.bucket(payment_id))
     known_query_only(request)
     return found
 
