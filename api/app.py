@@ -15,7 +15,7 @@ from temporalio.client import Client
 from api import demo, errors, reconciliation, routes, streaming, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
-from api.limits import BodySizeLimit, RateLimiter
+from api.limits import BodySizeLimit, RateLimiter, StreamSlots
 from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
@@ -45,6 +45,9 @@ def create_app(
     # Where closed payments are read from once Temporal has forgotten them.
     app.state.archive = archive or build_archive(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.stream_slots = StreamSlots(
+        settings.streams_per_payment, settings.streams_per_merchant
+    )
     app.add_middleware(BodySizeLimit)
     errors.install(app)
     app.include_router(routes.router)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
 from temporalio.client import Client
 
 from api.errors import AuthenticationFailed, InvalidRequest, RateLimited
@@ -101,7 +101,7 @@ def merchant_for(settings: Settings, authorization: str | None) -> str:
 
 
 def spend(connection: HTTPConnection, bucket: str) -> None:
-    """One request against ``bucket``'s rate limit (a merchant id), or 429."""
+    """One request (or WebSocket) against ``bucket``'s rate limit, or 429."""
     limiter: RateLimiter = connection.app.state.rate_limiter
     limiter.take(bucket)
 
@@ -152,6 +152,11 @@ class Reader:
     # None: a browser holding the payment's client secret (checked already).
     merchant_id: str | None
 
+    def bucket(self, payment_id: str) -> str:
+        """The rate-limit bucket this reader spends from: a browser holding a
+        client secret reads one payment, so it gets that payment's bucket."""
+        return self.merchant_id or f"client_secret:{payment_id}"
+
 
 def reader_for(
     settings: Settings, payment_id: str, authorization: str | None, client_secret: str | None
@@ -173,8 +178,7 @@ async def reader(
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Reader:
     found = reader_of(request, settings, payment_id, client_secret)
-    # A browser holding a client secret reads one payment; it gets that payment's bucket.
-    spend(request, found.merchant_id or f"client_secret:{payment_id}")
+    spend(request, found.bucket(payment_id))
     known_query_only(request)
     return found
 

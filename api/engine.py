@@ -2,7 +2,8 @@
 
 Reads never replay a workflow: a payment is read from its memo (``describe``),
 lists from visibility, events from the history; a caller who asks to wait
-waits on the workflow's ``wait_settled`` update. Writes are updates the
+follows the history (Temporal's long poll) and reads the payment from each
+memo upsert, so waiting sends the workflow nothing. Writes are updates the
 workflow validates before anything touches the history.
 
 Once Temporal has forgotten a closed payment (its namespace's retention), the
@@ -12,21 +13,20 @@ create with its ``Idempotency-Key`` replays it from there: no second workflow.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionDescription,
     WorkflowHistory,
     WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -42,7 +42,7 @@ from payments import events, names
 from payments.archive import Archive, ArchivedPayment
 from payments.currencies import format_amount
 from payments.ids import instance_id
-from payments.models import CreatePayment, Event, PaymentInput, PaymentState, WaitSettled
+from payments.models import CreatePayment, Event, PaymentInput, PaymentState
 from payments.settings import Settings
 
 T = TypeVar("T")
@@ -67,14 +67,9 @@ async def start_payment(
     merchant_id: str,
     request: CreatePayment,
     fingerprint: str,
-    wait: float | None = None,
     archive: Archive | None = None,
 ) -> tuple[PaymentState, bool]:
     """Start the payment's workflow; (payment, created). A replay returns the original.
-
-    With ``wait``, the start carries a ``wait_settled`` update (update-with-start,
-    one request to Temporal) and the payment is returned as it settled, or as it
-    stands when ``wait`` seconds ran out.
 
     A payment the archive holds is never started again: its id comes from the
     same merchant and key, and the archived payment is the replay.
@@ -118,35 +113,15 @@ async def start_payment(
         "static_details": request.description,
     }
     try:
-        if wait is None:
-            await client.start_workflow(
-                names.WORKFLOW_TYPE,
-                workflow_input,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                **options,
-            )
-            return state, True
-        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        await client.start_workflow(
             names.WORKFLOW_TYPE,
             workflow_input,
-            # A duplicate joins the running payment and waits on it too; the
-            # validator refuses it if its body differs.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             **options,
         )
-        handle = await client.start_update_with_start_workflow(
-            "wait_settled",
-            WaitSettled(request_fingerprint=fingerprint),
-            start_workflow_operation=operation,
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            result_type=PaymentState,
-        )
-        settled = await _within(wait, handle.result())
-        current = settled or await get_payment(client, payment_id, merchant_id)
-        # created_at is chosen here, so the original request's differs.
-        return current, current.created_at == now
+        return state, True
     except WorkflowAlreadyStartedError:
-        # Closed (a final status, or past its refund window): read what it was.
+        # Running or closed: read what the first request made of it.
         description = await _describe(client, payment_id)
         if description is None:
             raise not_found() from None  # deleted this very moment; the archive has it
@@ -154,21 +129,6 @@ async def start_payment(
         if original != fingerprint:
             raise _key_reused() from None
         return await _payment_from(description, merchant_id, archive), False
-    except WorkflowUpdateFailedError as err:
-        raise _update_refused(err) from None
-
-
-async def _within(seconds: float, result: Awaitable[T]) -> T | None:
-    """``result``, or None when it takes longer than ``seconds``."""
-    deadline = asyncio.timeout(seconds)
-    try:
-        async with deadline:
-            return await result
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        # The SDK turns the cancellation into its own error; only ours is a timeout.
-        if deadline.expired():
-            return None
-        raise
 
 
 def _key_reused() -> IdempotencyConflict:
@@ -248,13 +208,30 @@ class Described:
     raw: WorkflowExecutionDescription
 
 
+@overload
+async def describe_payment(
+    client: Client, payment_id: str, merchant_id: str | None
+) -> Described: ...
+
+
+@overload
+async def describe_payment(
+    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive
+) -> Described | None: ...
+
+
 async def describe_payment(
     client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
-) -> Described:
-    """The payment with its workflow's description; 404 once only the archive has it."""
+) -> Described | None:
+    """The payment with its workflow's description. Once Temporal has forgotten
+    it: None if the archive holds it (as this reader's), else 404; without an
+    archive to ask, 404."""
     description = await _describe(client, payment_id)
     if description is None:
-        raise not_found()
+        if archive is None:
+            raise not_found()
+        await _archived_state(client, await _archived(archive, payment_id), merchant_id)
+        return None
     return Described(await _payment_from(description, merchant_id, archive), description)
 
 
@@ -339,44 +316,82 @@ async def update_payment(
         raise
 
 
-async def wait_settled(
-    client: Client,
-    payment_id: str,
-    merchant_id: str | None,
-    seconds: float,
-    done: Callable[[PaymentState], bool],
-    *,
-    refund_id: str | None = None,
-) -> PaymentState:
-    """The payment once ``done`` holds for it, or as it stands after ``seconds``.
+@dataclass(frozen=True)
+class Followed:
+    """One history event of a payment, as :func:`follow_history` reads it."""
 
-    Answered from the memo when it already holds; otherwise the workflow's
-    ``wait_settled`` update says when what was asked of it is done.
+    run_id: str
+    # The length of the runs followed before this one: ``offset + event_id``
+    # keeps increasing across continue-as-new (the events' ``seq``).
+    offset: int
+    event: HistoryEvent
+
+
+_CLOSED = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    }
+)
+
+
+async def follow_history(
+    client: Client, payment_id: str, run_id: str
+) -> AsyncGenerator[Followed, None]:
+    """The history of run ``run_id`` and of the runs it continues as, past then
+    live, until the workflow closes.
+
+    Live events come from Temporal's long poll (``wait_new_event``): a reader
+    holds a request to the server, never anything in the workflow, and a
+    caller that stops iterating (or is cancelled) leaves nothing behind.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    state = await get_payment(client, payment_id, merchant_id)
-    # More than one round only when the payment moved to its next run meanwhile.
-    while not done(state) and loop.time() < deadline:
-        handle = client.get_workflow_handle(payment_id)
-        try:
-            update = await handle.start_update(
-                "wait_settled",
-                WaitSettled(refund_id=refund_id),
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=PaymentState,
-            )
-            settled = await _within(deadline - loop.time(), update.result())
-        except WorkflowUpdateFailedError as err:
-            raise _update_refused(err) from None
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            settled = None  # closed meanwhile: read how it ended
-        state = settled or await get_payment(client, payment_id, merchant_id)
-        if settled is None:
-            break
-    return state
+    offset = 0
+    following: str | None = run_id
+    while following is not None:
+        run, following = following, None
+        handle = client.get_workflow_handle(payment_id, run_id=run)
+        async for raw in handle.fetch_history_events(wait_new_event=True):
+            yield Followed(run, offset, raw)
+            following = events.continued_as(raw)
+            if following is not None:
+                offset += raw.event_id
+                break
+            if raw.event_type in _CLOSED:
+                return
+
+
+async def payment_changes(
+    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+) -> AsyncGenerator[PaymentState, None]:
+    """The payment as it stands, then again each time it changes, until its
+    workflow closes. The first read answers 404 for a payment not the reader's;
+    one only the archive holds is read from there, closed.
+
+    A wait reads this and nothing else: it sends the workflow no update, so
+    one that times out or whose caller leaves holds nothing there.
+    """
+    found = await _describe(client, payment_id)
+    if found is None:
+        yield await _archived_state(client, await _archived(archive, payment_id), merchant_id)
+        return
+    description = Described(await _payment_from(found, merchant_id, archive), found)
+    yield description.payment
+    if description.raw.close_time is not None:
+        return
+    # What the history holds up to here is the payment just read: only what
+    # comes after it is news. A later run's events are all news.
+    current_run = description.raw.run_id
+    seen = description.raw.raw_description.workflow_execution_info.history_length
+    async with contextlib.aclosing(follow_history(client, payment_id, current_run)) as history:
+        async for step in history:
+            if step.run_id == current_run and step.event.event_id <= seen:
+                continue
+            changed = await events.payment_after(step.event, client.data_converter)
+            if changed is not None:
+                yield changed
 
 
 async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:

@@ -5,6 +5,7 @@
     ├── AuthenticationFailed  401, ``authentication_error``
     ├── IdempotencyConflict   409, ``idempotency_error``
     ├── RateLimited           429, ``rate_limit_error``, with ``Retry-After``
+    │   └── TooManyStreams    429 for an event stream over its caps
     └── ServiceUnavailable    503, ``api_error``
 
 No handler ever puts a stack trace, an input value or a card number in a body.
@@ -83,6 +84,19 @@ class RateLimited(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyStreams(RateLimited):
+    # A slot frees when some stream ends: soon, or not for a while.
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(retry_after=self.RETRY_AFTER_SECONDS)
+        self.code = "too_many_streams"
+        self.message = (
+            f"too many event streams are open for this {scope}; close one, or retry in "
+            f"{self.retry_after} s"
+        )
 
 
 class ServiceUnavailable(ApiError):

@@ -5,7 +5,9 @@ whether it announces its length or streams it. Each merchant draws from a token
 bucket (``PAYMENTS_RATE_LIMIT_PER_SECOND``, ``PAYMENTS_RATE_LIMIT_BURST``);
 an empty bucket answers ``429`` with ``Retry-After`` before Temporal is asked
 anything, so one merchant cannot flood the engine the others share. A request
-refused ``401`` draws from its address's bucket first (api/deps.py).
+refused ``401`` draws from its address's bucket first (api/deps.py). Event
+streams each hold a history long poll for as long as they are open, so their
+number is bounded too, per payment and per merchant (:class:`StreamSlots`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import InvalidRequest, RateLimited
+from api.errors import InvalidRequest, RateLimited, TooManyStreams
 
 MAX_BODY_BYTES = 64 * 1024
 # Deeper JSON than any request of ours needs is refused (and never recursed into).
@@ -131,3 +134,54 @@ class RateLimiter:
             self._buckets[merchant_id] = (tokens, now)
             raise RateLimited(retry_after=max(1, math.ceil((1.0 - tokens) / self.rate)))
         self._buckets[merchant_id] = (tokens - 1.0, now)
+
+
+class StreamSlots:
+    """The event streams (SSE and WebSocket together) open in this process,
+    counted per payment and per payment's merchant, whoever reads it. Like the
+    rate limit, the bound is per API process."""
+
+    def __init__(self, per_payment: int, per_merchant: int) -> None:
+        self.per_payment = per_payment
+        self.per_merchant = per_merchant
+        self._payments: Counter[str] = Counter()
+        self._merchants: Counter[str] = Counter()
+
+    def take(self, payment_id: str, merchant_id: str) -> StreamSlot:
+        """A slot for one more stream on ``payment_id``, or :class:`TooManyStreams`."""
+        if self._payments[payment_id] >= self.per_payment:
+            raise TooManyStreams("payment")
+        if self._merchants[merchant_id] >= self.per_merchant:
+            raise TooManyStreams("merchant")
+        self._payments[payment_id] += 1
+        self._merchants[merchant_id] += 1
+        return StreamSlot(self, payment_id, merchant_id)
+
+    def count(self, payment_id: str | None = None, merchant_id: str | None = None) -> int:
+        """How many streams are open on ``payment_id``, or for ``merchant_id``, or in all."""
+        if payment_id is not None:
+            return self._payments[payment_id]
+        if merchant_id is not None:
+            return self._merchants[merchant_id]
+        return self._payments.total()
+
+    def _give_back(self, payment_id: str, merchant_id: str) -> None:
+        for counts, key in ((self._payments, payment_id), (self._merchants, merchant_id)):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]  # no entry left behind per payment ever streamed
+
+
+class StreamSlot:
+    """One open stream's place; :meth:`release` it however the stream ends."""
+
+    def __init__(self, slots: StreamSlots, payment_id: str, merchant_id: str) -> None:
+        self._slots: StreamSlots | None = slots
+        self._payment_id = payment_id
+        self._merchant_id = merchant_id
+
+    def release(self) -> None:
+        """Give the slot back; again is harmless."""
+        if self._slots is not None:
+            self._slots._give_back(self._payment_id, self._merchant_id)
+            self._slots = None

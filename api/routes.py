@@ -195,10 +195,12 @@ async def create_payment(
         merchant_id=merchant_id,
         request=body,
         fingerprint=fingerprint(body),
-        wait=wait,
         archive=archive,
     )
-    settled = is_settled(state.status)
+    if wait is not None and not _settled(state):
+        changes = engine.payment_changes(client, payment_id, merchant_id, archive=archive)
+        state = await prefer.wait_until(request, wait, _settled, changes)
+    settled = _settled(state)
     headers = {"Location": f"/v1/payments/{payment_id}", **prefer.response_headers(wait, settled)}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -267,7 +269,9 @@ async def get_payment(
     if wait is None:
         state = await engine.get_payment(client, payment_id, reader.merchant_id, archive=archive)
     else:
-        state = await engine.wait_settled(client, payment_id, reader.merchant_id, wait, _settled)
+        # Reading only: a client secret's wait follows the history, sends nothing.
+        changes = engine.payment_changes(client, payment_id, reader.merchant_id, archive=archive)
+        state = await prefer.wait_until(request, wait, _settled, changes)
     body = render(state, settings, client.namespace)
     # Pollers send If-None-Match and get a bodiless 304 until something changed.
     etag = 'W/"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
@@ -310,7 +314,7 @@ async def _decide(
     await refuse_unrepresentable(
         request,
         getattr(body, "amount", None),
-        lambda: engine.get_payment(client, payment_id, merchant_id),
+        lambda: engine.get_payment(client, payment_id, merchant_id, archive=archive),
     )
     state = await engine.update_payment(
         client,
@@ -322,8 +326,9 @@ async def _decide(
         update_id=command_id_for(payment_id, update, idempotency_key),
         archive=archive,
     )
-    if wait is not None:
-        state = await engine.wait_settled(client, payment_id, merchant_id, wait, done)
+    if wait is not None and not done(state):
+        changes = engine.payment_changes(client, payment_id, merchant_id, archive=archive)
+        state = await prefer.wait_until(request, wait, done, changes)
     settled = done(state)
     status_code = prefer.status_code(wait, settled)
     headers = prefer.response_headers(wait, settled)
@@ -418,7 +423,9 @@ async def refund_payment(
 ) -> JSONResponse:
     body = await parse_body(request, RefundPayment, required=False)
     await refuse_unrepresentable(
-        request, body.amount, lambda: engine.get_payment(client, payment_id, merchant_id)
+        request,
+        body.amount,
+        lambda: engine.get_payment(client, payment_id, merchant_id, archive=archive),
     )
     refund_id = refund_id_for(payment_id, idempotency_key)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
@@ -436,16 +443,12 @@ async def refund_payment(
     def this_refund(state: PaymentState) -> Refund:
         return next((r for r in state.refunds if r.id == refund_id), refund)
 
-    if wait is not None:
-        state = await engine.wait_settled(
-            client,
-            payment_id,
-            merchant_id,
-            wait,
-            lambda s: this_refund(s).status != "pending",
-            refund_id=refund_id,
-        )
-        refund = this_refund(state)
+    def refund_done(state: PaymentState) -> bool:
+        return this_refund(state).status != "pending"
+
+    if wait is not None and refund.status == "pending":
+        changes = engine.payment_changes(client, payment_id, merchant_id, archive=archive)
+        refund = this_refund(await prefer.wait_until(request, wait, refund_done, changes))
     settled = refund.status != "pending"
     body_out = {"object": "refund", "payment_id": payment_id, **refund.model_dump(mode="json")}
     status_code = prefer.status_code(wait, settled)

@@ -1,12 +1,19 @@
 """Push: the payment's events as Server-Sent Events and over a WebSocket.
 
 Both read the workflow history with Temporal's long poll
-(``wait_new_event``), so an event reaches the client as soon as the history
-has it, with no polling loop of our own. A stream sends the past events
-(after ``Last-Event-ID``), then live ones; it ends once the payment has
-settled, or with ``follow`` when the workflow closes; it follows
+(:func:`api.engine.follow_history`), so an event reaches the client as soon
+as the history has it, with no polling loop of our own. A stream sends the
+past events (after ``Last-Event-ID``), then live ones; it ends once the
+payment has settled, or with ``follow`` when the workflow closes; it follows
 continue-as-new into the next run. A client that goes away cancels the
 history poll it held.
+
+What a stream may hold (CONTRACT §11): each takes a slot
+(``PAYMENTS_STREAMS_PER_PAYMENT``, ``PAYMENTS_STREAMS_PER_MERCHANT``) that it
+gives back however it ends, and every stream ends after
+``PAYMENTS_STREAM_MAX_SECONDS``. A WebSocket spends a request of the caller's
+rate limit, as a GET does. Over a cap or the limit, SSE answers ``429``; a
+WebSocket gets the same error body as a text frame, then close code 1013.
 """
 
 from __future__ import annotations
@@ -15,19 +22,21 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
-from typing import Annotated, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
-from temporalio.api.enums.v1 import EventType
+from starlette.types import Receive, Scope, Send
 from temporalio.client import Client
 
 from api import engine
-from api.deps import ClientDep, ReaderDep, SettingsDep, reader_of
+from api.deps import ArchiveDep, ClientDep, ReaderDep, SettingsDep, reader_of, spend
 from api.errors import ApiError
+from api.limits import StreamSlot, StreamSlots
 from api.openapi import PAYMENT_ERRORS, SSE_EVENT, errors
 from payments import events
+from payments.archive import Archive
 from payments.models import Event
 from payments.settings import Settings
 from payments.status import PaymentStatus, is_settled
@@ -36,29 +45,29 @@ router = APIRouter()
 T = TypeVar("T")
 
 
-_CLOSED = frozenset(
-    {
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
-        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
-    }
-)
+class StreamExpired(Exception):
+    """The stream was open for ``PAYMENTS_STREAM_MAX_SECONDS``: the client reconnects."""
 
 
-async def _ticking(source: AsyncIterator[T], every: float) -> AsyncIterator[T | None]:
-    """``source``'s items, and None whenever ``every`` seconds pass without one.
+async def _ticking(
+    source: AsyncIterator[T], every: float, until: float
+) -> AsyncGenerator[T | None, None]:
+    """``source``'s items, and None whenever ``every`` seconds pass without one;
+    :class:`StreamExpired` once the loop's clock reaches ``until``.
 
     The pending read is never cancelled by a tick, only when the consumer stops.
     """
+    loop = asyncio.get_running_loop()
     pending: asyncio.Future[T] | None = None
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=every)
+            left = until - loop.time()
+            done, _ = await asyncio.wait({pending}, timeout=max(0.0, min(every, left)))
             if not done:
+                if left <= every:
+                    raise StreamExpired
                 yield None
                 continue
             future, pending = pending, None
@@ -81,41 +90,40 @@ async def payment_stream(
     after_seq: int = 0,
     follow: bool = False,
     keepalive: float = 15.0,
+    max_seconds: float = 3600.0,
 ) -> AsyncIterator[Event | None]:
-    """Events with ``seq`` above ``after_seq``, past then live; None for a keep-alive."""
+    """Events with ``seq`` above ``after_seq``, past then live; None for a
+    keep-alive; :class:`StreamExpired` after ``max_seconds``."""
     payment_id = description.payment.id
     status: PaymentStatus = description.payment.status
     info = description.raw.raw_description.workflow_execution_info
     current_run, past_events = description.raw.run_id, info.history_length
-    run_id: str | None = info.first_run_id or current_run
-    offset = 0
+    first_run = info.first_run_id or current_run
+    until = asyncio.get_running_loop().time() + max_seconds
     caught_up = False
-    while run_id is not None:
-        handle = client.get_workflow_handle(payment_id, run_id=run_id)
-        history = handle.fetch_history_events(wait_new_event=True)
-        next_run: str | None = None
-        async for raw in _ticking(history, keepalive):
-            if raw is None:
+    history = engine.follow_history(client, payment_id, first_run)
+    # Closed in this order, the ticker's pending read first, whichever way the stream ends.
+    async with (
+        contextlib.aclosing(history),
+        contextlib.aclosing(_ticking(history, keepalive, until)) as ticks,
+    ):
+        async for step in ticks:
+            if step is None:
                 yield None
                 continue
+            raw = step.event
             event = await events.project_event(
-                payment_id, raw, client.data_converter, offset=offset
+                payment_id, raw, client.data_converter, offset=step.offset
             )
             if event is not None and event.seq > after_seq:
                 yield event
             status = await events.status_after(raw, client.data_converter) or status
-            if run_id == current_run and raw.event_id >= past_events:
+            # Once past what the history held when the stream began (the
+            # current run's last event, at the latest) the rest is live.
+            if step.run_id == current_run and raw.event_id >= past_events:
                 caught_up = True
             if caught_up and not follow and is_settled(status):
                 return
-            next_run = events.continued_as(raw)
-            if next_run is not None:
-                offset += raw.event_id
-                caught_up = caught_up or run_id == current_run
-                break
-            if raw.event_type in _CLOSED:
-                return
-        run_id = next_run
 
 
 def _last_event_id(header: str | None, query: int | None) -> int:
@@ -159,8 +167,10 @@ def _sse(event: Event | None) -> str:
 )
 async def stream_events(
     payment_id: str,
+    request: Request,
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     reader: ReaderDep,
     follow: bool = False,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
@@ -170,27 +180,75 @@ async def stream_events(
 ) -> Response:
     after = _last_event_id(last_event_id_header, last_event_id)
     # An unknown or foreign payment is a plain 404, before the stream starts.
-    description = await engine.describe_payment(client, payment_id, reader.merchant_id)
+    description = await engine.describe_payment(
+        client, payment_id, reader.merchant_id, archive=archive
+    )
+    if description is None:
+        # Only the archive holds it: closed, so its past is the whole stream.
+        past = await engine.payment_events(client, payment_id, reader.merchant_id, archive=archive)
+        left = [event for event in past if event.seq > after]
+        if not left:
+            return Response(status_code=204)
+        sent = "retry: 2000\n\n" + "".join(_sse(event) for event in left)
+        return Response(sent, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     if after and await _nothing_left(client, description, after, follow):
         # 204 tells an EventSource not to reconnect: there is nothing more to see.
         return Response(status_code=204)
+    slot = _slots(request.app.state).take(payment_id, description.payment.merchant_id)
 
     async def body() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
-        async for event in payment_stream(
-            client,
-            description,
-            after_seq=after,
-            follow=follow,
-            keepalive=settings.stream_keepalive_seconds,
-        ):
-            yield _sse(event)
+        try:
+            yield "retry: 2000\n\n"
+            async for event in payment_stream(
+                client,
+                description,
+                after_seq=after,
+                follow=follow,
+                keepalive=settings.stream_keepalive_seconds,
+                max_seconds=settings.stream_max_seconds,
+            ):
+                yield _sse(event)
+        except StreamExpired:
+            # An EventSource reconnects by itself, with Last-Event-ID.
+            yield ": open too long; reconnect with Last-Event-ID\n\n"
+        finally:
+            slot.release()
 
-    return StreamingResponse(
+    return _HeldStream(
         body(),
+        slot,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _HeldStream(StreamingResponse):
+    """An event stream that gives its slot back however the response ends,
+    also when the client left before its body was ever started."""
+
+    def __init__(self, content: AsyncIterator[str], slot: StreamSlot, **options: Any) -> None:
+        super().__init__(content, **options)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
+def _slots(state: Any) -> StreamSlots:
+    slots: StreamSlots = state.stream_slots
+    return slots
+
+
+# Close codes: 1008 policy (no such payment, not yours), 1013 try again later
+# (rate limit, stream caps), 1011 anything else; after a stream: 1000 when it
+# is over, 1001 when it was open too long (reconnect with last_event_id).
+def _close_code(err: ApiError) -> int:
+    if err.status_code in (401, 404):
+        return 1008
+    return 1013 if err.status_code == 429 else 1011
 
 
 @router.websocket("/v1/payments/{payment_id}/ws")
@@ -206,15 +264,50 @@ async def websocket_events(
     await websocket.accept()
     try:
         reader = reader_of(websocket, settings, payment_id, client_secret)
-        description = await engine.describe_payment(client, payment_id, reader.merchant_id)
+        # The bucket a GET of this payment by the same reader spends from.
+        spend(websocket, reader.bucket(payment_id))
+        archive: Archive = websocket.app.state.archive
+        description = await engine.describe_payment(
+            client, payment_id, reader.merchant_id, archive=archive
+        )
+        if description is None:
+            # Only the archive holds it: send its past and close, as a closed payment's stream does.
+            past = await engine.payment_events(
+                client, payment_id, reader.merchant_id, archive=archive
+            )
+            for event in past:
+                if event.seq > (last_event_id or 0):
+                    await websocket.send_text(event.model_dump_json())
+            await websocket.close(code=1000)
+            return
+        slot = _slots(websocket.app.state).take(payment_id, description.payment.merchant_id)
     except ApiError as err:
         await websocket.send_text(json.dumps(err.body()))
-        await websocket.close(code=1008 if err.status_code in (401, 404) else 1011)
+        await websocket.close(code=_close_code(err))
         return
+    try:
+        await _pump(websocket, client, description, last_event_id or 0, follow, settings)
+    finally:
+        slot.release()
 
-    async def pump() -> None:
+
+async def _pump(
+    websocket: WebSocket,
+    client: Client,
+    description: engine.Described,
+    after: int,
+    follow: bool,
+    settings: Settings,
+) -> None:
+    """Send the events until the stream ends or the client leaves."""
+
+    async def send() -> None:
         async for event in payment_stream(
-            client, description, after_seq=last_event_id or 0, follow=follow
+            client,
+            description,
+            after_seq=after,
+            follow=follow,
+            max_seconds=settings.stream_max_seconds,
         ):
             if event is not None:
                 await websocket.send_text(event.model_dump_json())
@@ -225,7 +318,7 @@ async def websocket_events(
             while True:
                 await websocket.receive_text()
 
-    sender, watcher = asyncio.create_task(pump()), asyncio.create_task(until_gone())
+    sender, watcher = asyncio.create_task(send()), asyncio.create_task(until_gone())
     try:
         done, _ = await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -234,6 +327,9 @@ async def websocket_events(
         for task in (sender, watcher):
             with contextlib.suppress(BaseException):
                 await task
-    if sender in done and sender.exception() is None:
+    if sender not in done:
+        return  # the client left
+    failed = sender.exception()
+    if failed is None or isinstance(failed, StreamExpired):
         with contextlib.suppress(Exception):
-            await websocket.close(code=1000)
+            await websocket.close(code=1000 if failed is None else 1001)

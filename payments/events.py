@@ -103,15 +103,21 @@ async def project_event(
     return None
 
 
-async def status_after(raw: HistoryEvent, converter: DataConverter) -> PaymentStatus | None:
-    """The payment's status as a domain event left it, if ``raw`` records one."""
+async def payment_after(raw: HistoryEvent, converter: DataConverter) -> PaymentState | None:
+    """The payment as a domain event left it, if ``raw`` records one."""
     if raw.event_type != EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
         return None
     fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields
     if PAYMENT_MEMO_KEY not in fields:
         return None
     state: PaymentState = await _decode(converter, fields[PAYMENT_MEMO_KEY], PaymentState)
-    return state.status
+    return state
+
+
+async def status_after(raw: HistoryEvent, converter: DataConverter) -> PaymentStatus | None:
+    """The payment's status as a domain event left it, if ``raw`` records one."""
+    state = await payment_after(raw, converter)
+    return state.status if state else None
 
 
 def continued_as(raw: HistoryEvent) -> str | None:

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     # Comment lines on idle event streams, so proxies do not cut them.
     stream_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # Event streams (SSE and WebSocket together) each API process keeps open:
+    # per payment, and per merchant (the payment's, whoever reads it). Over
+    # either: SSE 429, WebSocket closed 1013. Each long-polls Temporal.
+    streams_per_payment: int = Field(default=20, ge=1, le=10_000)
+    streams_per_merchant: int = Field(default=1000, ge=1, le=1_000_000)
+    # A stream ends after this long however it was opened; the client
+    # reconnects with Last-Event-ID / last_event_id and misses nothing.
+    stream_max_seconds: float = Field(default=3600.0, gt=0, le=86_400)
+
     authorization_window: timedelta = timedelta(days=7)
     refund_window: timedelta = timedelta(days=180)
     # How often the reconciliation Schedule runs, and the window each run checks.

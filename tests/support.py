@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -187,6 +187,21 @@ async def gone_from_temporal(client: Client, workflow_id: str) -> None:
             raise
         await asyncio.sleep(0.1)
     raise AssertionError(f"{workflow_id} is still in Temporal")
+
+
+async def updates_in_history(client: Client, payment_id: str) -> tuple[list[str], int]:
+    """The updates the payment's workflow accepted, by name, across its runs,
+    and how many of them have not completed: those are still in flight."""
+    accepted: list[str] = []
+    completed = 0
+    for history in await engine.run_histories(client, payment_id):
+        for event in history.events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+                attributes = event.workflow_execution_update_accepted_event_attributes
+                accepted.append(attributes.accepted_request.input.name)
+            elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+                completed += 1
+    return accepted, len(accepted) - completed
 
 
 async def found_in_visibility(client: Client, query: str) -> bool:

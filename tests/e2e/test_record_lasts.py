@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from support import TEMPORAL_CLI, gone_from_temporal, simulator_ledger
 from temporalio.client import Client
 
@@ -209,3 +210,31 @@ async def test_reconciliation_still_sees_it(
     paid = forgotten.refunded["id"]
     assert [m for m in report["mismatches"] if m["payment_id"] == paid] == []
     assert report["checked"] >= 1
+
+
+async def test_its_stream_and_socket_send_its_past_and_end(
+    stack: Stack, http: httpx.AsyncClient, forgotten: Forgotten
+) -> None:
+    payment_id = forgotten.declined["id"]
+    past = forgotten.declined_events["data"]
+    stream = await http.get(f"/v1/payments/{payment_id}/stream")
+    assert stream.status_code == 200, stream.text
+    sent = [
+        json.loads(line.removeprefix("data: "))
+        for line in stream.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert sent == past
+    # Seen it all already: nothing left, and an EventSource stops reconnecting.
+    done = await http.get(
+        f"/v1/payments/{payment_id}/stream", headers={"Last-Event-ID": str(past[-1]["seq"])}
+    )
+    assert done.status_code == 204
+    url = stack.api_url.replace("http", "ws", 1) + f"/v1/payments/{payment_id}/ws"
+    secret = forgotten.declined["client_secret"]
+    async with websockets.connect(f"{url}?client_secret={secret}&last_event_id=1") as socket:
+        frames = [json.loads(frame) async for frame in socket]
+    assert frames == past[1:]
+    # Waiting on it answers at once: it is settled for good.
+    waited = await http.get(f"/v1/payments/{payment_id}", headers={"Prefer": "wait=30"})
+    assert waited.status_code == 200 and waited.json() == forgotten.declined
