@@ -63,11 +63,12 @@ def create_app(
 
 
 # Query parameters whose value is a secret, by the name the route reads.
-SECRET_PARAMETERS = frozenset({"client_secret"})
+SECRET_PARAMETERS = frozenset({"client_secret", "demo_token"})
 # One ``name=value`` of a query string, as a request line quotes it.
 _PARAMETER = re.compile(r"(?P<lead>[?&](?P<name>[^=&\s\"?]+)=)(?P<value>[^&\s\"]*)")
-# A client secret by its shape (``pay_..._secret_...``), wherever it is quoted.
-_CLIENT_SECRET = re.compile(r"(_secret_)[A-Za-z0-9]+")
+# A client secret or demo token by its shape (``pay_..._secret_...``,
+# ``pay_..._demo_...``), wherever it is quoted.
+_CLIENT_SECRET = re.compile(r"(_secret_|_demo_)[A-Za-z0-9]+")
 
 
 def redact_secrets(text: str) -> str:

@@ -3,9 +3,11 @@
 The page lets a person try the service in a browser: pay with a test payment
 method and watch the events arrive. It never holds an API key: it creates
 payments through ``/demo/payments`` (as the demo merchant, server side) and
-follows each one with that payment's client secret, which is also what the
-demo's capture, cancel and refund endpoints ask for. ``PAYMENTS_DEMO_MERCHANT``
-empty turns all of it off.
+follows each one with that payment's client secret. A client secret only
+reads, so the demo's capture, cancel and refund endpoints ask for the
+payment's ``demo_token`` instead, which only ``/demo/payments`` hands out.
+``PAYMENTS_DEMO_MERCHANT`` empty turns all of it off (and production refuses
+to start with it set).
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from temporalio.client import Client
 
 from api import engine
-from api.deps import ClientDep, SettingsDep, reader_for, spend
-from api.errors import InvalidRequest, not_found
+from api.deps import ClientDep, SettingsDep, refusals_spend, spend
+from api.errors import AuthenticationFailed, InvalidRequest, not_found
 from api.routes import parse_body, refuse_unrepresentable, render
-from payments.ids import fingerprint, payment_id_for, refund_id_for
+from payments.ids import (
+    demo_token,
+    fingerprint,
+    payment_id_for,
+    refund_id_for,
+    verify_demo_token,
+)
 from payments.models import (
     CancelPayment,
     CapturePayment,
@@ -35,7 +43,7 @@ from payments.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
-Secret = Annotated[str, Query(max_length=200)]
+Token = Annotated[str, Query(max_length=200)]
 
 
 def _demo_merchant(settings: Settings) -> str:
@@ -80,28 +88,42 @@ async def create(request: Request, settings: SettingsDep, client: ClientDep) -> 
         request=body,
         fingerprint=fingerprint(body),
     )
-    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+    key = settings.client_secret_key.get_secret_value().encode()
+    made = {**render(state, settings, client.namespace), "demo_token": demo_token(state.id, key)}
+    return JSONResponse(made, status_code=202)
 
 
-async def _read(client: Client, settings: Settings, payment_id: str, secret: str) -> PaymentState:
+def _acting(request: Request, settings: Settings, payment_id: str, token: str) -> str:
+    """The demo merchant, once ``token`` shows the browser made this payment on
+    this page; 401 otherwise (spent from the caller's address, as every 401)."""
     merchant_id = _demo_merchant(settings)
-    reader_for(settings, payment_id, None, secret)
+    key = settings.client_secret_key.get_secret_value().encode()
+    with refusals_spend(request):
+        if not verify_demo_token(payment_id, token, key):
+            raise AuthenticationFailed("invalid_demo_token", "the demo token is not valid")
+    spend(request, merchant_id)
+    return merchant_id
+
+
+async def _read(
+    request: Request, client: Client, settings: Settings, payment_id: str, token: str
+) -> PaymentState:
+    merchant_id = _acting(request, settings, payment_id, token)
     return await engine.get_payment(client, payment_id, merchant_id)
 
 
 async def _act(
+    request: Request,
     client: Client,
     settings: Settings,
     payment_id: str,
-    secret: str,
+    token: str,
     update: str,
     argument: Any,
     result_type: type,
     update_id: str | None = None,
 ) -> Any:
-    merchant_id = _demo_merchant(settings)
-    # The client secret proves the browser created this payment on this page.
-    reader_for(settings, payment_id, None, secret)
+    merchant_id = _acting(request, settings, payment_id, token)
     return await engine.update_payment(
         client,
         payment_id,
@@ -115,23 +137,24 @@ async def _act(
 
 @router.post("/demo/payments/{payment_id}/capture")
 async def capture(
-    payment_id: str, client_secret: Secret, settings: SettingsDep, client: ClientDep
+    payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
 ) -> JSONResponse:
     state = await _act(
-        client, settings, payment_id, client_secret, "capture", CapturePayment(), PaymentState
+        request, client, settings, payment_id, demo_token, "capture", CapturePayment(), PaymentState
     )
     return JSONResponse(render(state, settings, client.namespace), status_code=202)
 
 
 @router.post("/demo/payments/{payment_id}/cancel")
 async def cancel(
-    payment_id: str, client_secret: Secret, settings: SettingsDep, client: ClientDep
+    payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
 ) -> JSONResponse:
     state = await _act(
+        request,
         client,
         settings,
         payment_id,
-        client_secret,
+        demo_token,
         "cancel",
         CancelPayment(reason="requested_by_customer"),
         PaymentState,
@@ -143,18 +166,26 @@ async def cancel(
 async def refund(
     payment_id: str,
     request: Request,
-    client_secret: Secret,
+    demo_token: Token,
     settings: SettingsDep,
     client: ClientDep,
 ) -> JSONResponse:
     body = await parse_body(request, RefundPayment, required=False)
     await refuse_unrepresentable(
-        request, body.amount, lambda: _read(client, settings, payment_id, client_secret)
+        request, body.amount, lambda: _read(request, client, settings, payment_id, demo_token)
     )
     refund_id = refund_id_for(payment_id, None)
     command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
     result: Refund = await _act(
-        client, settings, payment_id, client_secret, "refund", command, Refund, update_id=refund_id
+        request,
+        client,
+        settings,
+        payment_id,
+        demo_token,
+        "refund",
+        command,
+        Refund,
+        update_id=refund_id,
     )
     if result.status == "failed":
         raise InvalidRequest(409, "refund_failed", "the refund failed")

@@ -63,6 +63,18 @@ def client_secret(payment_id: str, key: bytes) -> str:
     return f"{payment_id}_secret_{_b32(tag)}"
 
 
+def demo_token(payment_id: str, key: bytes) -> str:
+    """What the demo page acts with on a payment it made (capture, cancel,
+    refund): a client secret only ever reads (CONTRACT §11), so acting takes
+    a token of its own, signed apart from the secret."""
+    tag = hmac.new(key, b"demo-action\0" + payment_id.encode(), hashlib.sha256).digest()
+    return f"{payment_id}_demo_{_b32(tag)}"
+
+
+def verify_demo_token(payment_id: str, token: str, key: bytes) -> bool:
+    return hmac.compare_digest(demo_token(payment_id, key).encode(), token.encode())
+
+
 def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
     # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
     return hmac.compare_digest(client_secret(payment_id, key).encode(), secret.encode())

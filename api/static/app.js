@@ -30,6 +30,12 @@ function secretQuery(payment) {
   return `client_secret=${encodeURIComponent(payment.client_secret)}`;
 }
 
+// The client secret only reads; acting on the payment takes the token the
+// page was given when it made it.
+function tokenQuery(payment) {
+  return `demo_token=${encodeURIComponent(payment.demo_token)}`;
+}
+
 async function call(path, body) {
   const response = await fetch(path, {
     method: "POST",
@@ -42,7 +48,9 @@ async function call(path, body) {
 }
 
 function show(payment) {
-  current = payment;
+  // A read (GET) carries no demo token: keep the one the page was given.
+  const token = payment.demo_token ?? (current && current.id === payment.id ? current.demo_token : undefined);
+  current = { ...payment, demo_token: token };
   $("payment").hidden = false;
   $("payment-id").textContent = payment.id;
   $("status").dataset.status = payment.status;
@@ -135,7 +143,7 @@ $("pay-form").addEventListener("submit", async (submit) => {
 
 async function act(path, body) {
   try {
-    await call(`/demo/payments/${current.id}/${path}?${secretQuery(current)}`, body);
+    await call(`/demo/payments/${current.id}/${path}?${tokenQuery(current)}`, body);
   } catch (error) {
     alert(error.message);
   }

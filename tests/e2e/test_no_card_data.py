@@ -375,7 +375,7 @@ async def refused_everywhere(
             anonymous.post("/demo/payments", json={**VISA, name: card(6)}),
         )
     await expect("demo asset", 404, "resource_missing", anonymous.get(f"/static/{quote(card(5))}"))
-    secret = {"client_secret": demo_page["client_secret"]}
+    secret = {"demo_token": demo_page["demo_token"]}
     await expect(
         "demo refund reason",
         422,
@@ -388,9 +388,9 @@ async def refused_everywhere(
         await expect(
             f"demo {action} of a card",
             401,
-            "invalid_client_secret",
+            "invalid_demo_token",
             anonymous.post(
-                f"/demo/payments/{quote(card(0))}/{action}", params={"client_secret": card(1)}
+                f"/demo/payments/{quote(card(0))}/{action}", params={"demo_token": card(1)}
             ),
         )
 

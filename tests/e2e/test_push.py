@@ -171,16 +171,22 @@ async def test_websocket_refuses_a_wrong_secret(stack: Stack, http: httpx.AsyncC
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
-async def test_demo_endpoints_act_only_with_the_payments_secret(
+async def test_demo_endpoints_act_only_with_the_payments_demo_token(
     anonymous: httpx.AsyncClient, http: httpx.AsyncClient
 ) -> None:
     manual = {**VISA, "capture_method": "manual"}
     demo = (await anonymous.post("/demo/payments", json=manual)).json()
     assert demo["status"] == "processing" and demo["client_secret"].startswith(demo["id"])
     refused = await anonymous.post(
-        f"/demo/payments/{demo['id']}/capture", params={"client_secret": "pay_x_secret_y"}
+        f"/demo/payments/{demo['id']}/capture", params={"demo_token": "pay_x_demo_y"}
     )
     assert refused.status_code == 401
+    # Its own client secret does not act either: a client secret only reads.
+    read_only = await anonymous.post(
+        f"/demo/payments/{demo['id']}/cancel", params={"demo_token": demo["client_secret"]}
+    )
+    assert read_only.status_code == 401
+    assert read_only.json()["error"]["code"] == "invalid_demo_token"
     # Another merchant's payment, even with its own secret, is not the demo's to touch.
     theirs = (
         await anonymous.post(
@@ -188,16 +194,19 @@ async def test_demo_endpoints_act_only_with_the_payments_secret(
         )
     ).json()
     foreign = await anonymous.post(
-        f"/demo/payments/{theirs['id']}/cancel", params={"client_secret": theirs["client_secret"]}
+        f"/demo/payments/{theirs['id']}/cancel", params={"demo_token": theirs["client_secret"]}
     )
-    assert foreign.status_code == 404
-    # Nor is a payment the merchant made through the API: a client secret stays
-    # read-only for those; the page acts only on its own merchant's payments.
-    mine = (await http.post("/v1/payments", json=manual)).json()
-    read_only = await anonymous.post(
-        f"/demo/payments/{mine['id']}/cancel", params={"client_secret": mine["client_secret"]}
+    assert foreign.status_code == 401
+    # The demo token acts, and only on the payment it was made for.
+    other_demo = (await anonymous.post("/demo/payments", json=manual)).json()
+    crossed = await anonymous.post(
+        f"/demo/payments/{other_demo['id']}/cancel", params={"demo_token": demo["demo_token"]}
     )
-    assert read_only.status_code == 404
+    assert crossed.status_code == 401
+    canceled = await anonymous.post(
+        f"/demo/payments/{demo['id']}/cancel", params={"demo_token": demo["demo_token"]}
+    )
+    assert canceled.status_code == 202, canceled.text
     bad = await anonymous.post(
         "/demo/payments", json={**VISA, "payment_method": "4242424242424242"}
     )

@@ -294,7 +294,7 @@ async def test_the_demo_pages_refund_is_checked_too(dev_client: Client, task_que
     async with running_stack(dev_client, task_queue), _api(dev_client, "stripe", task_queue) as api:
         body = {"amount": 12300, "currency": "mga", "payment_method": "pm_card_visa"}
         created = (await api.post("/demo/payments", json=body)).json()
-        payment_id, secret = created["id"], created["client_secret"]
+        payment_id, secret = created["id"], created["demo_token"]
         for _ in range(400):
             state = await engine.get_payment(dev_client, payment_id, DEMO)
             if state.status == "succeeded":
@@ -302,10 +302,10 @@ async def test_the_demo_pages_refund_is_checked_too(dev_client: Client, task_que
             await asyncio.sleep(0.05)
         refunds = f"/demo/payments/{payment_id}/refunds"
         # The secret is checked before the payment is read for its currency.
-        wrong = await api.post(refunds, params={"client_secret": "nope"}, json={"amount": 50})
+        wrong = await api.post(refunds, params={"demo_token": "nope"}, json={"amount": 50})
         assert wrong.status_code == 401
-        refused = await api.post(refunds, params={"client_secret": secret}, json={"amount": 50})
+        refused = await api.post(refunds, params={"demo_token": secret}, json={"amount": 50})
         _refused(refused, "mga")
         assert (await engine.get_payment(dev_client, payment_id, DEMO)).refunds == []
-        accepted = await api.post(refunds, params={"client_secret": secret}, json={"amount": 100})
+        accepted = await api.post(refunds, params={"demo_token": secret}, json={"amount": 100})
         assert accepted.status_code == 202, accepted.text

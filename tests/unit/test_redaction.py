@@ -62,3 +62,10 @@ def test_the_filter_cleans_the_arguments_uvicorn_formats_its_access_line_with() 
     assert _RedactSecrets().filter(record)
     assert SECRET not in record.getMessage()
     assert "client%5Fsecret=[redacted]" in record.getMessage()
+
+
+def test_a_demo_token_is_redacted_too() -> None:
+    token = "pay_0123456789abcdef_demo_kq3vx7z2mbn4"
+    line = f"POST /demo/payments/pay_0123456789abcdef/cancel?demo%5Ftoken={token} HTTP/1.1"
+    assert token not in redact_secrets(line)
+    assert token not in redact_secrets(f"refused {token}")
