@@ -1,0 +1,173 @@
+"""A merchant's payments, newest first, one page at a time, from Temporal's
+visibility: the window walk behind ``GET /v1/payments`` (CONTRACT §4, §11).
+
+What the visibility store allows shapes it:
+
+- SQL visibility (the dev server's SQLite, and MySQL or PostgreSQL) has no
+  ORDER BY: a list comes back by close time, then start time, which says
+  nothing about creation (a run that continued as new starts again). So each
+  payment carries ``PaymentCreatedAt``, set once when the API starts it, and a
+  page is read as windows over it, walking back in time from the cursor (or
+  from now), each window small enough to fetch whole and sort here. The sort
+  key is the memo's full ``created_at``, then the id, so payments created in
+  the same millisecond keep one order across pages.
+- SQLite keeps a custom Datetime to the millisecond (it rounds microseconds)
+  and compares a query's bound as text, so a bound with microseconds does not
+  mean what it says. The attribute is therefore set truncated to the
+  millisecond (``created_at_attribute``) and every bound is a whole
+  millisecond; ``>=`` and ``<`` on such bounds are exact.
+- Counting a window answers from the attribute's index and carries no memo,
+  so a window is counted before it is fetched, and narrowed from the top while
+  it holds more than four pages' worth: in proportion to the count, faster
+  when the count does not drop (a burst at the top), reaching further down
+  when a guess comes back empty (a burst at the far end of a quiet stretch).
+  After ``NARROWING_COUNTS`` counts a window of up to ``FETCH_CAP`` is fetched
+  whole, since a burst within one millisecond cannot be narrowed.
+- Whether anything older exists at all is one ``limit 1`` list below the
+  window, asked only when a window came back empty. Its answer is also a
+  payment the next window can reach to, so a gap of a year costs one request,
+  not a walk through the year; no answer makes ``has_more: false`` exact.
+  SQLite sorts every match below the bound to answer it (its default order),
+  so that one request's work grows with what is older.
+
+A page so costs a few requests whatever the merchant's history
+(``make bench-list`` measures it): its window counts, one list of at most a
+few times the page, and the probe below when a window came back empty; a page
+that spans several quiet stretches pays that once for each. A window's work
+in the store is a range of the attribute's index, which holds every
+merchant's payments (it indexes the attribute alone).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair
+
+from payments import names
+from payments.models import PaymentState
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+# The first window back from the cursor, before any count says how dense the
+# merchant's payments are.
+FIRST_SPAN_MS = 60_000
+# Counts a page spends narrowing before it takes a window of up to FETCH_CAP
+# payments whole: a burst in a millisecond or two cannot be narrowed to a page.
+NARROWING_COUNTS = 8
+FETCH_CAP = 1000
+
+
+def created_at_attribute(created_at: datetime) -> SearchAttributePair[datetime]:
+    """``PaymentCreatedAt`` for a payment created at ``created_at``, truncated to
+    the millisecond so the store keeps exactly what the bounds compare with."""
+    truncated = created_at.replace(microsecond=created_at.microsecond // 1000 * 1000)
+    return SearchAttributePair(names.CREATED_AT, truncated)
+
+
+def _millis(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def _bound(millis: int) -> str:
+    moment = _EPOCH + millis * _MILLISECOND
+    return f"'{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z'"
+
+
+def _key(state: PaymentState) -> tuple[datetime, str]:
+    return state.created_at, state.id
+
+
+async def newest_first(
+    client: Client, query: str, *, limit: int, after: PaymentState | None
+) -> tuple[list[PaymentState], bool]:
+    """The ``limit`` newest payments matching ``query`` created before ``after``
+    (in the list's order), and whether more follow them."""
+    need = limit + 1  # one more than the page, so has_more is known, not guessed
+    ceiling, target = 4 * need, 2 * need
+    found: list[PaymentState] = []
+    # The walk reads [lo, hi) in milliseconds; hi None is no upper bound at all,
+    # so the first page also shows a payment stamped by a clock a little ahead.
+    hi = _millis(after.created_at) + 1 if after else None
+    span = FIRST_SPAN_MS
+    # Once a window held too many: [far, hi) holds about far_count payments, and
+    # the next window takes ``share`` of it, from the top.
+    far: int | None = None
+    far_count = 0
+    share = 1.0
+    counted = 0
+    while True:
+        top = hi if hi is not None else _millis(datetime.now(UTC)) + 1
+        impatient = counted >= NARROWING_COUNTS
+        if far is None:
+            lo = top - span
+        elif far_count <= ceiling or (impatient and far_count <= FETCH_CAP):
+            lo = far
+        else:
+            lo = max(far, top - max(1, int((top - far) * share)))
+        window = _window(query, lo, hi)
+        count = (await client.count_workflows(window)).count
+        counted += 1
+        if count > ceiling and top - lo > 1 and not (impatient and count <= FETCH_CAP):
+            # Narrow by the count's proportion; faster when it did not drop,
+            # which means the payments crowd the top of the window.
+            share = share * share if far is not None and count >= far_count else target / count
+            far, far_count = lo, count
+            continue
+        if count:
+            fetched = await _fetch(client, window, count)
+            if after:
+                fetched = [state for state in fetched if _key(state) < _key(after)]
+            found += sorted(fetched, key=_key, reverse=True)
+            if len(found) >= need:
+                return found[:limit], True
+        hi = lo
+        if far is not None:
+            far_count -= count
+            if lo > far:
+                # An empty window: the payments lie further down, reach further.
+                share = min(0.5, 2 * share) if not count else target / max(1, far_count)
+                continue
+            far = None
+        if count:
+            # A short window: reach further back by the density it showed.
+            span = max(2 * span, span * 2 * (need - len(found)) // count)
+            continue
+        older = await _newest_guess_below(client, query, hi)
+        if older is None:
+            return found, False
+        span = hi - older
+
+
+def _window(query: str, lo: int, hi: int | None) -> str:
+    window = f"{query} AND {names.CREATED_AT.name} >= {_bound(lo)}"
+    if hi is not None:
+        window += f" AND {names.CREATED_AT.name} < {_bound(hi)}"
+    return window
+
+
+async def _fetch(client: Client, window: str, count: int) -> list[PaymentState]:
+    states = []
+    # A little over the count, so one page holds it all and no empty page follows.
+    page_size = min(1000, count + 16)
+    async for execution in client.list_workflows(window, page_size=page_size):
+        state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
+        if state is not None:
+            states.append(state)
+    return states
+
+
+async def _newest_guess_below(client: Client, query: str, hi: int) -> int | None:
+    """The millisecond of some payment created before ``hi``, or None if none is.
+
+    Visibility answers in its own order (open runs first, latest started first),
+    so this is usually, not always, the newest one below; the window narrowing
+    copes with the rest.
+    """
+    below = f"{query} AND {names.CREATED_AT.name} < {_bound(hi)}"
+    async for execution in client.list_workflows(below, limit=1, page_size=1):
+        created = execution.typed_search_attributes.get(names.CREATED_AT)
+        if created is not None:
+            return _millis(created)
+    return None
