@@ -18,9 +18,9 @@ What the visibility store allows shapes it:
   millisecond; ``>=`` and ``<`` on such bounds are exact.
 - Counting a window answers from the attribute's index and carries no memo,
   so a window is counted before it is fetched, and narrowed from the top while
-  it holds more than four pages' worth: in proportion to the count, faster
-  when the count does not drop (a burst at the top), reaching further down
-  when a guess comes back empty (a burst at the far end of a quiet stretch).
+  it holds more than twice the page: in proportion to the count, faster when
+  the count does not drop (a burst at the top), and aimed just above a payment
+  found lower down when a guess comes back empty (a quiet stretch at the top).
   After ``NARROWING_COUNTS`` counts a window of up to ``FETCH_CAP`` is fetched
   whole, since a burst within one millisecond cannot be narrowed.
 - Whether anything older exists at all is one ``limit 1`` list below the
@@ -31,8 +31,8 @@ What the visibility store allows shapes it:
   so that one request's work grows with what is older.
 
 A page so costs a few requests whatever the merchant's history
-(``make bench-list`` measures it): its window counts, one list of at most a
-few times the page, and the probe below when a window came back empty; a page
+(``make bench-list`` measures it): its window counts, one list of at most
+twice the page, and the probe below when a window came back empty; a page
 that spans several quiet stretches pays that once for each. A window's work
 in the store is a range of the attribute's index, which holds every
 merchant's payments (it indexes the attribute alone).
@@ -40,9 +40,11 @@ merchant's payments (it indexes the attribute alone).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.common import SearchAttributePair
 
 from payments import names
@@ -85,17 +87,19 @@ async def newest_first(
     """The ``limit`` newest payments matching ``query`` created before ``after``
     (in the list's order), and whether more follow them."""
     need = limit + 1  # one more than the page, so has_more is known, not guessed
-    ceiling, target = 4 * need, 2 * need
+    ceiling, target = 2 * need, need + need // 4
     found: list[PaymentState] = []
     # The walk reads [lo, hi) in milliseconds; hi None is no upper bound at all,
     # so the first page also shows a payment stamped by a clock a little ahead.
     hi = _millis(after.created_at) + 1 if after else None
     span = FIRST_SPAN_MS
-    # Once a window held too many: [far, hi) holds about far_count payments, and
-    # the next window takes ``share`` of it, from the top.
+    # Once a window held too many: [far, hi) holds about far_count payments; the
+    # next window takes ``share`` of [far, aim), aim being just above a payment
+    # seen there (hi until an empty guess made the walk look for one).
     far: int | None = None
     far_count = 0
     share = 1.0
+    aim: int | None = None
     counted = 0
     while True:
         top = hi if hi is not None else _millis(datetime.now(UTC)) + 1
@@ -105,7 +109,8 @@ async def newest_first(
         elif far_count <= ceiling or (impatient and far_count <= FETCH_CAP):
             lo = far
         else:
-            lo = max(far, top - max(1, int((top - far) * share)))
+            upper = aim if aim is not None else top
+            lo = max(far, upper - max(1, int((upper - far) * share)))
         window = _window(query, lo, hi)
         count = (await client.count_workflows(window)).count
         counted += 1
@@ -116,25 +121,33 @@ async def newest_first(
             far, far_count = lo, count
             continue
         if count:
-            fetched = await _fetch(client, window, count)
-            if after:
-                fetched = [state for state in fetched if _key(state) < _key(after)]
-            found += sorted(fetched, key=_key, reverse=True)
-            if len(found) >= need:
-                return found[:limit], True
+            # Newest millisecond first, each decoded only once the page needs it.
+            fetched = sorted(await _fetch(client, window, count), key=_stamp, reverse=True)
+            for _, executions in itertools.groupby(fetched, key=_stamp):
+                states = [state for state in await _states(executions) if _before(state, after)]
+                found += sorted(states, key=_key, reverse=True)
+                if len(found) >= need:
+                    return found[:limit], True
         hi = lo
+        if aim is not None and aim > hi:
+            aim = None
         if far is not None:
             far_count -= count
             if lo > far:
-                # An empty window: the payments lie further down, reach further.
-                share = min(0.5, 2 * share) if not count else target / max(1, far_count)
-                continue
+                if count:
+                    share = target / max(1, far_count)
+                    continue
+                # An empty guess: the payments lie lower; aim just above one of them.
+                seen = await _a_payment_in(client, query, far, hi)
+                if seen is not None:
+                    aim = seen + 1
+                    continue
             far = None
         if count:
             # A short window: reach further back by the density it showed.
             span = max(2 * span, span * 2 * (need - len(found)) // count)
             continue
-        older = await _newest_guess_below(client, query, hi)
+        older = await _a_payment_in(client, query, None, hi)
         if older is None:
             return found, False
         span = hi - older
@@ -147,25 +160,40 @@ def _window(query: str, lo: int, hi: int | None) -> str:
     return window
 
 
-async def _fetch(client: Client, window: str, count: int) -> list[PaymentState]:
-    states = []
+async def _fetch(client: Client, window: str, count: int) -> list[WorkflowExecution]:
     # A little over the count, so one page holds it all and no empty page follows.
     page_size = min(1000, count + 16)
-    async for execution in client.list_workflows(window, page_size=page_size):
+    return [execution async for execution in client.list_workflows(window, page_size=page_size)]
+
+
+def _stamp(execution: WorkflowExecution) -> int:
+    created = execution.typed_search_attributes.get(names.CREATED_AT)
+    return _millis(created) if created is not None else -1
+
+
+async def _states(executions: Iterable[WorkflowExecution]) -> list[PaymentState]:
+    """The payments' memos, decoded (and decrypted, when a codec encrypts them)."""
+    states = []
+    for execution in executions:
         state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
         if state is not None:
             states.append(state)
     return states
 
 
-async def _newest_guess_below(client: Client, query: str, hi: int) -> int | None:
-    """The millisecond of some payment created before ``hi``, or None if none is.
+def _before(state: PaymentState, after: PaymentState | None) -> bool:
+    return after is None or _key(state) < _key(after)
+
+
+async def _a_payment_in(client: Client, query: str, lo: int | None, hi: int) -> int | None:
+    """The millisecond of some payment created in [lo, hi), or None if none is.
 
     Visibility answers in its own order (open runs first, latest started first),
-    so this is usually, not always, the newest one below; the window narrowing
-    copes with the rest.
+    so this is usually, not always, the newest one; the narrowing copes with the rest.
     """
     below = f"{query} AND {names.CREATED_AT.name} < {_bound(hi)}"
+    if lo is not None:
+        below += f" AND {names.CREATED_AT.name} >= {_bound(lo)}"
     async for execution in client.list_workflows(below, limit=1, page_size=1):
         created = execution.typed_search_attributes.get(names.CREATED_AT)
         if created is not None:
