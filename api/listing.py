@@ -23,17 +23,19 @@ What the visibility store allows shapes it:
   found lower down when a guess comes back empty (a quiet stretch at the top).
   After ``NARROWING_COUNTS`` counts a window of up to ``FETCH_CAP`` is fetched
   whole, since a burst within one millisecond cannot be narrowed.
-- Whether anything older exists at all is one ``limit 1`` list below the
-  window, asked only when a window came back empty. Its answer is also a
-  payment the next window can reach to, so a gap of a year costs one request,
-  not a walk through the year; no answer makes ``has_more: false`` exact.
-  SQLite sorts every match below the bound to answer it (its default order),
-  so that one request's work grows with what is older.
+- After an empty window the walk tries one 32 times longer, a few times (a
+  quiet hour or day costs a count or two, each over what lies in its window);
+  once weeks came back empty, whether anything older exists at all is one
+  ``limit 1`` list below the window. Its answer is also a payment the next window can reach
+  to, so a gap of a year costs one request, not a walk through the year; no
+  answer makes ``has_more: false`` exact. SQLite sorts every match below the
+  bound to answer it (its default order), so that request's work grows with
+  what is older, which is why the walk gallops first.
 
 A page so costs a few requests whatever the merchant's history
 (``make bench-list`` measures it): its window counts, one list of at most
-twice the page, and the probe below when a window came back empty; a page
-that spans several quiet stretches pays that once for each. A window's work
+twice the page, and a few more counts, or the probe below, when a window came
+back empty; a page that spans several quiet stretches pays that once for each. A window's work
 in the store is a range of the attribute's index, which holds every
 merchant's payments (it indexes the attribute alone).
 """
@@ -55,6 +57,10 @@ _MILLISECOND = timedelta(milliseconds=1)
 # The first window back from the cursor, before any count says how dense the
 # merchant's payments are.
 FIRST_SPAN_MS = 60_000
+# After an empty window shorter than a day the next is GALLOP times longer
+# (from the first: 32 minutes, 17 hours, 23 days); after that, one probe.
+GALLOP = 32
+GALLOP_BELOW_MS = 24 * 3600 * 1000
 # Counts a page spends narrowing before it takes a window of up to FETCH_CAP
 # payments whole: a burst in a millisecond or two cannot be narrowed to a page.
 NARROWING_COUNTS = 8
@@ -146,6 +152,11 @@ async def newest_first(
         if count:
             # A short window: reach further back by the density it showed.
             span = max(2 * span, span * 2 * (need - len(found)) // count)
+            continue
+        if span < GALLOP_BELOW_MS:
+            # An empty window: try a much longer one, whose count costs the store
+            # only what lies in it.
+            span *= GALLOP
             continue
         older = await _a_payment_in(client, query, None, hi)
         if older is None:
