@@ -16,7 +16,7 @@ What the visibility store allows shapes it:
   mean what it says. The attribute is therefore set truncated to the
   millisecond (``created_at_attribute``) and every bound is a whole
   millisecond; ``>=`` and ``<`` on such bounds are exact.
-- Counting a window answers from the attribute's index and carries no memo,
+- Counting a window sends no memo back and costs far less than listing it,
   so a window is counted before it is fetched, and narrowed from the top while
   it holds more than twice the page: in proportion to the count, faster when
   the count does not drop (a burst at the top), and aimed just above a payment
@@ -24,20 +24,21 @@ What the visibility store allows shapes it:
   After ``NARROWING_COUNTS`` counts a window of up to ``FETCH_CAP`` is fetched
   whole, since a burst within one millisecond cannot be narrowed.
 - After an empty window the walk tries one 32 times longer, a few times (a
-  quiet hour or day costs a count or two, each over what lies in its window);
-  once weeks came back empty, whether anything older exists at all is one
-  ``limit 1`` list below the window. Its answer is also a payment the next window can reach
-  to, so a gap of a year costs one request, not a walk through the year; no
-  answer makes ``has_more: false`` exact. SQLite sorts every match below the
-  bound to answer it (its default order), so that request's work grows with
-  what is older, which is why the walk gallops first.
+  quiet hour or day costs three or four counts); once days came back empty,
+  whether anything older exists at all is one ``limit 1`` list below the
+  window. Its answer is also a payment the next window can reach to, so a gap
+  of a year costs one request, not a walk through the year; no answer makes
+  ``has_more: false`` exact.
+- SQLite answers a ``limit 1`` list by sorting every match in its range (its
+  default order) and a count by reading every row in its range, of every
+  merchant (the index is over the attribute alone, the other clauses are
+  checked row by row). So the walk keeps its ranges short: it starts from one
+  second and gallops, and it probes below only once days came back empty.
 
 A page so costs a few requests whatever the merchant's history
 (``make bench-list`` measures it): its window counts, one list of at most
-twice the page, and a few more counts, or the probe below, when a window came
-back empty; a page that spans several quiet stretches pays that once for each. A window's work
-in the store is a range of the attribute's index, which holds every
-merchant's payments (it indexes the attribute alone).
+twice the page, and a few more counts or the probe below when a window came
+back empty; a page that spans several quiet stretches pays that once for each.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ from payments.models import PaymentState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
-# The first window back from the cursor, before any count says how dense the
-# merchant's payments are.
-FIRST_SPAN_MS = 60_000
+# The first window back from the cursor (or now), before any count says how
+# dense the merchant's payments are: short, since counting a crowded window
+# costs the store every row in it and an empty one is cheap to grow from.
+FIRST_SPAN_MS = 1_000
 # After an empty window shorter than a day the next is GALLOP times longer
-# (from the first: 32 minutes, 17 hours, 23 days); after that, one probe.
+# (from the first: 32 s, 17 min, 9 h, 12 days); after that, one probe.
 GALLOP = 32
 GALLOP_BELOW_MS = 24 * 3600 * 1000
 # Counts a page spends narrowing before it takes a window of up to FETCH_CAP
