@@ -236,9 +236,15 @@ async def list_payments(
         clauses.append(f"PaymentStatus = {_quote(status)}")
     if customer_id:
         clauses.append(f"CustomerId = {_quote(customer_id)}")
+    query = " AND ".join(clauses)
+    if not starting_after:
+        return await listing.newest_first(client, query, limit=limit, after=None)
     # 404 if the cursor is not one of this merchant's payments.
-    after = await get_payment(client, starting_after, merchant_id) if starting_after else None
-    return await listing.newest_first(client, " AND ".join(clauses), limit=limit, after=after)
+    cursor = await describe_payment(client, starting_after, merchant_id)
+    stamped = cursor.raw.typed_search_attributes.get(names.CREATED_AT) is not None
+    return await listing.newest_first(
+        client, query, limit=limit, after=cursor.payment, after_stamped=stamped
+    )
 
 
 async def update_payment(

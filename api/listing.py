@@ -35,6 +35,11 @@ What the visibility store allows shapes it:
   checked row by row). So the walk keeps its ranges short: it starts from one
   second and gallops, and it probes below only once days came back empty.
 
+Payments started before the attribute existed have none; they are listed
+after all the others (they were all created before it), read whole and
+sorted here, which stays cheap because their number can only shrink. The
+last page of every list pays one request to look for them.
+
 A page so costs a few requests whatever the merchant's history
 (``make bench-list`` measures it): its window counts, one list of at most
 twice the page, and a few more counts or the probe below when a window came
@@ -90,11 +95,38 @@ def _key(state: PaymentState) -> tuple[datetime, str]:
 
 
 async def newest_first(
-    client: Client, query: str, *, limit: int, after: PaymentState | None
+    client: Client,
+    query: str,
+    *,
+    limit: int,
+    after: PaymentState | None,
+    after_stamped: bool = True,
 ) -> tuple[list[PaymentState], bool]:
     """The ``limit`` newest payments matching ``query`` created before ``after``
-    (in the list's order), and whether more follow them."""
-    need = limit + 1  # one more than the page, so has_more is known, not guessed
+    (in the list's order), and whether more follow them.
+
+    Payments started before ``PaymentCreatedAt`` existed (``after_stamped``
+    False for such a cursor) follow all the others, newest first too: they
+    were all created before it, and their number can only shrink.
+    """
+    found: list[PaymentState] = []
+    if after is None or after_stamped:
+        # One more than the page, so has_more is known, not guessed.
+        found = await _walk(client, query, limit + 1, after)
+        if len(found) > limit:
+            return found[:limit], True
+        after = None
+    unstamped = f"{query} AND {names.CREATED_AT.name} IS NULL"
+    states = await _states(await _fetch(client, unstamped, None))
+    found += sorted((s for s in states if _before(s, after)), key=_key, reverse=True)
+    return found[:limit], len(found) > limit
+
+
+async def _walk(
+    client: Client, query: str, need: int, after: PaymentState | None
+) -> list[PaymentState]:
+    """At least ``need`` of the newest stamped payments created before ``after``,
+    in order, or all there are."""
     ceiling, target = 2 * need, need + need // 4
     found: list[PaymentState] = []
     # The walk reads [lo, hi) in milliseconds; hi None is no upper bound at all,
@@ -135,7 +167,7 @@ async def newest_first(
                 states = [state for state in await _states(executions) if _before(state, after)]
                 found += sorted(states, key=_key, reverse=True)
                 if len(found) >= need:
-                    return found[:limit], True
+                    return found
         hi = lo
         if aim is not None and aim > hi:
             aim = None
@@ -162,7 +194,7 @@ async def newest_first(
             continue
         older = await _a_payment_in(client, query, None, hi)
         if older is None:
-            return found, False
+            return found
         span = hi - older
 
 
@@ -173,9 +205,9 @@ def _window(query: str, lo: int, hi: int | None) -> str:
     return window
 
 
-async def _fetch(client: Client, window: str, count: int) -> list[WorkflowExecution]:
+async def _fetch(client: Client, window: str, count: int | None) -> list[WorkflowExecution]:
     # A little over the count, so one page holds it all and no empty page follows.
-    page_size = min(1000, count + 16)
+    page_size = min(1000, count + 16) if count is not None else 1000
     return [execution async for execution in client.list_workflows(window, page_size=page_size)]
 
 

@@ -58,23 +58,26 @@ async def start_unworked(
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def start_created_at(client: Client, merchant: str, created_at: datetime) -> PaymentState:
+async def start_created_at(
+    client: Client, merchant: str, created_at: datetime, *, stamped: bool = True
+) -> PaymentState:
     """A payment whose creation time the test chooses, started with the memo
-    and search attributes ``engine.start_payment`` gives it, on no worker's queue."""
+    and search attributes ``engine.start_payment`` gives it, on no worker's
+    queue; without ``PaymentCreatedAt`` (as before it existed) if not ``stamped``."""
     request = CreatePayment.model_validate(CARD)
     state = PaymentState.requested(payment_id_for(merchant, None), merchant, request, created_at)
+    attributes: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(names.STATUS, state.status.value),
+        SearchAttributePair(names.MERCHANT, merchant),
+    ]
+    if stamped:
+        attributes.append(listing.created_at_attribute(created_at))
     await client.start_workflow(
         names.WORKFLOW_TYPE,
         id=state.id,
         task_queue=f"nobody-{uuid.uuid4()}",
         memo={names.PAYMENT_MEMO_KEY: state},
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(names.STATUS, state.status.value),
-                SearchAttributePair(names.MERCHANT, merchant),
-                listing.created_at_attribute(created_at),
-            ]
-        ),
+        search_attributes=TypedSearchAttributes(attributes),
     )
     return state
 
@@ -194,6 +197,31 @@ async def test_gaps_and_bursts_of_any_size_are_walked_through(
         assert _ids(pages) == newest_first(list(states)), f"limit {limit}"
         assert [len(page["data"]) for page in pages[:-1]] == [limit] * (len(pages) - 1)
         assert [page["has_more"] for page in pages][-1] is False
+
+
+async def test_payments_from_before_the_creation_attribute_follow_the_others(
+    dev_client: Client, api: tuple[httpx.AsyncClient, dict[str, str]]
+) -> None:
+    http, merchants = api
+    merchant = merchants["sk_test_one"]
+    now = datetime.now(UTC)
+    unstamped = [
+        await start_created_at(
+            dev_client, merchant, now - timedelta(days=3, minutes=i), stamped=False
+        )
+        for i in range(5)
+    ]
+    # One started by an API not yet upgraded while the upgraded ones ran.
+    unstamped.append(await start_created_at(dev_client, merchant, now, stamped=False))
+    stamped = [
+        await start_created_at(dev_client, merchant, now - timedelta(minutes=i)) for i in range(4)
+    ]
+    await visible(dev_client, merchant, 10)
+
+    for limit in (1, 3, 4, 5, 100):
+        pages = await every_page(http, "sk_test_one", limit)
+        assert _ids(pages) == newest_first(stamped) + newest_first(unstamped), f"limit {limit}"
+        assert [len(page["data"]) for page in pages[:-1]] == [limit] * (len(pages) - 1)
 
 
 async def test_filters_page_too_and_leave_others_out(
