@@ -209,7 +209,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=15, help="reads of each page measured")
+    parser.add_argument("--repeats", type=int, default=25, help="reads of each page measured")
     parser.add_argument(
         "--sizes",
         type=lambda text: tuple(int(n) for n in text.split(",")),
