@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-load: $(STAMP)
 # requests per payment; ARGS="--path sync --rate 8" picks what to drive.
 bench-profile: $(BENCH_STAMP)
 	$(BIN)/python -m bench.profile $(ARGS)
+
+# A page of GET /v1/payments (first, middle, last) at 1,000 and 10,000 payments of
+# one merchant: wall time and Temporal requests; bench/results/list_pages.json.
+bench-list: $(STAMP)
+	$(BIN)/python -m bench.list_pages $(ARGS)
 
 clean:
 	rm -f $(STAMP) $(BENCH_STAMP)

@@ -37,6 +37,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import listing
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, names
 from payments.archive import Archive, ArchivedPayment
@@ -46,8 +47,6 @@ from payments.models import CreatePayment, Event, PaymentInput, PaymentState
 from payments.settings import Settings
 
 T = TypeVar("T")
-# How many matching payments a list looks at to find the newest ones.
-LIST_SCAN_LIMIT = 1000
 _PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{1,64}$")
 
 
@@ -86,6 +85,7 @@ async def start_payment(
         SearchAttributePair(names.MERCHANT, merchant_id),
         SearchAttributePair(names.AMOUNT, request.amount),
         SearchAttributePair(names.CURRENCY, request.currency),
+        listing.created_at_attribute(now),
     ]
     if request.customer_id:
         attributes.append(SearchAttributePair(names.CUSTOMER, request.customer_id))
@@ -269,21 +269,14 @@ async def list_payments(
     if customer_id:
         clauses.append(f"CustomerId = {_quote(customer_id)}")
     query = " AND ".join(clauses)
-    # SQL visibility (the dev server's) cannot ORDER BY and lists closed runs
-    # after open ones, so sort here, over a bounded scan of the newest matches.
-    found: list[PaymentState] = []
-    async for execution in client.list_workflows(query, limit=LIST_SCAN_LIMIT, page_size=1000):
-        state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
-        if state is not None:
-            found.append(state)
-    found.sort(key=lambda state: (state.created_at, state.id), reverse=True)
-    if starting_after:
-        ids = [state.id for state in found]
-        if starting_after not in ids:
-            await get_payment(client, starting_after, merchant_id)  # 404 if not theirs
-            return [], False
-        found = found[ids.index(starting_after) + 1 :]
-    return found[:limit], len(found) > limit
+    if not starting_after:
+        return await listing.newest_first(client, query, limit=limit, after=None)
+    # 404 if the cursor is not one of this merchant's payments.
+    cursor = await describe_payment(client, starting_after, merchant_id)
+    stamped = cursor.raw.typed_search_attributes.get(names.CREATED_AT) is not None
+    return await listing.newest_first(
+        client, query, limit=limit, after=cursor.payment, after_stamped=stamped
+    )
 
 
 async def update_payment(

@@ -12,6 +12,8 @@ MERCHANT = SearchAttributeKey.for_keyword("MerchantId")
 CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
 AMOUNT = SearchAttributeKey.for_int("PaymentAmount")
 CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
+# When the API started the payment, to the millisecond: lists walk back over it.
+CREATED_AT = SearchAttributeKey.for_datetime("PaymentCreatedAt")
 RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches")
 
 RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
@@ -28,6 +30,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "CustomerId": "Keyword",
     "PaymentAmount": "Int",
     "PaymentCurrency": "Keyword",
+    "PaymentCreatedAt": "Datetime",
     # Not on payments: on reconciliation runs, so runs that found something filter out.
     "ReconciliationMismatches": "Int",
 }

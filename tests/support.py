@@ -48,6 +48,7 @@ async def register_search_attributes(client: Client) -> None:
     kinds = {
         "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
     }
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
