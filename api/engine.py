@@ -257,6 +257,7 @@ async def list_payments(
     customer_id: str | None,
     limit: int,
     starting_after: str | None,
+    archive: Archive | None = None,
 ) -> tuple[list[PaymentState], bool]:
     clauses = [
         f"WorkflowType = {_quote(names.WORKFLOW_TYPE)}",
@@ -270,12 +271,19 @@ async def list_payments(
         clauses.append(f"CustomerId = {_quote(customer_id)}")
     query = " AND ".join(clauses)
     if not starting_after:
-        return await listing.newest_first(client, query, limit=limit, after=None)
+        return await listing.newest_first(client, query, limit=limit, after=None, archive=archive)
     # 404 if the cursor is not one of this merchant's payments.
-    cursor = await describe_payment(client, starting_after, merchant_id)
-    stamped = cursor.raw.typed_search_attributes.get(names.CREATED_AT) is not None
+    description = await _describe(client, starting_after)
+    if description is None:
+        # Temporal forgot the cursor's payment: its place in the list is in its record.
+        record = await _archived(archive, starting_after)
+        after = await _archived_state(client, record, merchant_id)
+        stamped = record.started_with(names.CREATED_AT.name)
+    else:
+        after = await _payment_from(description, merchant_id, None)
+        stamped = description.typed_search_attributes.get(names.CREATED_AT) is not None
     return await listing.newest_first(
-        client, query, limit=limit, after=cursor.payment, after_stamped=stamped
+        client, query, limit=limit, after=after, after_stamped=stamped, archive=archive
     )
 
 

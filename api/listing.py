@@ -56,6 +56,7 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.common import SearchAttributePair
 
 from payments import names
+from payments.archive import Archive
 from payments.models import PaymentState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,6 +102,7 @@ async def newest_first(
     limit: int,
     after: PaymentState | None,
     after_stamped: bool = True,
+    archive: Archive | None = None,
 ) -> tuple[list[PaymentState], bool]:
     """The ``limit`` newest payments matching ``query`` created before ``after``
     (in the list's order), and whether more follow them.
@@ -112,18 +114,18 @@ async def newest_first(
     found: list[PaymentState] = []
     if after is None or after_stamped:
         # One more than the page, so has_more is known, not guessed.
-        found = await _walk(client, query, limit + 1, after)
+        found = await _walk(client, query, limit + 1, after, archive)
         if len(found) > limit:
             return found[:limit], True
         after = None
     unstamped = f"{query} AND {names.CREATED_AT.name} IS NULL"
-    states = await _states(await _fetch(client, unstamped, None))
+    states = await _states(await _fetch(client, unstamped, None), archive)
     found += sorted((s for s in states if _before(s, after)), key=_key, reverse=True)
     return found[:limit], len(found) > limit
 
 
 async def _walk(
-    client: Client, query: str, need: int, after: PaymentState | None
+    client: Client, query: str, need: int, after: PaymentState | None, archive: Archive | None
 ) -> list[PaymentState]:
     """At least ``need`` of the newest stamped payments created before ``after``,
     in order, or all there are."""
@@ -164,7 +166,9 @@ async def _walk(
             # Newest millisecond first, each decoded only once the page needs it.
             fetched = sorted(await _fetch(client, window, count), key=_stamp, reverse=True)
             for _, executions in itertools.groupby(fetched, key=_stamp):
-                states = [state for state in await _states(executions) if _before(state, after)]
+                states = [
+                    state for state in await _states(executions, archive) if _before(state, after)
+                ]
                 found += sorted(states, key=_key, reverse=True)
                 if len(found) >= need:
                     return found
@@ -216,13 +220,21 @@ def _stamp(execution: WorkflowExecution) -> int:
     return _millis(created) if created is not None else -1
 
 
-async def _states(executions: Iterable[WorkflowExecution]) -> list[PaymentState]:
-    """The payments' memos, decoded (and decrypted, when a codec encrypts them)."""
+async def _states(
+    executions: Iterable[WorkflowExecution], archive: Archive | None
+) -> list[PaymentState]:
+    """The payments' memos, decoded (and decrypted, when a codec encrypts them),
+    with ``archived_at`` for a closed one whose record is in the archive."""
     states = []
     for execution in executions:
         state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
-        if state is not None:
-            states.append(state)
+        if state is None:
+            continue
+        if execution.close_time is not None and archive is not None:
+            archived = await archive.archived(state.id)
+            if archived is not None and archived[1] == execution.run_id:
+                state.archived_at = archived[0]
+        states.append(state)
     return states
 
 

@@ -218,6 +218,7 @@ async def create_payment(
 async def list_payments(
     settings: SettingsDep,
     client: ClientDep,
+    archive: ArchiveDep,
     merchant_id: MerchantDep,
     status: PaymentStatus | None = None,
     customer_id: Annotated[
@@ -233,6 +234,7 @@ async def list_payments(
         customer_id=customer_id,
         limit=limit,
         starting_after=starting_after,
+        archive=archive,
     )
     return {
         "object": "list",

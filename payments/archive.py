@@ -75,6 +75,11 @@ class ArchivedPayment(BaseModel):
     def last_run_id(self) -> str:
         return self.run_ids[-1]
 
+    def started_with(self, search_attribute: str) -> bool:
+        """Whether the payment's first run started with ``search_attribute`` set."""
+        started = self.histories[0]["events"][0].get("workflowExecutionStartedEventAttributes", {})
+        return search_attribute in started.get("searchAttributes", {}).get("indexedFields", {})
+
     def runs(self) -> list[WorkflowHistory]:
         """The histories again, as :func:`payments.events.project` reads them."""
         return [WorkflowHistory.from_json(self.payment_id, run) for run in self.histories]

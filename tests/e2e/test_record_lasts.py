@@ -238,3 +238,24 @@ async def test_its_stream_and_socket_send_its_past_and_end(
     # Waiting on it answers at once: it is settled for good.
     waited = await http.get(f"/v1/payments/{payment_id}", headers={"Prefer": "wait=30"})
     assert waited.status_code == 200 and waited.json() == forgotten.declined
+
+
+async def test_lists_show_archived_at_and_page_past_a_forgotten_payment(
+    http: httpx.AsyncClient, forgotten: Forgotten
+) -> None:
+    closed = (await http.post("/v1/payments", json=DECLINED, headers={"Prefer": "wait=10"})).json()
+    archived_payment = await archived(http, closed["id"])
+    for _ in range(100):  # visibility has it a moment after its workflow
+        listed = (await http.get("/v1/payments", params={"limit": 100})).json()["data"]
+        if any(p["id"] == closed["id"] for p in listed):
+            break
+        await asyncio.sleep(0.1)
+    [as_listed] = [p for p in listed if p["id"] == closed["id"]]
+    assert as_listed["archived_at"] == archived_payment["archived_at"] is not None
+    # A cursor that Temporal has forgotten still says where the page goes on.
+    older = await http.get(
+        "/v1/payments", params={"limit": 100, "starting_after": forgotten.declined["id"]}
+    )
+    assert older.status_code == 200, older.text
+    created = forgotten.declined["created_at"]
+    assert all(p["created_at"] <= created for p in older.json()["data"])
