@@ -43,6 +43,7 @@ from payments.models import (
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LENGTH,
+    NEW_REQUEST,
     CancelPayment,
     CapturePayment,
     CreatePayment,
@@ -114,7 +115,7 @@ async def parse_body(request: Request, model: type[M], *, required: bool = True)
             param or None,
         )
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=NEW_REQUEST)
     except ValidationError as err:
         raise from_validation_error(err) from None
 

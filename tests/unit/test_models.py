@@ -156,9 +156,7 @@ def test_customer_id(customer: str) -> None:
     assert create(customer_id=customer).customer_id == customer
 
 
-@pytest.mark.parametrize(
-    "customer", ["cus 42", "cus/42", "", "cus#1", "é", "C" * 256, "user@example.com"]
-)
+@pytest.mark.parametrize("customer", ["cus 42", "cus/42", "", "cus#1", "é", "C" * 256])
 def test_customer_id_outside_the_pattern_is_refused(customer: str) -> None:
     with pytest.raises(ValidationError) as info:
         create(customer_id=customer)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from payments.currencies import is_known
-from payments.models import CreatePayment
+from payments.models import NEW_REQUEST, CreatePayment, PaymentInput
 from payments.personal import looks_like_email
 from payments.settings import Settings
 from payments.status import PaymentStatus
@@ -54,6 +54,27 @@ async def test_an_email_address_as_customer_id_is_422_and_starts_nothing() -> No
 
 def test_a_reference_is_still_a_customer_id() -> None:
     assert CreatePayment.model_validate({**VISA, "customer_id": "cus_42"}).customer_id == "cus_42"
+
+
+def test_a_new_request_is_refused_but_a_recorded_one_still_decodes() -> None:
+    body = {**VISA, "customer_id": "jane@example.com"}
+    with pytest.raises(ValidationError) as info:
+        CreatePayment.model_validate(body, context=NEW_REQUEST)
+    assert info.value.errors()[0]["loc"] == ("customer_id",)
+    # A payment made before the rule: its workflow input is decoded again on
+    # every replay and continue-as-new, and its events are projected from it.
+    recorded = PaymentInput.model_validate(
+        {
+            "payment_id": "pay_old",
+            "merchant_id": "shop",
+            "request": body,
+            "request_fingerprint": "f" * 64,
+            "created_at": "2026-11-01T10:00:00Z",
+            "authorization_window_seconds": 604800,
+            "refund_window_seconds": 15552000,
+        }
+    )
+    assert recorded.request.customer_id == "jane@example.com"
 
 
 @pytest.mark.parametrize(
