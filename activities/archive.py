@@ -9,14 +9,22 @@ its last event on every path and the whole record on some; and a change to
 makes a pass every ``PAYMENTS_ARCHIVE_INTERVAL`` (20 s by default), whatever
 way payments closed; the worker starts it when it is not running.
 
-A pass lists the payments whose workflow closed since the archive's cursor
-(``CloseTime``, in visibility), less an overlap that covers visibility's lag,
-and archives each one not archived already, whole (every run's history and
-the final memo, payloads as stored). Only after the whole list was worked
-through does the cursor move, to where this pass began: a pass that fails, or
-a worker that was down for a day, is caught up by the next pass, which starts
-from the same cursor. A payment listed as closed whose workflow has a newer
-open run (an operator reset it) is left for when that run closes.
+A pass lists the payment runs that closed since the archive's cursor
+(``CloseTime``, in visibility), less an overlap that covers visibility's lag.
+A run that continued as new is archived at once, on its own: retention counts
+from when *it* closed, and its payment may stay open for months (the refund
+window). A payment whose last run closed is archived whole: every run's
+history (from Temporal, or from the archive for runs Temporal has already
+forgotten), its final memo and its request fingerprint, payloads as stored.
+A payment listed as closed whose workflow has a newer open run (an operator
+reset it) is left for when that run closes.
+
+One payment that cannot be archived (an error of the store, a run nobody
+kept) never stops the others: the pass notes it in the cursor, and every
+later pass tries it first until it is through. Only after the whole list was
+worked through does the cursor move, to where this pass began: a worker that
+was down for a day is caught up by the next pass, which starts from the same
+cursor.
 """
 
 from __future__ import annotations
@@ -33,11 +41,21 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments import events, names
-from payments.archive import Archive, ArchivedPayment, ArchiveReport, ArchiveRun
+from payments.archive import (
+    Archive,
+    ArchiveCursor,
+    ArchivedPayment,
+    ArchivedRun,
+    ArchiveError,
+    ArchiveReport,
+    ArchiveRun,
+    Unarchived,
+)
+from payments.ids import is_payment_id
 
-# What a pass did with one payment it listed: the report's count it adds to.
-Outcome = Literal["archived", "already_archived", "reopened"]
-# Payments a pass copies at once.
+# What a pass did with one run it listed: the report's count it adds to.
+Outcome = Literal["archived", "runs_archived", "already_archived", "reopened", "skipped"]
+# Runs a pass copies at once.
 CONCURRENCY = 8
 # How far before the cursor a pass looks again: a payment that closed just
 # before the last pass began may have reached visibility only after it listed.
@@ -48,8 +66,6 @@ def closed_payments_query(since: datetime | None) -> str:
     clauses = [
         f"WorkflowType = '{names.WORKFLOW_TYPE}'",
         "ExecutionStatus != 'Running'",
-        # An earlier run of a payment that goes on in its next one.
-        "ExecutionStatus != 'ContinuedAsNew'",
     ]
     if since is not None:
         bound = (since - VISIBILITY_OVERLAP).astimezone(UTC)
@@ -68,8 +84,12 @@ class ArchiveActivities:
     @activity.defn(name=names.ARCHIVE_ACTIVITY)
     async def archive_closed_payments(self, run: ArchiveRun) -> ArchiveReport:
         began = self._clock()
-        since = await self._archive.cursor()
+        cursor = await self._archive.cursor()
+        since = cursor.at if cursor is not None else None
         report = ArchiveReport(closed_since=since, cursor=began)
+        # What earlier passes could not archive comes first.
+        for left in cursor.retry if cursor is not None else []:
+            await self._attempt(left.payment_id, left.run_id, report)
         batch: list[WorkflowExecution] = []
         async for execution in self._client.list_workflows(closed_payments_query(since)):
             batch.append(execution)
@@ -77,25 +97,90 @@ class ArchiveActivities:
                 await self._archive_batch(batch, report)
                 batch = []
         await self._archive_batch(batch, report)
-        await self._archive.set_cursor(began)
-        if report.archived:
-            activity.logger.info("archived %d closed payments", report.archived)
+        await self._archive.set_cursor(ArchiveCursor(at=began, retry=report.failed))
+        if report.archived or report.runs_archived:
+            activity.logger.info(
+                "archived %d closed payments, %d earlier runs",
+                report.archived,
+                report.runs_archived,
+            )
+        for left in report.failed:
+            activity.logger.warning(
+                "could not archive %s (run %s), trying again next pass: %s",
+                left.payment_id,
+                left.run_id or "final",
+                left.error,
+            )
         return report
 
     async def _archive_batch(self, batch: list[WorkflowExecution], report: ArchiveReport) -> None:
-        """A few payments at once: payments may close faster than one at a time
+        """A few runs at once: payments may close faster than one at a time
         could copy them (each is a describe and a history read or more)."""
-        outcomes = await asyncio.gather(*(self._archive_one(execution) for execution in batch))
-        for outcome in outcomes:
-            setattr(report, outcome, getattr(report, outcome) + 1)
-        activity.heartbeat(report.archived + report.already_archived + report.reopened)
+        await asyncio.gather(
+            *(
+                self._attempt(
+                    execution.id,
+                    execution.run_id
+                    if execution.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+                    else None,
+                    report,
+                    listed_run=execution.run_id,
+                )
+                for execution in batch
+            )
+        )
+        activity.heartbeat(report.archived + report.runs_archived + report.already_archived)
 
-    async def _archive_one(self, execution: WorkflowExecution) -> Outcome:
-        """Which of the report's counts this listed execution adds to."""
-        done = await self._archive.archived(execution.id)
-        if done is not None and done[1] == execution.run_id:
+    async def _attempt(
+        self,
+        payment_id: str,
+        run_id: str | None,
+        report: ArchiveReport,
+        listed_run: str | None = None,
+    ) -> None:
+        """Archive one run (``run_id``) or one payment's record, counting the
+        outcome; a failure is noted for the next pass, never raised."""
+        try:
+            outcome = await self._archive_one(payment_id, run_id, listed_run)
+        except Exception as err:  # of the store, of Temporal: this one waits for the next pass
+            report.failed.append(
+                Unarchived(
+                    payment_id=payment_id, run_id=run_id, error=f"{type(err).__name__}: {err}"
+                )
+            )
+            return
+        setattr(report, outcome, getattr(report, outcome) + 1)
+
+    async def _archive_one(
+        self, payment_id: str, run_id: str | None, listed_run: str | None
+    ) -> Outcome:
+        if not is_payment_id(payment_id):
+            return "skipped"  # a workflow of that type this service did not make
+        if run_id is not None:
+            if await self._archive.has_run(payment_id, run_id):
+                return "already_archived"
+            await self.archive_run(payment_id, run_id)
+            return "runs_archived"
+        done = await self._archive.archived(payment_id)
+        if done is not None and listed_run is not None and done[1] == listed_run:
             return "already_archived"
-        return "archived" if await self.archive_payment(execution.id) else "reopened"
+        return "archived" if await self.archive_payment(payment_id) else "reopened"
+
+    async def archive_run(self, payment_id: str, run_id: str) -> None:
+        """Archive one closed run of a payment that continued as new."""
+        handle = self._client.get_workflow_handle(payment_id, run_id=run_id)
+        description = await handle.describe()
+        if description.close_time is None:
+            raise ArchiveError(f"run {run_id} of {payment_id} is still open")
+        history = await handle.fetch_history()
+        await self._archive.put_run(
+            ArchivedRun.of(
+                payment_id=payment_id,
+                run_id=run_id,
+                closed_at=description.close_time,
+                history=history,
+            )
+        )
 
     async def archive_payment(self, payment_id: str) -> bool:
         """Archive the payment if its workflow is closed; False if it is open."""
@@ -111,7 +196,9 @@ class ArchiveActivities:
         if description.close_time is None:
             return False
         memo = info.memo.fields
-        chain = await events.fetch_run_chain(self._client, payment_id, description.run_id)
+        chain = await events.fetch_run_chain(
+            self._client, payment_id, description.run_id, archive=self._archive
+        )
         # Every id is known: the chain started from the one just described.
         runs = [(run_id, history) for run_id, history in chain if run_id is not None]
         fingerprint = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)

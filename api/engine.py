@@ -14,7 +14,6 @@ create with its ``Idempotency-Key`` replays it from there: no second workflow.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,14 +39,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import listing
 from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
 from payments import events, names
-from payments.archive import Archive, ArchivedPayment
+from payments.archive import Archive, ArchivedPayment, archived_at
 from payments.currencies import format_amount
-from payments.ids import instance_id
+from payments.ids import instance_id, is_payment_id
 from payments.models import CreatePayment, Event, PaymentInput, PaymentState
 from payments.settings import Settings
 
 T = TypeVar("T")
-_PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{1,64}$")
 
 
 def summary(request: CreatePayment) -> str:
@@ -154,7 +152,7 @@ def _update_refused(err: WorkflowUpdateFailedError) -> ApiError:
 async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription | None:
     """The payment's workflow as Temporal holds it; None once Temporal has
     forgotten it (or never knew it). A malformed id is a plain 404."""
-    if not _PAYMENT_ID.match(payment_id):
+    if not is_payment_id(payment_id):
         raise not_found()
     try:
         return await client.get_workflow_handle(payment_id).describe()
@@ -178,11 +176,9 @@ async def _payment_from(
         names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
     )
     state = _owned(state, merchant_id)
-    if description.close_time is not None and archive is not None:
-        # Closed and still in Temporal: archived already, if this run's record is there.
-        archived = await archive.archived(state.id)
-        if archived is not None and archived[1] == description.run_id:
-            state.archived_at = archived[0]
+    if description.close_time is not None:
+        # Closed and still in Temporal: archived already, perhaps.
+        state.archived_at = await archived_at(archive, state.id, description.run_id)
     return state
 
 
@@ -340,10 +336,11 @@ _CLOSED = frozenset(
 
 
 async def follow_history(
-    client: Client, payment_id: str, run_id: str
+    client: Client, payment_id: str, run_id: str, *, archive: Archive | None = None
 ) -> AsyncGenerator[Followed, None]:
     """The history of run ``run_id`` and of the runs it continues as, past then
-    live, until the workflow closes.
+    live, until the workflow closes. An earlier run that Temporal has already
+    forgotten (retention counts from when each run closed) comes from the archive.
 
     Live events come from Temporal's long poll (``wait_new_event``): a reader
     holds a request to the server, never anything in the workflow, and a
@@ -353,8 +350,7 @@ async def follow_history(
     following: str | None = run_id
     while following is not None:
         run, following = following, None
-        handle = client.get_workflow_handle(payment_id, run_id=run)
-        async for raw in handle.fetch_history_events(wait_new_event=True):
+        async for raw in _run_events(client, payment_id, run, archive):
             yield Followed(run, offset, raw)
             following = events.continued_as(raw)
             if following is not None:
@@ -362,6 +358,28 @@ async def follow_history(
                 break
             if raw.event_type in _CLOSED:
                 return
+
+
+async def _run_events(
+    client: Client, payment_id: str, run_id: str, archive: Archive | None
+) -> AsyncGenerator[HistoryEvent, None]:
+    """One run's events, past then live; from the archive when Temporal no
+    longer has the run (it is closed then, so its past is all there is)."""
+    handle = client.get_workflow_handle(payment_id, run_id=run_id)
+    sent = 0
+    try:
+        async for raw in handle.fetch_history_events(wait_new_event=True):
+            sent = raw.event_id
+            yield raw
+        return
+    except RPCError as err:
+        archived = await archive.get_run(payment_id, run_id) if archive is not None else None
+        if err.status != RPCStatusCode.NOT_FOUND or archived is None:
+            raise
+    # Deleted before or while it was read: the rest of it is in the archive.
+    for raw in archived.workflow_history().events:
+        if raw.event_id > sent:
+            yield raw
 
 
 async def payment_changes(
@@ -395,9 +413,12 @@ async def payment_changes(
                 yield changed
 
 
-async def run_histories(client: Client, payment_id: str) -> list[WorkflowHistory]:
-    """The histories of every run of the payment, oldest run first."""
-    return await events.fetch_runs(client, payment_id)
+async def run_histories(
+    client: Client, payment_id: str, *, archive: Archive | None = None
+) -> list[WorkflowHistory]:
+    """The histories of every run of the payment, oldest run first; the runs
+    Temporal has forgotten from the archive."""
+    return await events.fetch_runs(client, payment_id, archive=archive)
 
 
 async def payment_events(
@@ -409,7 +430,7 @@ async def payment_events(
     if description is not None:
         await _payment_from(description, merchant_id, None)
         try:
-            runs = await run_histories(client, payment_id)
+            runs = await run_histories(client, payment_id, archive=archive)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

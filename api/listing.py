@@ -56,7 +56,7 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.common import SearchAttributePair
 
 from payments import names
-from payments.archive import Archive
+from payments.archive import Archive, archived_at
 from payments.models import PaymentState
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -230,10 +230,8 @@ async def _states(
         state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
         if state is None:
             continue
-        if execution.close_time is not None and archive is not None:
-            archived = await archive.archived(state.id)
-            if archived is not None and archived[1] == execution.run_id:
-                state.archived_at = archived[0]
+        if execution.close_time is not None:
+            state.archived_at = await archived_at(archive, state.id, execution.run_id)
         states.append(state)
     return states
 

@@ -91,6 +91,7 @@ async def payment_stream(
     follow: bool = False,
     keepalive: float = 15.0,
     max_seconds: float = 3600.0,
+    archive: Archive | None = None,
 ) -> AsyncIterator[Event | None]:
     """Events with ``seq`` above ``after_seq``, past then live; None for a
     keep-alive; :class:`StreamExpired` after ``max_seconds``."""
@@ -101,7 +102,7 @@ async def payment_stream(
     first_run = info.first_run_id or current_run
     until = asyncio.get_running_loop().time() + max_seconds
     caught_up = False
-    history = engine.follow_history(client, payment_id, first_run)
+    history = engine.follow_history(client, payment_id, first_run, archive=archive)
     # Closed in this order, the ticker's pending read first, whichever way the stream ends.
     async with (
         contextlib.aclosing(history),
@@ -134,14 +135,18 @@ def _last_event_id(header: str | None, query: int | None) -> int:
 
 
 async def _nothing_left(
-    client: Client, description: engine.Described, after: int, follow: bool
+    client: Client,
+    description: engine.Described,
+    after: int,
+    follow: bool,
+    archive: Archive | None,
 ) -> bool:
     """True when the stream would end at once without sending an event: the
     payment settled (or its workflow closed) and the client has seen it all."""
     closed = description.raw.close_time is not None
     if not closed and (follow or not is_settled(description.payment.status)):
         return False
-    runs = await engine.run_histories(client, description.payment.id)
+    runs = await engine.run_histories(client, description.payment.id, archive=archive)
     found = await events.project(description.payment.id, runs, client.data_converter)
     return all(event.seq <= after for event in found)
 
@@ -191,7 +196,7 @@ async def stream_events(
             return Response(status_code=204)
         sent = "retry: 2000\n\n" + "".join(_sse(event) for event in left)
         return Response(sent, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    if after and await _nothing_left(client, description, after, follow):
+    if after and await _nothing_left(client, description, after, follow, archive):
         # 204 tells an EventSource not to reconnect: there is nothing more to see.
         return Response(status_code=204)
     slot = _slots(request.app.state).take(payment_id, description.payment.merchant_id)
@@ -206,6 +211,7 @@ async def stream_events(
                 follow=follow,
                 keepalive=settings.stream_keepalive_seconds,
                 max_seconds=settings.stream_max_seconds,
+                archive=archive,
             ):
                 yield _sse(event)
         except StreamExpired:
@@ -286,7 +292,7 @@ async def websocket_events(
         await websocket.close(code=_close_code(err))
         return
     try:
-        await _pump(websocket, client, description, last_event_id or 0, follow, settings)
+        await _pump(websocket, client, description, last_event_id or 0, follow, settings, archive)
     finally:
         slot.release()
 
@@ -298,6 +304,7 @@ async def _pump(
     after: int,
     follow: bool,
     settings: Settings,
+    archive: Archive,
 ) -> None:
     """Send the events until the stream ends or the client leaves."""
 
@@ -308,6 +315,7 @@ async def _pump(
             after_seq=after,
             follow=follow,
             max_seconds=settings.stream_max_seconds,
+            archive=archive,
         ):
             if event is not None:
                 await websocket.send_text(event.model_dump_json())

@@ -5,7 +5,9 @@ grows past a few thousand entries::
 
     <dir>/payments/<aa>/pay_<aa...>.json       the record (ArchivedPayment)
     <dir>/payments/<aa>/pay_<aa...>.archived   {"archived_at", "last_run_id"}
-    <dir>/cursor.json                          the archiver's cursor
+    <dir>/payments/<aa>/pay_<aa...>.runs/<run id>.json
+                                               a run that continued as new (ArchivedRun)
+    <dir>/cursor.json                          the archiver's cursor (ArchiveCursor)
 
 Every file is written whole to a temporary file in its directory, synced, and
 renamed over the old one, then the directory is synced: a crash leaves the old
@@ -29,18 +31,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from payments.archive import ArchivedPayment, ArchiveError
+from payments.archive import ArchiveCursor, ArchivedPayment, ArchivedRun, ArchiveError
+from payments.ids import is_payment_id
 
-_PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{1,64}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 class _Marker(BaseModel):
     archived_at: datetime
     last_run_id: str
-
-
-class _Cursor(BaseModel):
-    at: datetime
 
 
 class FilesystemArchive:
@@ -58,13 +57,13 @@ class FilesystemArchive:
         )
 
     async def get(self, payment_id: str) -> ArchivedPayment | None:
-        if not _PAYMENT_ID.match(payment_id):
+        if not is_payment_id(payment_id):
             return None
         raw = await asyncio.to_thread(self._read, self._base(payment_id).with_suffix(".json"))
         return None if raw is None else self._parse(ArchivedPayment, raw, payment_id)
 
     async def archived(self, payment_id: str) -> tuple[datetime, str] | None:
-        if not _PAYMENT_ID.match(payment_id):
+        if not is_payment_id(payment_id):
             return None
         raw = await asyncio.to_thread(self._read, self._base(payment_id).with_suffix(".archived"))
         if raw is None:
@@ -72,19 +71,38 @@ class FilesystemArchive:
         marker = self._parse(_Marker, raw, payment_id)
         return marker.archived_at, marker.last_run_id
 
-    async def cursor(self) -> datetime | None:
-        raw = await asyncio.to_thread(self._read, self.root / "cursor.json")
-        return None if raw is None else self._parse(_Cursor, raw, "cursor").at
+    async def put_run(self, run: ArchivedRun) -> None:
+        path = self._run_path(run.payment_id, run.run_id)
+        await asyncio.to_thread(self._write, path, run.model_dump_json())
 
-    async def set_cursor(self, at: datetime) -> None:
-        await asyncio.to_thread(
-            self._write, self.root / "cursor.json", _Cursor(at=at).model_dump_json()
-        )
+    async def get_run(self, payment_id: str, run_id: str) -> ArchivedRun | None:
+        if not is_payment_id(payment_id) or not _RUN_ID.match(run_id):
+            return None
+        raw = await asyncio.to_thread(self._read, self._run_path(payment_id, run_id))
+        return None if raw is None else self._parse(ArchivedRun, raw, f"{payment_id}/{run_id}")
+
+    async def has_run(self, payment_id: str, run_id: str) -> bool:
+        if not is_payment_id(payment_id) or not _RUN_ID.match(run_id):
+            return False
+        return await asyncio.to_thread(self._run_path(payment_id, run_id).exists)
+
+    async def cursor(self) -> ArchiveCursor | None:
+        raw = await asyncio.to_thread(self._read, self.root / "cursor.json")
+        return None if raw is None else self._parse(ArchiveCursor, raw, "cursor")
+
+    async def set_cursor(self, cursor: ArchiveCursor) -> None:
+        await asyncio.to_thread(self._write, self.root / "cursor.json", cursor.model_dump_json())
 
     # -- files ------------------------------------------------------------------
 
+    def _run_path(self, payment_id: str, run_id: str) -> Path:
+        if not _RUN_ID.match(run_id):
+            raise ArchiveError(f"not a run id: {run_id[:80]!r}")
+        base = self._base(payment_id)
+        return base.with_name(f"{base.name}.runs") / f"{run_id}.json"
+
     def _base(self, payment_id: str) -> Path:
-        if not _PAYMENT_ID.match(payment_id):
+        if not is_payment_id(payment_id):
             raise ArchiveError(f"not a payment id: {payment_id[:80]!r}")
         return self.root / "payments" / payment_id[4:6] / payment_id
 

@@ -2,10 +2,12 @@
 
 A payment's Temporal history is its record (CONTRACT §10), and the namespace's
 retention deletes it some days after the workflow closes. Before that, the
-archiver (:mod:`activities.archive`, run by a Temporal Schedule) copies every
-closed payment here: every run's history as Temporal stores it (payloads
-still sealed by the codec), the memo the API reads the payment from, and the
-request fingerprint that tells an idempotent replay from a reused key. Reads
+archiver (:mod:`activities.archive`, a long-lived workflow's passes) copies
+every closed payment here: every run's history as Temporal stores it
+(payloads still sealed by the codec), the memo the API reads the payment
+from, and the request fingerprint that tells an idempotent replay from a
+reused key. A run that continued as new is copied as soon as it closes, as
+retention counts from then, not from the payment's end. Reads
 then answer from here exactly as they did from Temporal: the same payment, the
 same events with the same ``seq``.
 
@@ -20,7 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
@@ -93,6 +95,34 @@ class ArchivedPayment(BaseModel):
         return state.model_copy(update={"archived_at": self.archived_at})
 
 
+class ArchivedRun(BaseModel):
+    """One closed run of a payment that goes on in its next run (continue-as-new).
+
+    Retention deletes such a run some days after *it* closed, while its payment
+    may stay open for months (the refund window): so each run is archived as
+    soon as it closes, and reads find it here once Temporal has forgotten it.
+    """
+
+    payment_id: str
+    run_id: str
+    closed_at: datetime
+    history: dict[str, Any]
+
+    @classmethod
+    def of(
+        cls, *, payment_id: str, run_id: str, closed_at: datetime, history: WorkflowHistory
+    ) -> ArchivedRun:
+        return cls(
+            payment_id=payment_id,
+            run_id=run_id,
+            closed_at=closed_at,
+            history=history.to_json_dict(),
+        )
+
+    def workflow_history(self) -> WorkflowHistory:
+        return WorkflowHistory.from_json(self.payment_id, self.history)
+
+
 class Archive(Protocol):
     async def put(self, record: ArchivedPayment) -> None:
         """Keep ``record``, replacing an earlier one of the same payment,
@@ -109,30 +139,71 @@ class Archive(Protocol):
         "already done?"."""
         ...
 
-    async def cursor(self) -> datetime | None:
+    async def put_run(self, run: ArchivedRun) -> None:
+        """Keep one closed run of a payment that continued as new, atomically."""
+        ...
+
+    async def get_run(self, payment_id: str, run_id: str) -> ArchivedRun | None: ...
+
+    async def has_run(self, payment_id: str, run_id: str) -> bool:
+        """Whether :meth:`get_run` would find it, without reading it."""
+        ...
+
+    async def cursor(self) -> ArchiveCursor | None:
         """Where the archiver's last complete pass began (see activities.archive)."""
         ...
 
-    async def set_cursor(self, at: datetime) -> None: ...
+    async def set_cursor(self, cursor: ArchiveCursor) -> None: ...
+
+
+class Unarchived(BaseModel):
+    """A closed payment, or one of its runs, that a pass could not archive."""
+
+    payment_id: str
+    # None: the payment's final record; else this run of it.
+    run_id: str | None = None
+    error: str
+
+
+class ArchiveCursor(BaseModel):
+    """The archiver's place: a pass lists what closed since ``at``, and first
+    tries again what the passes before could not archive."""
+
+    at: datetime
+    retry: list[Unarchived] = Field(default_factory=list)
 
 
 class ArchiveRun(BaseModel):
     """How the archiver runs (its workflow's input, and each pass's)."""
 
-    # Between passes. `make run`: 20 s, so a closed payment is archived within a minute.
-    interval_seconds: float = 20.0
+    # Between passes (PAYMENTS_ARCHIVE_INTERVAL).
+    interval_seconds: float
 
 
 class ArchiveReport(BaseModel):
-    """What one pass did: the archiver's workflow result, shown in the UI."""
+    """What one pass did: the archiver's activity result, shown in the UI."""
 
     # Closed payments written to the archive in this pass.
     archived: int = 0
+    # Runs of payments that continued as new, written in this pass.
+    runs_archived: int = 0
     # Listed again but archived already (the pass overlaps the one before).
     already_archived: int = 0
     # Listed as closed, but a newer run is open (an operator reset it).
     reopened: int = 0
+    # Listed, but no payment of this service's (an id it never makes).
+    skipped: int = 0
+    # Could not be archived this pass: tried again by the next ones, first.
+    failed: list[Unarchived] = Field(default_factory=list)
     # The pass looked at payments closed since this time (None: since ever).
     closed_since: datetime | None = None
     # Where the next pass starts.
     cursor: datetime
+
+
+async def archived_at(archive: Archive | None, payment_id: str, run_id: str) -> datetime | None:
+    """When a closed payment's record was archived, if it was archived as it now
+    stands in Temporal: as of ``run_id``, its last run (a record of an earlier
+    run, before an operator reset it, is not its record any more)."""
+    found = await archive.archived(payment_id) if archive is not None else None
+    return found[0] if found is not None and found[1] == run_id else None

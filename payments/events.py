@@ -19,7 +19,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
 
+from payments.archive import Archive
 from payments.models import DomainEvent, Event, PaymentInput, PaymentState
 from payments.names import EVENT_MEMO_KEY, PAYMENT_MEMO_KEY
 from payments.status import PaymentStatus
@@ -135,16 +137,25 @@ def previous_run_id(history: WorkflowHistory) -> str | None:
     return first.workflow_execution_started_event_attributes.continued_execution_run_id or None
 
 
-async def fetch_runs(client: Client, payment_id: str) -> list[WorkflowHistory]:
+async def fetch_runs(
+    client: Client, payment_id: str, *, archive: Archive | None = None
+) -> list[WorkflowHistory]:
     """The histories of every run of the payment, oldest run first."""
-    return [history for _, history in await fetch_run_chain(client, payment_id)]
+    chain = await fetch_run_chain(client, payment_id, archive=archive)
+    return [history for _, history in chain]
 
 
 async def fetch_run_chain(
-    client: Client, payment_id: str, latest_run_id: str | None = None
+    client: Client,
+    payment_id: str,
+    latest_run_id: str | None = None,
+    *,
+    archive: Archive | None = None,
 ) -> list[tuple[str | None, WorkflowHistory]]:
     """(run id, history) of every run up to ``latest_run_id`` (default: the
-    current run, whose id is then None), oldest run first.
+    current run, whose id is then None), oldest run first. An earlier run that
+    Temporal has forgotten (retention counts from when each run closed) is
+    read from the archive.
 
     The ids come from the chain, not from the histories: a history's own
     ``run_id`` is its *original* run's, which a reset run does not share.
@@ -152,8 +163,22 @@ async def fetch_run_chain(
     runs: list[tuple[str | None, WorkflowHistory]] = []
     run_id = latest_run_id
     while True:
-        history = await client.get_workflow_handle(payment_id, run_id=run_id).fetch_history()
+        history = await _run_history(client, payment_id, run_id, archive)
         runs.append((run_id, history))
         run_id = previous_run_id(history)
         if run_id is None:
             return runs[::-1]
+
+
+async def _run_history(
+    client: Client, payment_id: str, run_id: str | None, archive: Archive | None
+) -> WorkflowHistory:
+    try:
+        return await client.get_workflow_handle(payment_id, run_id=run_id).fetch_history()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND or run_id is None or archive is None:
+            raise
+        archived = await archive.get_run(payment_id, run_id)
+        if archived is None:
+            raise
+        return archived.workflow_history()

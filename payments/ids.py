@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 
 from pydantic import BaseModel
@@ -26,6 +27,16 @@ _ID_LENGTH = 24
 
 def _b32(data: bytes) -> str:
     return base64.b32encode(data).decode().rstrip("=").lower()[:_ID_LENGTH]
+
+
+# What payment_id_for makes: "pay_" and 24 lowercase base32 characters (a
+# little looser, so that an id is never refused for its length alone).
+_PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{1,64}$")
+
+
+def is_payment_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a payment id, so it may name a workflow or a file."""
+    return _PAYMENT_ID.match(text) is not None
 
 
 def payment_id_for(merchant_id: str, idempotency_key: str | None) -> str:

@@ -177,11 +177,11 @@ async def localstripe_intents(
         params["starting_after"] = page["data"][-1]["id"]
 
 
-async def gone_from_temporal(client: Client, workflow_id: str) -> None:
+async def gone_from_temporal(client: Client, workflow_id: str, run_id: str | None = None) -> None:
     """Wait out a deletion (the dev server takes about half a minute to act on it)."""
     for _ in range(1200):
         try:
-            await client.get_workflow_handle(workflow_id).describe()
+            await client.get_workflow_handle(workflow_id, run_id=run_id).describe()
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return

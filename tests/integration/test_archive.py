@@ -1,6 +1,7 @@
 """The archiver and the reads behind it, on a real dev server: every closed
-payment reaches the archive whole; a pass that fails leaves the cursor where
-it was, so the next one catches up; a payment an operator reopened (reset) is
+payment reaches the archive whole, and each run that continued as new when it
+closes; a payment that cannot be archived holds up no other and is tried again
+first by the next pass; a payment an operator reopened (reset) is
 left for when it closes again; once Temporal forgets a payment its id can come
 back only as the archived payment, and even a payment started again under that
 id (no archive in the way) never replays the old one's gateway operations."""
@@ -8,6 +9,7 @@ id (no archive in the way) never replays the old one's gateway operations."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from pathlib import Path
@@ -28,7 +30,7 @@ from activities.archive import ArchiveActivities
 from api import engine
 from archive.filesystem import FilesystemArchive
 from payments import events
-from payments.archive import ArchivedPayment, ArchiveError, ArchiveRun
+from payments.archive import ArchivedPayment, ArchiveError, ArchiveReport, ArchiveRun
 from payments.ids import fingerprint
 from payments.models import CancelPayment, CapturePayment, CreatePayment, PaymentState
 from payments.settings import Settings
@@ -41,10 +43,12 @@ REQUEST = CreatePayment.model_validate(
 )
 
 
-async def archive_pass(client: Client, archive: FilesystemArchive) -> None:
-    await ActivityEnvironment().run(
-        ArchiveActivities(client, archive).archive_closed_payments, ArchiveRun()
+async def archive_pass(client: Client, archive: FilesystemArchive) -> ArchiveReport:
+    report: ArchiveReport = await ActivityEnvironment().run(
+        ArchiveActivities(client, archive).archive_closed_payments,
+        ArchiveRun(interval_seconds=20),
     )
+    return report
 
 
 async def archived_until(
@@ -122,43 +126,102 @@ async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
         assert (await dev_client.count_workflows(f"WorkflowId = '{created.id}'")).count == 0
 
 
-class FailingOnce(FilesystemArchive):
-    """An archive whose store refuses one write when told to."""
+class Refusing(FilesystemArchive):
+    """An archive whose store refuses to write one payment's record, for now."""
 
-    refuse_next = False
+    refused: str | None = None
 
     async def put(self, record: ArchivedPayment) -> None:
-        if self.refuse_next:
-            self.refuse_next = False
+        if record.payment_id == self.refused:
             raise ArchiveError("the disk is full")
         await super().put(record)
 
 
-async def test_a_failed_pass_leaves_the_cursor_and_the_next_one_catches_up(
+async def test_a_payment_that_cannot_be_archived_holds_up_no_other(
     dev_client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    archive = FailingOnce(tmp_path)
+    archive = Refusing(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
-        declined = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in range(3)]
-        for payment in declined:
-            await stack.wait_status(payment.id, "failed")
+        first = await stack.create(payment_method="pm_card_chargeDeclined")
+        await dev_client.get_workflow_handle(first.id).result()
+        await archived_until(dev_client, archive, first.id)  # a first pass sets a cursor
+        before = await archive.cursor()
+        assert before is not None and before.retry == []
+        stuck, fine = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in "ab"]
+        archive.refused = stuck.id
+        for payment in (stuck, fine):
             await dev_client.get_workflow_handle(payment.id).result()
         await asyncio.sleep(1)  # visibility has them closed
-        await archive_pass(dev_client, archive)  # a first pass sets a cursor
+        report = await archive_pass(dev_client, archive)
+        assert await archive.get(fine.id) is not None and await archive.get(stuck.id) is None
+        assert [(f.payment_id, f.run_id) for f in report.failed] == [(stuck.id, None)]
+        assert "the disk is full" in report.failed[0].error
         cursor = await archive.cursor()
-        assert cursor is not None
-        archive.refuse_next = True
-        more = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in range(2)]
-        for payment in more:
-            await stack.wait_status(payment.id, "failed")
-            await dev_client.get_workflow_handle(payment.id).result()
-        await asyncio.sleep(1)
-        with pytest.raises(ArchiveError):
+        assert cursor is not None and cursor.at > before.at
+        assert [left.payment_id for left in cursor.retry] == [stuck.id]
+        # The store heals: the next pass tries the stuck one first, though the
+        # cursor has moved past it.
+        archive.refused = None
+        report = await archive_pass(dev_client, archive)
+        assert report.failed == [] and await archive.get(stuck.id) is not None
+        healed = await archive.cursor()
+        assert healed is not None and healed.retry == []
+
+
+async def test_a_run_that_continued_as_new_is_archived_when_it_closes(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Retention counts from each run's close: a payment that continued as new
+    (held for capture, then in its refund window for months) must not lose its
+    first run, in reads while it is open nor in its record when it closes."""
+    archive = FilesystemArchive(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create(**MANUAL)
+        await stack.wait_status(created.id, "requires_capture")
+        handle = dev_client.get_workflow_handle(created.id)
+        for _ in range(60):  # refused refund signals grow the history to continue-as-new
+            await handle.signal("refund", {"amount": 1})
+        for _ in range(200):
+            info = (await handle.describe()).raw_description.workflow_execution_info
+            if info.first_run_id != (await handle.describe()).run_id:
+                break
+            await asyncio.sleep(0.05)
+        first_run = info.first_run_id
+        for _ in range(200):  # every signal refused, in one run or the next
+            events_before = await engine.payment_events(dev_client, created.id, MERCHANT)
+            if [e.type for e in events_before].count("refund.failed") == 60:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(100):
             await archive_pass(dev_client, archive)
-        assert await archive.cursor() == cursor
-        for payment in [*declined, *more]:
-            assert (await archived_until(dev_client, archive, payment.id)).payment_id == payment.id
-        assert await archive.cursor() > cursor  # type: ignore[operator]
+            if await archive.has_run(created.id, first_run):
+                break
+            await asyncio.sleep(0.1)
+        assert await archive.has_run(created.id, first_run)
+        # Retention deletes the first run while the payment goes on.
+        await dev_client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=dev_client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=created.id, run_id=first_run),
+            )
+        )
+        await gone_from_temporal(dev_client, created.id, run_id=first_run)
+        assert (
+            await engine.payment_events(dev_client, created.id, MERCHANT, archive=archive)
+            == events_before
+        )
+        followed = engine.follow_history(dev_client, created.id, first_run, archive=archive)
+        async with contextlib.aclosing(followed) as history:
+            async for step in history:
+                if step.run_id != first_run:
+                    break  # into the live run: the archived one was read whole
+        await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
+        await stack.wait_status(created.id, "canceled")
+        record = await archived_until(dev_client, archive, created.id)
+        assert record.run_ids[0] == first_run and len(record.run_ids) >= 2
+        projected = await events.project(created.id, record.runs(), dev_client.data_converter)
+        assert projected[: len(events_before)] == events_before
+        assert projected[-1].type == "payment.canceled"
 
 
 async def test_a_reopened_payment_is_archived_when_it_closes_again(

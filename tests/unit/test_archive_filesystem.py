@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archive.filesystem import FilesystemArchive
-from payments.archive import ArchivedPayment, ArchiveError
+from payments.archive import ArchiveCursor, ArchivedPayment, ArchivedRun, ArchiveError
 
 AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 PAYMENT_ID = "pay_abcdefghijklmnop"
@@ -53,7 +53,7 @@ async def test_files_are_private_and_no_temporary_file_is_left(tmp_path: Path) -
     root = tmp_path / "archive"
     archive = FilesystemArchive(root)
     await archive.put(record(["run-1"]))
-    await archive.set_cursor(AT)
+    await archive.set_cursor(ArchiveCursor(at=AT))
     written = files(root)
     assert [path.name for path in written] == [
         "cursor.json",
@@ -63,7 +63,7 @@ async def test_files_are_private_and_no_temporary_file_is_left(tmp_path: Path) -
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in written)
     for directory in (root, root / "payments", root / "payments" / "ab"):
         assert directory.stat().st_mode & 0o777 == 0o700
-    assert await archive.cursor() == AT
+    assert await archive.cursor() == ArchiveCursor(at=AT)
 
 
 async def test_a_record_without_its_marker_is_not_yet_archived(tmp_path: Path) -> None:
@@ -111,3 +111,22 @@ async def test_a_torn_record_is_an_error_not_a_payment(tmp_path: Path) -> None:
     (tmp_path / "payments" / "ab" / f"{PAYMENT_ID}.json").write_text('{"payment_id": "pay_ab')
     with pytest.raises(ArchiveError):
         await archive.get(PAYMENT_ID)
+
+
+async def test_a_run_that_continued_as_new_is_kept_apart(tmp_path: Path) -> None:
+    archive = FilesystemArchive(tmp_path)
+    run = ArchivedRun(
+        payment_id=PAYMENT_ID, run_id="01a2333d-9483-799e", closed_at=AT, history={"events": []}
+    )
+    assert not await archive.has_run(PAYMENT_ID, run.run_id)
+    await archive.put_run(run)
+    assert await archive.has_run(PAYMENT_ID, run.run_id)
+    assert await archive.get_run(PAYMENT_ID, run.run_id) == run
+    # Not the payment's record: that is written when its last run closes.
+    assert await archive.archived(PAYMENT_ID) is None
+    path = tmp_path / "payments" / "ab" / f"{PAYMENT_ID}.runs" / f"{run.run_id}.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    for bad in ("../../x", "a/b", ""):
+        assert await archive.get_run(PAYMENT_ID, bad) is None
+        assert not await archive.has_run(PAYMENT_ID, bad)
