@@ -19,6 +19,7 @@ from api.limits import BodySizeLimit, RateLimiter, StreamSlots
 from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
+from payments.ids import TOKEN_TAG
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
@@ -66,9 +67,6 @@ def create_app(
 SECRET_PARAMETERS = frozenset({"client_secret", "demo_token"})
 # One ``name=value`` of a query string, as a request line quotes it.
 _PARAMETER = re.compile(r"(?P<lead>[?&](?P<name>[^=&\s\"?]+)=)(?P<value>[^&\s\"]*)")
-# A client secret or demo token by its shape (``pay_..._secret_...``,
-# ``pay_..._demo_...``), wherever it is quoted.
-_CLIENT_SECRET = re.compile(r"(_secret_|_demo_)[A-Za-z0-9]+")
 
 
 def redact_secrets(text: str) -> str:
@@ -81,7 +79,7 @@ def redact_secrets(text: str) -> str:
         name = unquote_plus(match["name"]).strip().lower()
         return match["lead"] + "[redacted]" if name in SECRET_PARAMETERS else match[0]
 
-    return _CLIENT_SECRET.sub(r"\1[redacted]", _PARAMETER.sub(parameter, text))
+    return TOKEN_TAG.sub(r"\1[redacted]", _PARAMETER.sub(parameter, text))
 
 
 class _RedactSecrets(logging.Filter):

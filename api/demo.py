@@ -23,6 +23,7 @@ from api import engine
 from api.deps import ClientDep, SettingsDep, refusals_spend, spend
 from api.errors import AuthenticationFailed, InvalidRequest, not_found
 from api.routes import parse_body, refuse_unrepresentable, render
+from payments.archive import Archive
 from payments.ids import (
     demo_token,
     fingerprint,
@@ -109,7 +110,8 @@ async def _read(
     request: Request, client: Client, settings: Settings, payment_id: str, token: str
 ) -> PaymentState:
     merchant_id = _acting(request, settings, payment_id, token)
-    return await engine.get_payment(client, payment_id, merchant_id)
+    archive: Archive = request.app.state.archive
+    return await engine.get_payment(client, payment_id, merchant_id, archive=archive)
 
 
 async def _act(
@@ -124,6 +126,7 @@ async def _act(
     update_id: str | None = None,
 ) -> Any:
     merchant_id = _acting(request, settings, payment_id, token)
+    archive: Archive = request.app.state.archive
     return await engine.update_payment(
         client,
         payment_id,
@@ -132,6 +135,7 @@ async def _act(
         argument,
         result_type=result_type,
         update_id=update_id,
+        archive=archive,
     )
 
 

@@ -69,13 +69,11 @@ async def start_payment(
     """Start the payment's workflow; (payment, created). A replay returns the original.
 
     A payment the archive holds is never started again: its id comes from the
-    same merchant and key, and the archived payment is the replay.
+    same merchant and key, and the payment is the replay, read from Temporal
+    while it holds it (an operator may have reopened it), else from the archive.
     """
-    record = await archive.get(payment_id) if archive is not None else None
-    if record is not None:
-        if record.request_fingerprint != fingerprint:
-            raise _key_reused()
-        return await _archived_state(client, record, merchant_id), False
+    if archive is not None and await archive.archived(payment_id) is not None:
+        return await _replay(client, payment_id, merchant_id, fingerprint, archive)
     now = datetime.now(UTC)
     state = PaymentState.requested(payment_id, merchant_id, request, now)
     attributes: list[SearchAttributePair[Any]] = [
@@ -120,13 +118,29 @@ async def start_payment(
         return state, True
     except WorkflowAlreadyStartedError:
         # Running or closed: read what the first request made of it.
-        description = await _describe(client, payment_id)
-        if description is None:
-            raise not_found() from None  # deleted this very moment; the archive has it
-        original = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
-        if original != fingerprint:
-            raise _key_reused() from None
-        return await _payment_from(description, merchant_id, archive), False
+        return await _replay(client, payment_id, merchant_id, fingerprint, archive)
+
+
+async def _replay(
+    client: Client,
+    payment_id: str,
+    merchant_id: str,
+    fingerprint: str,
+    archive: Archive | None,
+) -> tuple[PaymentState, bool]:
+    """The payment an earlier request with this key made, if this request is
+    the same one; 409 if the key came with another request."""
+    description = await _describe(client, payment_id)
+    if description is None:
+        # Only the archive holds it (deleted, perhaps a moment ago).
+        record = await _archived(archive, payment_id)
+        if record.request_fingerprint != fingerprint:
+            raise _key_reused()
+        return await _archived_state(client, record, merchant_id), False
+    original = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
+    if original != fingerprint:
+        raise _key_reused()
+    return await _payment_from(description, merchant_id, archive), False
 
 
 def _key_reused() -> IdempotencyConflict:

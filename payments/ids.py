@@ -69,6 +69,11 @@ def fingerprint(request: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# The tag client_secret and demo_token append to a payment id: whatever quotes
+# one (a log line) shows the payment but not the tag (api/app.py redacts it).
+TOKEN_TAG = re.compile(r"(_secret_|_demo_)[A-Za-z0-9]+")
+
+
 def client_secret(payment_id: str, key: bytes) -> str:
     tag = hmac.new(key, payment_id.encode(), hashlib.sha256).digest()
     return f"{payment_id}_secret_{_b32(tag)}"

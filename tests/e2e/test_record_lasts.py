@@ -99,6 +99,7 @@ class Forgotten:
     declined_events: dict[str, Any]
     declined_ledger: list[dict[str, Any]]
     refunded: dict[str, Any]
+    older: dict[str, Any]  # made just before the declined one
     window: dict[str, str]
 
 
@@ -110,6 +111,8 @@ async def forgotten(stack: Stack) -> AsyncIterator[Forgotten]:
     key = {"Idempotency-Key": f"archive-{datetime.now(UTC).timestamp()}"}
     headers = {"Authorization": f"Bearer {stack.api_key}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as http:
+        # Listed after the declined one, which is newer: its cursor must lead here.
+        older = (await http.post("/v1/payments", json=VISA)).json()
         created = await http.post(
             "/v1/payments", json=DECLINED, headers={**key, "Prefer": "wait=10"}
         )
@@ -135,6 +138,7 @@ async def forgotten(stack: Stack) -> AsyncIterator[Forgotten]:
         declined_events=events,
         declined_ledger=ledger,
         refunded=refunded,
+        older=older,
         window={"start": start.isoformat(), "end": end.isoformat()},
     )
 
@@ -257,5 +261,7 @@ async def test_lists_show_archived_at_and_page_past_a_forgotten_payment(
         "/v1/payments", params={"limit": 100, "starting_after": forgotten.declined["id"]}
     )
     assert older.status_code == 200, older.text
-    created = forgotten.declined["created_at"]
-    assert all(p["created_at"] <= created for p in older.json()["data"])
+    page = older.json()["data"]
+    # The payment made just before the forgotten one comes first, and nothing newer.
+    assert page and page[0]["id"] == forgotten.older["id"]
+    assert all(p["created_at"] <= forgotten.declined["created_at"] for p in page)

@@ -229,7 +229,7 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
 ) -> None:
     archive = FilesystemArchive(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
-        created = await stack.create(**MANUAL)
+        created = await stack.create(idempotency_key=f"reopened-{uuid.uuid4()}", **MANUAL)
         await stack.wait_status(created.id, "requires_capture")
         await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
         await stack.wait_status(created.id, "canceled")
@@ -250,8 +250,21 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
         )
         await stack.wait_status(created.id, "requires_capture")
         await archive_pass(dev_client, archive)
-        # Open again: the old record stands until the new run closes.
+        # Open again: the old record stands until the new run closes...
         assert (await archive.get(created.id)) == first
+        # ...but the payment is the open one: reads and a replayed key say so.
+        live = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        assert (live.status, live.archived_at) == ("requires_capture", None)
+        replayed, started = await engine.start_payment(
+            dev_client,
+            stack.settings,
+            payment_id=created.id,
+            merchant_id=MERCHANT,
+            request=REQUEST,
+            fingerprint=fingerprint(REQUEST),
+            archive=archive,
+        )
+        assert (replayed, started) == (live, False)
         await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
         await stack.wait_status(created.id, "canceled")
         second = await archived_until(dev_client, archive, created.id, run_id=reset.run_id)
