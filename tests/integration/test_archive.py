@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import MERCHANT, gone_from_temporal, running_stack
+from support import MERCHANT, Stack, gone_from_temporal, running_stack
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyType
 from temporalio.api.workflowservice.v1 import (
@@ -62,6 +62,21 @@ async def archived_until(
             return record
         await asyncio.sleep(0.1)
     raise AssertionError(f"{payment_id} was never archived")
+
+
+async def create_again(
+    stack: Stack, payment_id: str, archive: FilesystemArchive
+) -> tuple[PaymentState, bool]:
+    """The API's create of REQUEST again, under the key that named ``payment_id``."""
+    return await engine.start_payment(
+        stack.client,
+        stack.settings,
+        payment_id=payment_id,
+        merchant_id=MERCHANT,
+        request=REQUEST,
+        fingerprint=fingerprint(REQUEST),
+        archive=archive,
+    )
 
 
 async def forget(client: Client, payment_id: str) -> None:
@@ -113,15 +128,7 @@ async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
             await engine.get_payment(dev_client, created.id, "someone-else", archive=archive)
         # The same request under the same key replays the archived payment:
         # no second workflow under its id.
-        replayed, started = await engine.start_payment(
-            dev_client,
-            stack.settings,
-            payment_id=created.id,
-            merchant_id=MERCHANT,
-            request=REQUEST,
-            fingerprint=fingerprint(REQUEST),
-            archive=archive,
-        )
+        replayed, started = await create_again(stack, created.id, archive)
         assert (replayed, started) == (after, False)
         assert (await dev_client.count_workflows(f"WorkflowId = '{created.id}'")).count == 0
 
@@ -255,15 +262,7 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
         # ...but the payment is the open one: reads and a replayed key say so.
         live = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
         assert (live.status, live.archived_at) == ("requires_capture", None)
-        replayed, started = await engine.start_payment(
-            dev_client,
-            stack.settings,
-            payment_id=created.id,
-            merchant_id=MERCHANT,
-            request=REQUEST,
-            fingerprint=fingerprint(REQUEST),
-            archive=archive,
-        )
+        replayed, started = await create_again(stack, created.id, archive)
         assert (replayed, started) == (live, False)
         await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
         await stack.wait_status(created.id, "canceled")
