@@ -97,6 +97,8 @@ class ArchiveActivities:
                 await self._archive_batch(batch, report)
                 batch = []
         await self._archive_batch(batch, report)
+        # Once each, however often it failed (retried, then listed again).
+        report.failed = list({(f.payment_id, f.run_id): f for f in report.failed}.values())
         await self._archive.set_cursor(ArchiveCursor(at=began, retry=report.failed))
         if report.archived or report.runs_archived:
             activity.logger.info(
