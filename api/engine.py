@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -226,23 +226,22 @@ async def describe_payment(
 
 @overload
 async def describe_payment(
-    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive
+    client: Client, payment_id: str, merchant_id: str | None, *, forgotten_ok: Literal[True]
 ) -> Described | None: ...
 
 
 async def describe_payment(
-    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+    client: Client, payment_id: str, merchant_id: str | None, *, forgotten_ok: bool = False
 ) -> Described | None:
     """The payment with its workflow's description. Once Temporal has forgotten
-    it: None if the archive holds it (as this reader's), else 404; without an
-    archive to ask, 404."""
+    it: None with ``forgotten_ok`` (the caller reads the archive, which answers
+    404 for a payment it lacks or that is not this reader's), else 404."""
     description = await _describe(client, payment_id)
     if description is None:
-        if archive is None:
+        if not forgotten_ok:
             raise not_found()
-        await _archived_state(client, await _archived(archive, payment_id), merchant_id)
         return None
-    return Described(await _payment_from(description, merchant_id, archive), description)
+    return Described(await _payment_from(description, merchant_id, None), description)
 
 
 async def get_payment(
@@ -331,7 +330,8 @@ async def update_payment(
 class Followed:
     """One history event of a payment, as :func:`follow_history` reads it."""
 
-    run_id: str
+    # None: the run that was current when following began, by no id of its own.
+    run_id: str | None
     # The length of the runs followed before this one: ``offset + event_id``
     # keeps increasing across continue-as-new (the events' ``seq``).
     offset: int
@@ -350,20 +350,21 @@ _CLOSED = frozenset(
 
 
 async def follow_history(
-    client: Client, payment_id: str, run_id: str, *, archive: Archive | None = None
+    client: Client, payment_id: str, run_id: str | None, *, archive: Archive | None = None
 ) -> AsyncGenerator[Followed, None]:
-    """The history of run ``run_id`` and of the runs it continues as, past then
-    live, until the workflow closes. An earlier run that Temporal has already
-    forgotten (retention counts from when each run closed) comes from the archive.
+    """The history of run ``run_id`` (None: the current run) and of the runs it
+    continues as, past then live, until the workflow closes. An earlier run that
+    Temporal has already forgotten (retention counts from when each run closed)
+    comes from the archive.
 
     Live events come from Temporal's long poll (``wait_new_event``): a reader
     holds a request to the server, never anything in the workflow, and a
     caller that stops iterating (or is cancelled) leaves nothing behind.
     """
     offset = 0
-    following: str | None = run_id
-    while following is not None:
-        run, following = following, None
+    run = run_id
+    while True:
+        following: str | None = None
         async for raw in _run_events(client, payment_id, run, archive):
             yield Followed(run, offset, raw)
             following = events.continued_as(raw)
@@ -372,10 +373,13 @@ async def follow_history(
                 break
             if raw.event_type in _CLOSED:
                 return
+        if following is None:
+            return
+        run = following
 
 
 async def _run_events(
-    client: Client, payment_id: str, run_id: str, archive: Archive | None
+    client: Client, payment_id: str, run_id: str | None, archive: Archive | None
 ) -> AsyncGenerator[HistoryEvent, None]:
     """One run's events, past then live; from the archive when Temporal no
     longer has the run (it is closed then, so its past is all there is)."""
@@ -387,7 +391,9 @@ async def _run_events(
             yield raw
         return
     except RPCError as err:
-        archived = await archive.get_run(payment_id, run_id) if archive is not None else None
+        archived = None
+        if archive is not None and run_id is not None:
+            archived = await archive.get_run(payment_id, run_id)
         if err.status != RPCStatusCode.NOT_FOUND or archived is None:
             raise
     # Deleted before or while it was read: the rest of it is in the archive.
@@ -397,15 +403,30 @@ async def _run_events(
 
 
 async def payment_changes(
-    client: Client, payment_id: str, merchant_id: str | None, *, archive: Archive | None = None
+    client: Client,
+    payment_id: str,
+    merchant_id: str | None,
+    *,
+    archive: Archive | None = None,
+    started: PaymentState | None = None,
 ) -> AsyncGenerator[PaymentState, None]:
     """The payment as it stands, then again each time it changes, until its
     workflow closes. The first read answers 404 for a payment not the reader's;
-    one only the archive holds is read from there, closed.
+    one only the archive holds is read from there, closed. ``started``: the
+    payment as this request has just started it, so there is nothing to read
+    first and every event of its history is news.
 
     A wait reads this and nothing else: it sends the workflow no update, so
     one that times out or whose caller leaves holds nothing there.
     """
+    if started is not None:
+        yield started
+        async with contextlib.aclosing(follow_history(client, payment_id, None)) as history:
+            async for step in history:
+                changed = await events.payment_after(step.event, client.data_converter)
+                if changed is not None:
+                    yield changed
+        return
     found = await _describe(client, payment_id)
     if found is None:
         yield await _archived_state(client, await _archived(archive, payment_id), merchant_id)

@@ -196,10 +196,18 @@ async def create_payment(
         merchant_id=merchant_id,
         request=body,
         fingerprint=fingerprint(body),
-        archive=archive,
+        # Without a key the id is new: no earlier payment, archived or not, can hold it.
+        archive=archive if idempotency_key is not None else None,
     )
     if wait is not None and not _settled(state):
-        changes = engine.payment_changes(client, payment_id, merchant_id, archive=archive)
+        changes = engine.payment_changes(
+            client,
+            payment_id,
+            merchant_id,
+            archive=archive,
+            # Just started here: nothing to read before following its history.
+            started=state if created else None,
+        )
         state = await prefer.wait_until(request, wait, _settled, changes)
     settled = _settled(state)
     headers = {"Location": f"/v1/payments/{payment_id}", **prefer.response_headers(wait, settled)}

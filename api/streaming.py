@@ -186,10 +186,10 @@ async def stream_events(
     after = _last_event_id(last_event_id_header, last_event_id)
     # An unknown or foreign payment is a plain 404, before the stream starts.
     description = await engine.describe_payment(
-        client, payment_id, reader.merchant_id, archive=archive
+        client, payment_id, reader.merchant_id, forgotten_ok=True
     )
     if description is None:
-        # Only the archive holds it: closed, so its past is the whole stream.
+        # Only the archive holds it (or nobody: 404): closed, so its past is the whole stream.
         past = await engine.payment_events(client, payment_id, reader.merchant_id, archive=archive)
         left = [event for event in past if event.seq > after]
         if not left:
@@ -217,8 +217,6 @@ async def stream_events(
         except StreamExpired:
             # An EventSource reconnects by itself, with Last-Event-ID.
             yield ": open too long; reconnect with Last-Event-ID\n\n"
-        finally:
-            slot.release()
 
     return _HeldStream(
         body(),
@@ -274,7 +272,7 @@ async def websocket_events(
         spend(websocket, reader.bucket(payment_id))
         archive: Archive = websocket.app.state.archive
         description = await engine.describe_payment(
-            client, payment_id, reader.merchant_id, archive=archive
+            client, payment_id, reader.merchant_id, forgotten_ok=True
         )
         if description is None:
             # Only the archive holds it: send its past and close, as a closed payment's stream does.

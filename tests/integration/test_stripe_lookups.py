@@ -163,15 +163,7 @@ async def test_a_retry_finds_the_payment_intent_its_first_attempt_remembered(
     """The first attempt's confirm reply is lost after localstripe confirmed:
     the retry, handed the id the first attempt remembered, retrieves it and
     answers its authorization, without listing the account or confirming again."""
-    lost: list[httpx.Response] = []
-
-    async def lose_the_confirm_reply(response: httpx.Response) -> None:
-        if response.request.url.path.endswith("/confirm") and not lost:
-            lost.append(response)
-            raise httpx.ReadError("the reply was lost", request=response.request)
-
-    client = gateway._http._client_async
-    client.event_hooks = {**client.event_hooks, "response": [lose_the_confirm_reply]}
+    _lose_the_first_confirm_reply(gateway)
     remembered: list[str] = []
     request = {
         "reference": reference,
