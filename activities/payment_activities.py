@@ -23,12 +23,14 @@ from gateway.port import (
     TransientGatewayError,
 )
 from payments import retries
-from payments.ids import idempotency_key
+from payments.ids import idempotency_key, step_of
 from payments.models import (
     AuthorizeInput,
     CaptureInput,
+    CommittedOperation,
     FindOperation,
     GatewayResult,
+    LookUpPayment,
     RefundInput,
     VoidInput,
 )
@@ -191,5 +193,35 @@ class PaymentActivities:
         found = next((op for op in operations if op.idempotency_key == key), None)
         return _result(found) if found is not None else None
 
+    @activity.defn(name="committed_operations")
+    async def committed_operations(self, request: LookUpPayment) -> list[CommittedOperation]:
+        """Every capture, void and refund the gateway committed under this payment
+        instance's keys, oldest first: what a run that an operator reset
+        re-learns, since the updates a reset reapplies may have been refused."""
+        operations = await _gateway_call(
+            self._gateway.find_by_reference(
+                request.payment_id,
+                since=request.created_at,
+                authorization_id=request.authorization_id,
+            )
+        )
+        committed = []
+        for operation in operations:
+            step = step_of(operation.idempotency_key, request.payment_id, request.instance)
+            if step is not None and operation.kind != "authorization":
+                committed.append(
+                    CommittedOperation(
+                        step=step, operation_id=operation.id, amount=operation.amount
+                    )
+                )
+        return committed
+
     def all(self) -> list[Callable[..., Any]]:
-        return [self.authorize, self.capture, self.void, self.refund, self.find_operation]
+        return [
+            self.authorize,
+            self.capture,
+            self.void,
+            self.refund,
+            self.find_operation,
+            self.committed_operations,
+        ]

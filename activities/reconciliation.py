@@ -20,6 +20,7 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
+    WorkflowExecutionStatus,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -58,8 +59,8 @@ class ReconciliationActivities:
         mismatches = []
         in_flight_ids = []
         for reference in sorted(references):
-            payment = await self._payment(reference)
-            if payment is not None and in_flight(payment):
+            payment, running = await self._payment(reference)
+            if payment is not None and in_flight(payment, running=running):
                 in_flight_ids.append(reference)
                 continue
             # All of the payment's operations, not only the window's: a refund
@@ -70,14 +71,16 @@ class ReconciliationActivities:
                 since=payment.created_at if payment else None,
                 authorization_id=payment.authorization_id if payment else None,
             )
-            mismatches.extend(compare(reference, payment, theirs))
+            mismatches.extend(compare(reference, payment, theirs, running=running))
             checked += 1
             activity.heartbeat(checked)
         return ReconciliationReport(
             window=window, checked=checked, mismatches=mismatches, in_flight=in_flight_ids
         )
 
-    async def _payment(self, payment_id: str) -> PaymentState | None:
+    async def _payment(self, payment_id: str) -> tuple[PaymentState | None, bool]:
+        """The payment as its current run (never an earlier one, which a reset
+        or continue-as-new replaced) says, and whether that run is running."""
         try:
             description = await self._client.get_workflow_handle(payment_id).describe()
         except RPCError as err:
@@ -85,11 +88,11 @@ class ReconciliationActivities:
                 raise
             # Temporal forgot it (retention): its record is in the archive.
             record = await self._archive.get(payment_id) if self._archive else None
-            return await record.state(self._client.data_converter) if record else None
+            return (await record.state(self._client.data_converter) if record else None), False
         state: PaymentState | None = await description.memo_value(
             names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
         )
-        return state
+        return state, description.status == WorkflowExecutionStatus.RUNNING
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.reconcile]

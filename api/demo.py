@@ -32,8 +32,8 @@ from payments.ids import (
     verify_demo_token,
 )
 from payments.models import (
-    CancelPayment,
-    CapturePayment,
+    CancelCommand,
+    CaptureCommand,
     CreatePayment,
     PaymentState,
     Refund,
@@ -144,7 +144,7 @@ async def capture(
     payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
 ) -> JSONResponse:
     state = await _act(
-        request, client, settings, payment_id, demo_token, "capture", CapturePayment(), PaymentState
+        request, client, settings, payment_id, demo_token, "capture", CaptureCommand(), PaymentState
     )
     return JSONResponse(render(state, settings, client.namespace), status_code=202)
 
@@ -160,7 +160,7 @@ async def cancel(
         payment_id,
         demo_token,
         "cancel",
-        CancelPayment(reason="requested_by_customer"),
+        CancelCommand(reason="requested_by_customer"),
         PaymentState,
     )
     return JSONResponse(render(state, settings, client.namespace), status_code=202)

@@ -14,7 +14,7 @@ create with its ``Idempotency-Key`` replays it from there: no second workflow.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
@@ -42,7 +42,7 @@ from payments import events, names
 from payments.archive import Archive, ArchivedPayment, archived_at
 from payments.currencies import format_amount
 from payments.ids import instance_id, is_payment_id
-from payments.models import CreatePayment, Event, PaymentInput, PaymentState
+from payments.models import CreatePayment, Event, Keyed, PaymentInput, PaymentState
 from payments.settings import Settings
 
 T = TypeVar("T")
@@ -306,8 +306,16 @@ async def update_payment(
     result_type: type[T],
     update_id: str | None = None,
     archive: Archive | None = None,
+    keyed: Keyed | None = None,
+    replayed: Callable[[PaymentState], T] | None = None,
 ) -> T:
-    """Send an update; its validators refuse a bad request before it touches history."""
+    """Send an update; its validators refuse a bad request before it touches history.
+
+    ``keyed``: the request came with an Idempotency-Key. Once the workflow has
+    closed, its final memo still knows the keys it took: the same request is
+    answered with ``replayed(payment)``, another one under the key with 409,
+    as the workflow itself answers while it runs.
+    """
     await get_payment(client, payment_id, merchant_id, archive=archive)
     handle = client.get_workflow_handle(payment_id)
     try:
@@ -318,12 +326,18 @@ async def update_payment(
     except WorkflowUpdateFailedError as err:
         raise _update_refused(err) from None
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            # The workflow closed: a final status, or the refund window ended.
-            raise InvalidRequest(
-                409, "payment_closed", "this payment is closed and accepts no more changes"
-            ) from None
-        raise
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    # The workflow closed: a final status, or the refund window ended.
+    closed = await get_payment(client, payment_id, merchant_id, archive=archive)
+    first = closed.request_fingerprints.get(keyed.key) if keyed is not None else None
+    if keyed is not None and first is not None and replayed is not None:
+        if first != keyed.fingerprint:
+            raise _key_reused()
+        return replayed(closed)
+    raise InvalidRequest(
+        409, "payment_closed", "this payment is closed and accepts no more changes"
+    )
 
 
 @dataclass(frozen=True)

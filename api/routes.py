@@ -33,10 +33,11 @@ from payments.archive import Archive
 from payments.cards import find_card_number
 from payments.ids import (
     client_secret,
-    command_id_for,
+    command_key_for,
     fingerprint,
     payment_id_for,
     refund_id_for,
+    update_id_for,
 )
 from payments.models import (
     INTERNAL_FIELDS,
@@ -44,9 +45,12 @@ from payments.models import (
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LENGTH,
     NEW_REQUEST,
+    CancelCommand,
     CancelPayment,
+    CaptureCommand,
     CapturePayment,
     CreatePayment,
+    Keyed,
     PaymentState,
     Refund,
     RefundCommand,
@@ -327,15 +331,28 @@ async def _decide(
         getattr(body, "amount", None),
         lambda: engine.get_payment(client, payment_id, merchant_id, archive=archive),
     )
+    keyed = update_id = None
+    if idempotency_key is not None:
+        keyed = Keyed(
+            key=command_key_for(payment_id, update, idempotency_key), fingerprint=fingerprint(body)
+        )
+        update_id = update_id_for(keyed.key, keyed.fingerprint)
+    command = (
+        CaptureCommand(amount=body.amount, idempotency=keyed)
+        if isinstance(body, CapturePayment)
+        else CancelCommand(reason=body.reason, idempotency=keyed)
+    )
     state = await engine.update_payment(
         client,
         payment_id,
         merchant_id,
         update,
-        body,
+        command,
         result_type=PaymentState,
-        update_id=command_id_for(payment_id, update, idempotency_key),
+        update_id=update_id,
         archive=archive,
+        keyed=keyed,
+        replayed=lambda payment: payment,
     )
     if wait is not None and not done(state):
         changes = engine.payment_changes(client, payment_id, merchant_id, archive=archive)
@@ -439,7 +456,16 @@ async def refund_payment(
         lambda: engine.get_payment(client, payment_id, merchant_id, archive=archive),
     )
     refund_id = refund_id_for(payment_id, idempotency_key)
-    command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
+    # With a key: the same request is the same update; another one under the
+    # key reaches the workflow, which refuses it.
+    request_fingerprint = fingerprint(body) if idempotency_key is not None else None
+    update_id = update_id_for(refund_id, request_fingerprint) if request_fingerprint else refund_id
+    command = RefundCommand(
+        refund_id=refund_id,
+        amount=body.amount,
+        reason=body.reason,
+        fingerprint=request_fingerprint,
+    )
     refund = await engine.update_payment(
         client,
         payment_id,
@@ -447,8 +473,12 @@ async def refund_payment(
         "refund",
         command,
         result_type=Refund,
-        update_id=refund_id,
+        update_id=update_id,
         archive=archive,
+        keyed=Keyed(key=refund_id, fingerprint=request_fingerprint)
+        if request_fingerprint
+        else None,
+        replayed=lambda payment: next(r for r in payment.refunds if r.id == refund_id),
     )
 
     def this_refund(state: PaymentState) -> Refund:

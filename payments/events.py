@@ -44,6 +44,7 @@ TYPES = (
     "refund.succeeded",
     "refund.failed",
     "payment.gateway_event",
+    "payment.lookup_failed",
 )
 
 

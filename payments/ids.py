@@ -53,14 +53,19 @@ def refund_id_for(payment_id: str, idempotency_key: str | None) -> str:
     return "re_" + _b32(digest)
 
 
-def command_id_for(payment_id: str, command: str, idempotency_key: str | None) -> str | None:
-    """The Temporal update id of a capture or cancel sent with an Idempotency-Key:
-    the same key on the same payment is the same update, which Temporal answers
-    once. Hashed, so whatever a client put in the key never reaches history."""
-    if idempotency_key is None:
-        return None
+def command_key_for(payment_id: str, command: str, idempotency_key: str) -> str:
+    """The digest the workflow knows a capture's or cancel's Idempotency-Key by.
+    Hashed, so whatever a client put in the key never reaches history."""
     digest = hashlib.sha256(f"{command}\0{payment_id}\0{idempotency_key}".encode()).digest()
     return f"{command}_{_b32(digest)}"
+
+
+def update_id_for(key: str, request_fingerprint: str) -> str:
+    """The Temporal update id of a request sent with an Idempotency-Key: the same
+    key with the same request is the same update, which Temporal answers once;
+    the same key with another request is another update, which reaches the
+    workflow's validator and is refused there."""
+    return f"{key}_{request_fingerprint[:16]}"
 
 
 def fingerprint(request: BaseModel) -> str:
@@ -108,3 +113,9 @@ def idempotency_key(payment_id: str, step: str, instance: str | None) -> str:
     if instance is None:
         return f"{payment_id}:{step}"
     return f"{payment_id}:{instance}:{step}"
+
+
+def step_of(key: str, payment_id: str, instance: str | None) -> str | None:
+    """The step an idempotency key names, if it is one of this payment instance's."""
+    prefix = idempotency_key(payment_id, "", instance)
+    return key.removeprefix(prefix) if key.startswith(prefix) else None

@@ -121,12 +121,39 @@ class RefundPayment(_Command):
     reason: Reason | None = None
 
 
+class Keyed(BaseModel):
+    """What the API sends along with an update that came with an Idempotency-Key:
+    the key's digest for this command on this payment (never the key itself) and
+    the request's fingerprint, so the workflow can tell a retry from a key reused
+    with another request, in any run of the payment."""
+
+    key: str
+    fingerprint: str
+
+
+class CaptureCommand(BaseModel):
+    """A capture as the workflow receives it from the API."""
+
+    amount: Amount | None = None
+    idempotency: Keyed | None = None
+
+
+class CancelCommand(BaseModel):
+    """A cancel as the workflow receives it from the API."""
+
+    reason: Reason | None = None
+    idempotency: Keyed | None = None
+
+
 class RefundCommand(BaseModel):
-    """A refund as the workflow receives it from the API: with its id already chosen."""
+    """A refund as the workflow receives it from the API: with its id already
+    chosen (from the Idempotency-Key, when there is one)."""
 
     refund_id: str
     amount: Amount | None = None
     reason: Reason | None = None
+    # The request's fingerprint, when the id comes from an Idempotency-Key.
+    fingerprint: str | None = None
 
 
 class WaitSettled(BaseModel):
@@ -193,6 +220,9 @@ class PaymentState(BaseModel):
     authorization_id: str | None = None
     # Webhook events already recorded, so a redelivery is recorded once.
     gateway_event_ids: list[str] = Field(default_factory=list)
+    # Idempotency-Key digest (``Keyed.key``, or a refund's id) -> the fingerprint
+    # of the request first sent under it.
+    request_fingerprints: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def requested(
@@ -230,7 +260,14 @@ class PaymentState(BaseModel):
         return self.amount_captured - self.amount_refunded - self.refund_reserved
 
 
-INTERNAL_FIELDS = frozenset({"merchant_id", "authorization_id", "gateway_event_ids"})
+INTERNAL_FIELDS = frozenset(
+    {
+        "merchant_id",
+        "authorization_id",
+        "gateway_event_ids",
+        "request_fingerprints",
+    }
+)
 
 
 class PaymentInput(BaseModel):
@@ -304,6 +341,23 @@ class FindOperation(BaseModel):
     # Hints that keep the gateway's search small.
     created_at: datetime | None = None
     authorization_id: str | None = None
+
+
+class LookUpPayment(BaseModel):
+    """Ask the gateway what it committed for one payment instance, every step."""
+
+    payment_id: str
+    instance: str | None = None
+    created_at: datetime | None = None
+    authorization_id: str | None = None
+
+
+class CommittedOperation(BaseModel):
+    """One operation the gateway committed under one of the instance's keys."""
+
+    step: str  # the idempotency key's step: "capture", "void", "refund:<refund id>"
+    operation_id: str
+    amount: int
 
 
 class GatewayResult(BaseModel):

@@ -14,6 +14,13 @@ Mismatch kinds:
 | capture_amount_mismatch  | captured X                        | captured Y                |
 | refund_amount_mismatch   | refunded X                        | refunded Y                |
 | authorization_not_voided | an open authorization             | failed or canceled        |
+| authorization_orphaned   | an open authorization             | processing or             |
+|                          |                                   | requires_capture, and its |
+|                          |                                   | workflow no longer runs   |
+|                          |                                   | (terminated, timed out)   |
+
+Payments with work under way are left for the next run, unless their workflow
+no longer runs: then nothing will finish that work, and they are compared.
 """
 
 from __future__ import annotations
@@ -100,9 +107,14 @@ def _sum(operations: Iterable[GatewayOperation], kind: str) -> int:
 
 
 def compare(
-    reference: str, payment: PaymentState | None, operations: list[GatewayOperation]
+    reference: str,
+    payment: PaymentState | None,
+    operations: list[GatewayOperation],
+    *,
+    running: bool = True,
 ) -> list[Mismatch]:
-    """The mismatches between one payment and the gateway's operations for it."""
+    """The mismatches between one payment and the gateway's operations for it;
+    ``running``: whether the payment's workflow still runs (its current run)."""
     captured = _sum(operations, "capture")
     refunded = _sum(operations, "refund")
     authorized = any(op.kind == "authorization" for op in operations)
@@ -140,18 +152,29 @@ def compare(
         add("capture_amount_mismatch", captured, payment.amount_captured, "captured amounts differ")
     if refunded != payment.amount_refunded:
         add("refund_amount_mismatch", refunded, payment.amount_refunded, "refunded amounts differ")
+    open_authorization = authorized and not voided and not captured
     closed_unpaid = payment.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED)
-    if closed_unpaid and authorized and not voided and not captured:
+    if closed_unpaid and open_authorization:
         add(
             "authorization_not_voided",
             None,
             None,
             f"the payment is {payment.status} but its authorization is still open",
         )
+    undecided = payment.status in (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_CAPTURE)
+    if undecided and open_authorization and not running:
+        add(
+            "authorization_orphaned",
+            None,
+            None,
+            f"the payment's workflow ended while it was {payment.status}: nothing will capture "
+            "or void its open authorization",
+        )
     return found
 
 
-def in_flight(payment: PaymentState) -> bool:
-    """Work under way: comparing now would report what is about to be true."""
+def in_flight(payment: PaymentState, *, running: bool = True) -> bool:
+    """Work under way: comparing now would report what is about to be true. A
+    payment whose workflow no longer runs has nothing under way."""
     pending_refund = any(refund.status == "pending" for refund in payment.refunds)
-    return payment.status is PaymentStatus.PROCESSING or pending_refund
+    return running and (payment.status is PaymentStatus.PROCESSING or pending_refund)

@@ -14,8 +14,23 @@ API is a projection of exactly those history events (:mod:`payments.events`).
 
 When Temporal suggests it (a long wait for capture, a long refund window), the
 workflow continues as new with its state and any decision not yet carried out.
+
+The Temporal UI's own buttons mean what an operator means (CONTRACT §7):
+
+- Request Cancellation is the ``cancel`` signal: the saga runs shielded from
+  it, so a step in flight finishes; before capture the authorization is then
+  voided and the payment ends ``canceled``; after capture it is recorded as
+  ``payment.cancel_failed`` and the refund window stays open.
+- Reset replays the run to a point and reapplies the signals and updates that
+  came after it, which meet the validators as the payment stood there. A run
+  that is not the payment's first (a reset, or a continue-as-new) therefore
+  asks the gateway what it committed under the payment's keys when it reaches
+  a decision and when it opens the refund window, and adopts what it does not
+  know (events with ``"source": "gateway"``). Gateway keys are the same in
+  every run, so what a reset carries out again is not paid twice.
 """
 
+import asyncio
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -28,14 +43,19 @@ with workflow.unsafe.imports_passed_through():
     from payments.currencies import format_amount
     from payments.models import (
         AuthorizeInput,
+        CancelCommand,
         CancelPayment,
+        CaptureCommand,
         CaptureInput,
         CapturePayment,
+        CommittedOperation,
         DomainEvent,
         Failure,
         FindOperation,
         GatewayEvent,
         GatewayResult,
+        Keyed,
+        LookUpPayment,
         PaymentInput,
         PaymentState,
         Refund,
@@ -65,11 +85,29 @@ S = PaymentStatus
 OUTCOME_UNKNOWN = "outcome_unknown"
 Problem = tuple[str, str]  # (error code, message)
 
+# workflow.patched ids: behaviour that histories recorded before it must not see.
+OPERATOR_CANCEL = "temporal-cancel-is-the-cancel-signal"
+# One id per place a later run re-learns: the SDK remembers a patch's first
+# answer for the whole run, and a reset run answers the first place while it
+# replays (no), then reaches the second one anew.
+RELEARN_DECISION = "later-runs-relearn-the-decision"
+RELEARN_REFUNDS = "later-runs-relearn-refunds"
+CANCELED_IN_TEMPORAL = "canceled in Temporal"
+KEY_REUSED = (
+    "idempotency_key_reused",
+    "this Idempotency-Key was already used with a different request",
+)
+
 
 def _rejected(problem: Problem) -> ApplicationError:
     """An update refused by its validator; the code becomes the API error's code."""
     code, message = problem
     return ApplicationError(message, type=code, non_retryable=True)
+
+
+def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """An event's data, marked with who it came from when not the saga itself."""
+    return data if source is None else {**data, "source": source}
 
 
 def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
@@ -121,16 +159,115 @@ class PaymentWorkflow:
 
     @workflow.run
     async def run(self, input: PaymentInput) -> PaymentState:
+        """The saga, shielded from Temporal's cancellation, which becomes the
+        operator's cancel instead of stopping whatever the saga awaits."""
+        saga = asyncio.ensure_future(self._saga(input))
+        while True:
+            try:
+                return await asyncio.shield(saga)
+            except asyncio.CancelledError:
+                if not workflow.patched(OPERATOR_CANCEL):
+                    # As recorded before: the cancellation reaches the saga.
+                    saga.cancel()
+                    return await saga
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                self._cancel_from_temporal()
+
+    async def _saga(self, input: PaymentInput) -> PaymentState:
         state = self._state
         authorized = input.carried_state is None and await self._authorize()
-        if authorized and state.capture_method == "automatic":
+        if authorized or state.status is S.REQUIRES_CAPTURE:
+            await self._relearn_decision()
+        if authorized and state.status is S.PROCESSING and state.capture_method == "automatic":
             self._capture = CapturePayment()
             await self._capture_amount(state.amount)
         if state.status is S.REQUIRES_CAPTURE and await self._await_decision():
             await self._hand_over()
+        if can_refund(state.status):
+            await self._relearn_refunds()
         if can_refund(state.status) and await self._serve_refunds():
             await self._hand_over()
         return await self._finish()
+
+    def _cancel_from_temporal(self) -> None:
+        """Request Cancellation in the Temporal UI (or ``temporal workflow
+        cancel``): exactly the ``cancel`` signal, with the request's reason."""
+        reason = workflow.cancellation_reason() or CANCELED_IN_TEMPORAL
+        try:
+            request = CancelPayment.model_validate({"reason": reason})
+        except ValidationError:
+            request = CancelPayment(reason=CANCELED_IN_TEMPORAL)
+        problem = self._cancel_problem()
+        if problem:
+            self._refused("payment.cancel_failed", problem, {"reason": request.reason}, "temporal")
+            return
+        self._request_cancel(request, source="temporal")
+
+    # -- re-learning what the gateway committed -----------------------------
+
+    async def _committed_here(self, patch: str) -> list[CommittedOperation] | None:
+        """In a run that is not the payment's first: what the gateway committed
+        under this payment's keys. None in a first run (nothing to re-learn),
+        and in histories recorded before runs re-learned (``patch``)."""
+        info = workflow.info()
+        if info.run_id == info.first_execution_run_id or not workflow.patched(patch):
+            return None
+        state = self._state
+        try:
+            committed: list[CommittedOperation] = await workflow.execute_activity(
+                "committed_operations",
+                LookUpPayment(
+                    payment_id=state.id,
+                    instance=self._input.instance,
+                    created_at=state.created_at,
+                    authorization_id=state.authorization_id,
+                ),
+                result_type=list[CommittedOperation],
+                **self._timeouts(retries.FIND),
+                summary="look up what the gateway committed",
+            )
+        except ActivityError as err:
+            # The run goes on with what it knows; reconciliation reports a gap.
+            _, details = _failure_details(err)
+            self._emit("payment.lookup_failed", details)
+            return None
+        return committed
+
+    async def _relearn_decision(self) -> None:
+        """An authorized payment in a later run: a capture or void the gateway
+        already committed under our keys is the decision, taken again here."""
+        committed = await self._committed_here(RELEARN_DECISION)
+        if not committed:
+            return
+        state = self._state
+        capture = next((op for op in committed if op.step == "capture"), None)
+        void = next((op for op in committed if op.step == "void"), None)
+        if capture is not None:
+            self._capture = self._capture or CapturePayment(amount=capture.amount)
+            self._captured(capture.operation_id, capture.amount, attempt=None, source="gateway")
+        elif void is not None:
+            state.amount_capturable = 0
+            self._cancel = self._cancel or CancelPayment(reason="voided before a reset")
+            self._emit("payment.voided", {"void_id": void.operation_id, "source": "gateway"})
+            self._emit("payment.canceled", {"reason": self._cancel.reason}, status=S.CANCELED)
+
+    async def _relearn_refunds(self) -> None:
+        """Opening the refund window in a later run: refunds the gateway paid
+        under our keys that this run does not know (a reset reapplied their
+        requests where they were refused) are recorded as paid."""
+        committed = await self._committed_here(RELEARN_REFUNDS)
+        state = self._state
+        for op in committed or []:
+            refund_id = op.step.removeprefix("refund:")
+            if refund_id == op.step or self._find_refund(refund_id) is not None:
+                continue
+            paid = Refund(
+                id=refund_id, status="succeeded", amount=op.amount, created_at=workflow.now()
+            )
+            state.refunds.append(paid)
+            self._refunded(refund_id, op.amount, op.operation_id, attempt=None, source="gateway")
 
     async def _authorize(self) -> bool:
         """Authorize; True when the payment goes on to capture."""
@@ -267,20 +404,19 @@ class PaymentWorkflow:
                 self._emit("payment.capture_failed", {**failure.model_dump(), "amount": amount})
                 await self._void_then(S.FAILED)
                 return
+        self._captured(capture.operation_id, capture.amount, attempt=capture.attempt)
+
+    def _captured(
+        self, capture_id: str, amount: int, *, attempt: int | None, source: str | None = None
+    ) -> None:
+        state = self._state
         state.amount_capturable = 0
-        state.amount_captured = capture.amount
+        state.amount_captured = amount
         self._refund_window_ends_at = workflow.now() + timedelta(
             seconds=self._input.refund_window_seconds
         )
-        self._emit(
-            "payment.captured",
-            {
-                "capture_id": capture.operation_id,
-                "amount": capture.amount,
-                "attempt": capture.attempt,
-            },
-            status=S.SUCCEEDED,
-        )
+        data: dict[str, Any] = {"capture_id": capture_id, "amount": amount, "attempt": attempt}
+        self._emit("payment.captured", _with_source(data, source), status=S.SUCCEEDED)
 
     async def _committed(
         self, step: str, error_type: str | None
@@ -409,15 +545,28 @@ class PaymentWorkflow:
                 return
             result = found
         refund.status = "succeeded"
-        state.amount_refunded += result.amount
+        self._refunded(refund.id, result.amount, result.operation_id, attempt=result.attempt)
+
+    def _refunded(
+        self,
+        refund_id: str,
+        amount: int,
+        gateway_refund_id: str,
+        *,
+        attempt: int | None,
+        source: str | None = None,
+    ) -> None:
+        state = self._state
+        state.amount_refunded += amount
+        data: dict[str, Any] = {
+            "refund_id": refund_id,
+            "amount": amount,
+            "gateway_refund_id": gateway_refund_id,
+            "attempt": attempt,
+        }
         self._emit(
             "refund.succeeded",
-            {
-                "refund_id": refund.id,
-                "amount": result.amount,
-                "gateway_refund_id": result.operation_id,
-                "attempt": result.attempt,
-            },
+            _with_source(data, source),
             status=status_after_refund(state.amount_captured, state.amount_refunded),
         )
 
@@ -451,16 +600,23 @@ class PaymentWorkflow:
 
     # -- the API's updates ------------------------------------------------
     # Each completes as soon as the request is recorded: the API answers 202
-    # and the saga carries it out; ``wait_settled`` is how a caller waits.
+    # and the saga carries it out. One sent with an Idempotency-Key is
+    # remembered by the key's digest: the same request again (in this run or a
+    # later one) is answered as it stands, another request under the key is
+    # refused, as create does.
 
     @workflow.update(name="capture")
-    async def capture(self, request: CapturePayment) -> PaymentState:
-        self._capture = request
+    async def capture(self, request: CaptureCommand) -> PaymentState:
+        if self._replayed(request.idempotency):
+            return self._state
+        self._capture = CapturePayment(amount=request.amount)
         self._emit("payment.capture_requested", {"amount": request.amount or self._state.amount})
         return self._state
 
     @capture.validator
-    def _validate_capture(self, request: CapturePayment) -> None:
+    def _validate_capture(self, request: CaptureCommand) -> None:
+        if self._check_key(request.idempotency):
+            return
         state = self._state
         if self._cancel is not None:
             raise _rejected(("payment_not_capturable", "the payment is being canceled"))
@@ -479,12 +635,16 @@ class PaymentWorkflow:
             )
 
     @workflow.update(name="cancel")
-    async def cancel(self, request: CancelPayment) -> PaymentState:
-        self._request_cancel(request, source="api")
+    async def cancel(self, request: CancelCommand) -> PaymentState:
+        if self._replayed(request.idempotency):
+            return self._state
+        self._request_cancel(CancelPayment(reason=request.reason), source="api")
         return self._state
 
     @cancel.validator
-    def _validate_cancel(self, request: CancelPayment) -> None:
+    def _validate_cancel(self, request: CancelCommand) -> None:
+        if self._check_key(request.idempotency):
+            return
         problem = self._cancel_problem()
         if problem:
             raise _rejected(problem)
@@ -493,6 +653,8 @@ class PaymentWorkflow:
     async def refund(self, command: RefundCommand) -> Refund:
         refund = self._find_refund(command.refund_id)
         if refund is None:
+            if command.fingerprint is not None:
+                self._state.request_fingerprints[command.refund_id] = command.fingerprint
             refund = self._add_refund(command.refund_id, command.amount, command.reason, "api")
         return refund
 
@@ -500,14 +662,15 @@ class PaymentWorkflow:
     def _validate_refund(self, command: RefundCommand) -> None:
         existing = self._find_refund(command.refund_id)
         if existing is not None:
-            same_amount = command.amount is None or command.amount == existing.amount
-            if not same_amount or command.reason != existing.reason:
-                raise _rejected(
-                    (
-                        "idempotency_key_reused",
-                        "this refund was already requested with other parameters",
-                    )
-                )
+            first = self._state.request_fingerprints.get(command.refund_id)
+            if first is not None and command.fingerprint is not None:
+                same = first == command.fingerprint
+            else:
+                # Requested before fingerprints were kept: compare what it holds.
+                same_amount = command.amount is None or command.amount == existing.amount
+                same = same_amount and command.reason == existing.reason
+            if not same:
+                raise _rejected(KEY_REUSED)
             return
         problem = self._refund_problem(command.amount)
         if problem:
@@ -527,12 +690,7 @@ class PaymentWorkflow:
             return
         fingerprint = wait.request_fingerprint
         if fingerprint is not None and fingerprint != self._input.request_fingerprint:
-            raise _rejected(
-                (
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used with a different request",
-                )
-            )
+            raise _rejected(KEY_REUSED)
         if wait.refund_id is not None and self._find_refund(wait.refund_id) is None:
             raise _rejected(("resource_missing", "no such refund"))
 
@@ -569,6 +727,8 @@ class PaymentWorkflow:
 
     @workflow.signal(name="refund")
     def refund_signal(self, *payloads: Any) -> None:
+        # Drawn from the run's seeded random: a reset that reapplies the signal
+        # draws the same id, so the refund keeps its gateway key.
         refund_id = f"re_{workflow.uuid4().hex[:24]}"
         payload = _one_input(payloads)
         if payload is _TOO_MANY:
@@ -592,8 +752,13 @@ class PaymentWorkflow:
         self._add_refund(refund_id, request.amount, request.reason, "signal")
 
     def _signal_refused(self, event_type: str, problem: Problem, details: dict[str, Any]) -> None:
+        self._refused(event_type, problem, details, "signal")
+
+    def _refused(
+        self, event_type: str, problem: Problem, details: dict[str, Any], source: str
+    ) -> None:
         code, message = problem
-        self._emit(event_type, {**details, "code": code, "message": message, "source": "signal"})
+        self._emit(event_type, {**details, "code": code, "message": message, "source": source})
 
     @workflow.signal(name="gateway_event")
     def gateway_event(self, *payloads: Any) -> None:
@@ -617,6 +782,28 @@ class PaymentWorkflow:
         return self._state
 
     # -- helpers ----------------------------------------------------------
+
+    def _check_key(self, keyed: Keyed | None) -> bool:
+        """Validators: True for a request sent again under its key (accepted as
+        it stands); a different request under a used key is refused."""
+        if keyed is None:
+            return False
+        first = self._state.request_fingerprints.get(keyed.key)
+        if first is None:
+            return False
+        if first != keyed.fingerprint:
+            raise _rejected(KEY_REUSED)
+        return True
+
+    def _replayed(self, keyed: Keyed | None) -> bool:
+        """Handlers: True for a request already carried out under its key;
+        otherwise the key is remembered with this request."""
+        if keyed is None:
+            return False
+        if keyed.key in self._state.request_fingerprints:
+            return True
+        self._state.request_fingerprints[keyed.key] = keyed.fingerprint
+        return False
 
     def _cancel_problem(self) -> Problem | None:
         if self._cancel is not None:

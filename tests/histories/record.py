@@ -29,6 +29,8 @@ from support import (  # noqa: E402
     register_search_attributes,
     running_stack,
 )
+from temporalio.api.common.v1 import WorkflowExecution  # noqa: E402
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
@@ -40,8 +42,10 @@ from gateway.simulator.core import Faults  # noqa: E402
 from payments.archive import ArchiveRun  # noqa: E402
 from payments.models import (  # noqa: E402
     CancelPayment,
+    CaptureCommand,
     CapturePayment,
     GatewayEvent,
+    Keyed,
     PaymentState,
     Refund,
     RefundCommand,
@@ -159,6 +163,67 @@ async def capture_after_continue_as_new(stack: Stack, env: WorkflowEnvironment) 
     return payment.id
 
 
+async def canceled_in_temporal(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Request Cancellation before capture: voided, canceled, the workflow completes."""
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    await stack.client.get_workflow_handle(payment.id).cancel()
+    await stack.wait_status(payment.id, "canceled")
+    await stack.client.get_workflow_handle(payment.id).result()
+    return payment.id
+
+
+async def canceled_in_temporal_after_capture(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Request Cancellation after capture: refused as an event; refunds go on."""
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.client.get_workflow_handle(payment.id).cancel()
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_a", amount=500), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    return payment.id
+
+
+async def keyed_updates(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A capture and a refund sent with Idempotency-Keys, each one twice."""
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    keyed = Keyed(key="capture_k", fingerprint="f1")
+    for _ in range(2):
+        await stack.update(
+            payment.id, "capture", CaptureCommand(amount=1500, idempotency=keyed), PaymentState
+        )
+    await stack.wait_status(payment.id, "succeeded")
+    refund = RefundCommand(refund_id="re_k", amount=100, fingerprint="f2")
+    for _ in range(2):
+        await stack.update(payment.id, "refund", refund, Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    return payment.id
+
+
+async def reset_after_refund(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Reset to the first workflow task after a refund: the new run re-learns it."""
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_a", amount=500), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    first_task_completed = 4
+    await stack.client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=stack.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=payment.id),
+            reason="recorded",
+            workflow_task_finish_event_id=first_task_completed,
+            request_id=str(uuid.uuid4()),
+        )
+    )
+    await stack.wait_for(
+        payment.id,
+        lambda s: s.amount_refunded == 500 and s.updated_at > payment.updated_at,
+    )
+    await asyncio.sleep(0.5)  # the new run's last task completes
+    return payment.id
+
+
 async def expiry(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(capture_method="manual")
     await stack.wait_status(payment.id, "requires_capture")
@@ -220,6 +285,10 @@ DEV_SCENARIOS: list[Scenario] = [
     continue_as_new,
     capture_after_continue_as_new,
     archiver,
+    canceled_in_temporal,
+    canceled_in_temporal_after_capture,
+    keyed_updates,
+    reset_after_refund,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 

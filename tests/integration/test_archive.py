@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 from activities.archive import ArchiveActivities
 from api import engine
 from archive.filesystem import FilesystemArchive
+from gateway.simulator.core import Faults
 from payments import events
 from payments.archive import ArchivedPayment, ArchiveError, ArchiveReport, ArchiveRun
 from payments.ids import fingerprint
@@ -242,7 +243,9 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
         await stack.wait_status(created.id, "canceled")
         first = await archived_until(dev_client, archive, created.id)
         # An operator resets the closed payment to its first workflow task
-        # (without replaying the cancel into the new run).
+        # (without replaying the cancel into the new run); a slow gateway keeps
+        # the new run open for a while.
+        stack.gateway.ledger.faults = Faults(latency_ms=3000)
         reset = await dev_client.workflow_service.reset_workflow_execution(
             ResetWorkflowExecutionRequest(
                 namespace=dev_client.namespace,
@@ -255,17 +258,19 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
                 reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_NONE,
             )
         )
-        await stack.wait_status(created.id, "requires_capture")
         await archive_pass(dev_client, archive)
         # Open again: the old record stands until the new run closes...
         assert (await archive.get(created.id)) == first
         # ...but the payment is the open one: reads and a replayed key say so.
         live = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
-        assert (live.status, live.archived_at) == ("requires_capture", None)
+        assert (live.status, live.archived_at) == ("processing", None)
         replayed, started = await create_again(stack, created.id, archive)
         assert (replayed, started) == (live, False)
-        await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
+        # The new run learns from the gateway that the authorization was voided.
+        stack.gateway.ledger.faults = Faults()
         await stack.wait_status(created.id, "canceled")
+        voided = [e.data for e in await stack.events(created.id) if e.type == "payment.voided"]
+        assert [d.get("source") for d in voided] == ["gateway"]
         second = await archived_until(dev_client, archive, created.id, run_id=reset.run_id)
         assert second.run_ids == [reset.run_id]
         assert second.archived_at > first.archived_at

@@ -88,6 +88,22 @@ def test_operations_for_an_unknown_payment() -> None:
     assert compare("pay_ghost", None, []) == []
 
 
+@pytest.mark.parametrize("status", [PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_CAPTURE])
+def test_an_open_authorization_of_a_workflow_that_ended_is_orphaned(status: PaymentStatus) -> None:
+    waiting = payment(amount_captured=0, status=status)
+    held = [op("authorization", 1000)]
+    # Running: the workflow will still capture or void it.
+    assert compare("pay_a", waiting, held) == []
+    found = compare("pay_a", waiting, held, running=False)
+    assert kinds(found) == ["authorization_orphaned"]
+    assert str(status) in found[0].message
+    # Voided or captured at the gateway: nothing is held.
+    assert compare("pay_a", waiting, [*held, op("void", 1000)], running=False) == []
+    # A terminated payment is compared, never left for later as in flight.
+    assert in_flight(waiting) is (status is PaymentStatus.PROCESSING)
+    assert not in_flight(waiting, running=False)
+
+
 def test_voided_cancel_is_clean_and_work_in_flight_is_recognised() -> None:
     canceled = payment(amount_captured=0, status=PaymentStatus.CANCELED)
     assert compare("pay_a", canceled, [op("authorization", 1000), op("void", 1000)]) == []
