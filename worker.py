@@ -22,9 +22,9 @@ from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities, ensure_schedule
 from archive import build_archive
 from gateway.factory import build_gateway
-from gateway.port import Gateway
 from payments.archive import Archive
 from payments.codec import EncryptionCodec
+from payments.gateway import Gateway
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect, retention

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from gateway.port import (
+from payments import retries
+from payments.gateway import (
     CardDeclined,
     Gateway,
     GatewayOperation,
@@ -22,7 +23,6 @@ from gateway.port import (
     NotFound,
     TransientGatewayError,
 )
-from payments import retries
 from payments.ids import idempotency_key, step_of
 from payments.models import (
     AuthorizeInput,

@@ -24,9 +24,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from gateway.port import Gateway, GatewayOperation
 from payments import names
 from payments.archive import Archive
+from payments.gateway import Gateway, GatewayOperation
 from payments.models import PaymentState
 from payments.reconciliation import (
     ReconciliationReport,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gateway.http_simulator import SimulatorGateway
-from gateway.port import Gateway
 from gateway.stripe_adapter import StripeGateway
+from payments.gateway import Gateway
 from payments.settings import Settings
 
 

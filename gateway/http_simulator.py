@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from gateway.port import (
+from payments.gateway import (
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from gateway.port import GatewayOperation
 from gateway.simulator.core import SimulatorLedger
+from payments.gateway import GatewayOperation
 
 
 class InMemoryGateway:

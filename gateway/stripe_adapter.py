@@ -86,7 +86,8 @@ from typing import TYPE_CHECKING, Any, cast
 import stripe
 from pydantic import BaseModel, ValidationError
 
-from gateway.port import (
+from payments.currencies import NotRepresentable, from_gateway_units, to_gateway_units
+from payments.gateway import (
     CardDeclined,
     GatewayError,
     GatewayOperation,
@@ -95,7 +96,6 @@ from gateway.port import (
     OperationKind,
     TransientGatewayError,
 )
-from payments.currencies import NotRepresentable, from_gateway_units, to_gateway_units
 from payments.settings import Settings
 
 if TYPE_CHECKING:

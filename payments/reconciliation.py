@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.port import GatewayOperation
+from payments.gateway import GatewayOperation
 from payments.models import PaymentState
 from payments.status import PaymentStatus
 

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from activities.payment_activities import PaymentActivities
 from api import engine
 from gateway.memory import InMemoryGateway
-from gateway.port import GatewayOperation
+from payments.gateway import GatewayOperation
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, Event, PaymentState
 from payments.names import SEARCH_ATTRIBUTES

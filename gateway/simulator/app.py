@@ -18,14 +18,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from gateway.port import (
+from gateway.simulator.core import CONFLICT_CODES, Faults, ReplyDropped, SimulatorLedger
+from payments.gateway import (
     CardDeclined,
     GatewayError,
     GatewayOperation,
     InvalidGatewayRequest,
     NotFound,
 )
-from gateway.simulator.core import CONFLICT_CODES, Faults, ReplyDropped, SimulatorLedger
 
 # Strict, so that "12" or 12.5 is refused rather than quietly read as 12.
 Amount = Annotated[int, Field(strict=True)]

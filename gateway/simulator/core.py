@@ -8,7 +8,7 @@ or ``tok_*`` succeed; ``..._chargeDeclined``, ``..._chargeDeclinedInsufficientFu
 and ``..._chargeDeclinedExpiredCard`` decline) plus one of ours,
 ``pm_card_captureFails``: it authorizes, then every capture is refused.
 
-Exceptions, besides the port's (:mod:`gateway.port`):
+Exceptions, besides the port's (:mod:`payments.gateway`):
 
     TransientGatewayError
     ├── GatewayUnavailable   a fault: refused with a 503, nothing committed
@@ -29,7 +29,7 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.port import (
+from payments.gateway import (
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,

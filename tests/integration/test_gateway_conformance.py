@@ -36,7 +36,10 @@ import pytest
 from support import localstripe_intents, serving
 
 from gateway.http_simulator import SimulatorGateway
-from gateway.port import (
+from gateway.simulator.app import create_app
+from gateway.simulator.core import SimulatorLedger
+from gateway.stripe_adapter import StripeGateway
+from payments.gateway import (
     CardDeclined,
     Gateway,
     GatewayOperation,
@@ -44,9 +47,6 @@ from gateway.port import (
     NotFound,
     TransientGatewayError,
 )
-from gateway.simulator.app import create_app
-from gateway.simulator.core import SimulatorLedger
-from gateway.stripe_adapter import StripeGateway
 from payments.settings import Settings
 
 LOCALSTRIPE = Path(sys.executable).parent / "localstripe"

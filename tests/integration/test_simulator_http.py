@@ -13,15 +13,15 @@ import pytest
 from support import serving
 
 from gateway.http_simulator import SimulatorGateway
-from gateway.port import (
+from gateway.simulator.app import create_app
+from gateway.simulator.core import SimulatorLedger
+from payments.gateway import (
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
     NotFound,
     TransientGatewayError,
 )
-from gateway.simulator.app import create_app
-from gateway.simulator.core import SimulatorLedger
 
 
 @dataclass

@@ -69,9 +69,9 @@ from temporalio.testing import WorkflowEnvironment
 from api import engine
 from api.errors import IdempotencyConflict, InvalidRequest
 from gateway.memory import InMemoryGateway
-from gateway.port import GatewayOperation
 from gateway.simulator.core import Faults, GatewayUnavailable
 from payments import events as history_events
+from payments.gateway import GatewayOperation
 from payments.ids import idempotency_key
 from payments.models import (
     CancelPayment,

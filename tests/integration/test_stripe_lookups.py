@@ -26,8 +26,8 @@ from temporalio.worker import Worker
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from api import engine
-from gateway.port import TransientGatewayError
 from gateway.stripe_adapter import StripeGateway
+from payments.gateway import TransientGatewayError
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, PaymentState
 from payments.reconciliation import Window

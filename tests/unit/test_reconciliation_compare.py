@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gateway.port import GatewayOperation
+from payments.gateway import GatewayOperation
 from payments.models import PaymentState
 from payments.reconciliation import ReconciliationRequest, compare, in_flight
 from payments.status import PaymentStatus

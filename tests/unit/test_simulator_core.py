@@ -15,19 +15,19 @@ from pydantic import ValidationError
 from gateway.factory import build_gateway
 from gateway.http_simulator import SimulatorGateway
 from gateway.memory import InMemoryGateway
-from gateway.port import (
-    CardDeclined,
-    GatewayOperation,
-    InvalidGatewayRequest,
-    NotFound,
-    TransientGatewayError,
-)
 from gateway.simulator.core import (
     Fault,
     Faults,
     GatewayUnavailable,
     ReplyDropped,
     SimulatorLedger,
+)
+from payments.gateway import (
+    CardDeclined,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    NotFound,
+    TransientGatewayError,
 )
 from payments.settings import Settings
 

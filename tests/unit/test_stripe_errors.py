@@ -11,14 +11,14 @@ import pytest
 import stripe
 
 from gateway.factory import build_gateway
-from gateway.port import (
+from gateway.stripe_adapter import StripeGateway, translate_error
+from payments.gateway import (
     CardDeclined,
     GatewayError,
     InvalidGatewayRequest,
     NotFound,
     TransientGatewayError,
 )
-from gateway.stripe_adapter import StripeGateway, translate_error
 from payments.settings import Settings
 
 
