@@ -23,7 +23,14 @@ from payments.gateway import (
     NotFound,
     TransientGatewayError,
 )
-from payments.ids import idempotency_key, step_of
+from payments.ids import (
+    AUTHORIZE_STEP,
+    CAPTURE_STEP,
+    VOID_STEP,
+    idempotency_key,
+    refund_step,
+    step_of,
+)
 from payments.models import (
     AuthorizeInput,
     CaptureInput,
@@ -34,6 +41,7 @@ from payments.models import (
     RefundInput,
     VoidInput,
 )
+from payments.names import Activities
 
 T = TypeVar("T")
 
@@ -103,7 +111,7 @@ class PaymentActivities:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
 
-    @activity.defn(name="authorize")
+    @activity.defn(name=Activities.AUTHORIZE)
     async def authorize(self, request: AuthorizeInput) -> GatewayResult:
         # The authorization id an earlier attempt was given (see the port's
         # ``remember``), kept in this activity's heartbeat details.
@@ -120,7 +128,9 @@ class PaymentActivities:
                 amount=request.amount,
                 currency=request.currency,
                 payment_method=request.payment_method,
-                idempotency_key=idempotency_key(request.payment_id, "authorize", request.instance),
+                idempotency_key=idempotency_key(
+                    request.payment_id, AUTHORIZE_STEP, request.instance
+                ),
                 since=request.created_at,
                 first_attempt=activity.info().attempt == 1 and not request.rerun,
                 authorization_id=remembered[0] if remembered else None,
@@ -130,25 +140,25 @@ class PaymentActivities:
         )
         return _result(operation)
 
-    @activity.defn(name="capture")
+    @activity.defn(name=Activities.CAPTURE)
     async def capture(self, request: CaptureInput) -> GatewayResult:
         operation = await _gateway_call(
             self._gateway.capture(
                 authorization_id=request.authorization_id,
                 amount=request.amount,
-                idempotency_key=idempotency_key(request.payment_id, "capture", request.instance),
+                idempotency_key=idempotency_key(request.payment_id, CAPTURE_STEP, request.instance),
             )
         )
         return _result(operation)
 
-    @activity.defn(name="void")
+    @activity.defn(name=Activities.VOID)
     async def void(self, request: VoidInput) -> GatewayResult | None:
         """Void the authorization; ``None`` when the gateway never authorized."""
         authorization_id = request.authorization_id
         if authorization_id is None:
             # authorize's outcome is unknown: ask the gateway what it holds for
             # this payment instance (its authorize key), nobody else's.
-            key = idempotency_key(request.payment_id, "authorize", request.instance)
+            key = idempotency_key(request.payment_id, AUTHORIZE_STEP, request.instance)
             operations = await _gateway_call(
                 self._gateway.find_by_reference(request.payment_id, since=request.created_at)
             )
@@ -161,25 +171,25 @@ class PaymentActivities:
         operation = await _gateway_call(
             self._gateway.void(
                 authorization_id=authorization_id,
-                idempotency_key=idempotency_key(request.payment_id, "void", request.instance),
+                idempotency_key=idempotency_key(request.payment_id, VOID_STEP, request.instance),
             )
         )
         return _result(operation)
 
-    @activity.defn(name="refund")
+    @activity.defn(name=Activities.REFUND)
     async def refund(self, request: RefundInput) -> GatewayResult:
         operation = await _gateway_call(
             self._gateway.refund(
                 authorization_id=request.authorization_id,
                 amount=request.amount,
                 idempotency_key=idempotency_key(
-                    request.payment_id, f"refund:{request.refund_id}", request.instance
+                    request.payment_id, refund_step(request.refund_id), request.instance
                 ),
             )
         )
         return _result(operation)
 
-    @activity.defn(name="find_operation")
+    @activity.defn(name=Activities.FIND_OPERATION)
     async def find_operation(self, request: FindOperation) -> GatewayResult | None:
         """What the gateway committed for one step, when our calls got no answer."""
         key = idempotency_key(request.payment_id, request.step, request.instance)
@@ -193,7 +203,7 @@ class PaymentActivities:
         found = next((op for op in operations if op.idempotency_key == key), None)
         return _result(found) if found is not None else None
 
-    @activity.defn(name="committed_operations")
+    @activity.defn(name=Activities.COMMITTED_OPERATIONS)
     async def committed_operations(self, request: LookUpPayment) -> list[CommittedOperation]:
         """Every capture, void and refund the gateway committed under this payment
         instance's keys, oldest first: what a run that an operator reset

@@ -40,6 +40,7 @@ from payments.models import (
     RefundCommand,
     RefundPayment,
 )
+from payments.names import Updates
 from payments.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -144,7 +145,14 @@ async def capture(
     payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
 ) -> JSONResponse:
     state = await _act(
-        request, client, settings, payment_id, demo_token, "capture", CaptureCommand(), PaymentState
+        request,
+        client,
+        settings,
+        payment_id,
+        demo_token,
+        Updates.CAPTURE,
+        CaptureCommand(),
+        PaymentState,
     )
     return JSONResponse(render(state, settings, client.namespace), status_code=202)
 
@@ -159,7 +167,7 @@ async def cancel(
         settings,
         payment_id,
         demo_token,
-        "cancel",
+        Updates.CANCEL,
         CancelCommand(reason="requested_by_customer"),
         PaymentState,
     )
@@ -186,7 +194,7 @@ async def refund(
         settings,
         payment_id,
         demo_token,
-        "refund",
+        Updates.REFUND,
         command,
         Refund,
         update_id=refund_id,

@@ -37,12 +37,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import listing
-from api.errors import ApiError, IdempotencyConflict, InvalidRequest, not_found
+from api.errors import ApiError, not_found, refused
 from payments import events, names
 from payments.archive import Archive, ArchivedPayment, archived_at
 from payments.currencies import format_amount
 from payments.ids import instance_id, is_payment_id
 from payments.models import CreatePayment, Event, Keyed, PaymentInput, PaymentState
+from payments.refusals import KEY_REUSED, PAYMENT_CLOSED, Refusal
 from payments.settings import Settings
 
 T = TypeVar("T")
@@ -143,24 +144,16 @@ async def _replay(
     return await _payment_from(description, merchant_id, archive), False
 
 
-def _key_reused() -> IdempotencyConflict:
-    return IdempotencyConflict(
-        "idempotency_key_reused",
-        "this Idempotency-Key was already used with a different request",
-    )
+def _key_reused() -> ApiError:
+    return refused(KEY_REUSED)
 
 
 def _update_refused(err: WorkflowUpdateFailedError) -> ApiError:
-    """The workflow's validator said no: its error type is our error code."""
+    """The workflow's validator said no: its error type is the refusal's code."""
     cause = err.cause
     if not isinstance(cause, ApplicationError):
         return ApiError("internal_error", "an internal error occurred")
-    code = cause.type or "request_conflict"
-    if code == "idempotency_key_reused":
-        return IdempotencyConflict(code, cause.message)
-    if code == "resource_missing":
-        return InvalidRequest(404, code, cause.message)
-    return InvalidRequest(409, code, cause.message)
+    return refused(Refusal(cause.type or "request_conflict", cause.message))
 
 
 async def _describe(client: Client, payment_id: str) -> WorkflowExecutionDescription | None:
@@ -335,9 +328,7 @@ async def update_payment(
         if first != keyed.fingerprint:
             raise _key_reused()
         return replayed(closed)
-    raise InvalidRequest(
-        409, "payment_closed", "this payment is closed and accepts no more changes"
-    )
+    raise refused(Refusal(PAYMENT_CLOSED, "this payment is closed and accepts no more changes"))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments import refusals
+from payments.refusals import Refusal
+
 log = logging.getLogger("api")
 
 
@@ -110,8 +113,20 @@ class ServiceUnavailable(ApiError):
         return None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
+# A payment's refusals (payments/refusals.py) as HTTP answers: the one table.
+# Every code not named here is a conflict with the payment's state (409).
+_REFUSAL_STATUS = {refusals.RESOURCE_MISSING: 404}
+
+
+def refused(refusal: Refusal) -> ApiError:
+    """The answer to a request the payment refused."""
+    if refusal.code == refusals.IDEMPOTENCY_KEY_REUSED:
+        return IdempotencyConflict(refusal.code, refusal.message)
+    return InvalidRequest(_REFUSAL_STATUS.get(refusal.code, 409), refusal.code, refusal.message)
+
+
 def not_found(what: str = "payment") -> InvalidRequest:
-    return InvalidRequest(404, "resource_missing", f"no such {what}", "id")
+    return InvalidRequest(404, refusals.RESOURCE_MISSING, f"no such {what}", "id")
 
 
 def from_validation_error(err: ValidationError | RequestValidationError) -> InvalidRequest:

@@ -56,6 +56,7 @@ from payments.models import (
     RefundCommand,
     RefundPayment,
 )
+from payments.names import Updates
 from payments.settings import Settings
 from payments.status import PaymentStatus, can_cancel, is_settled
 
@@ -390,7 +391,7 @@ async def capture_payment(
         merchant_id,
         wait,
         payment_id,
-        "capture",
+        Updates.CAPTURE,
         CapturePayment,
         captured_or_failed,
         idempotency_key,
@@ -425,7 +426,7 @@ async def cancel_payment(
         merchant_id,
         wait,
         payment_id,
-        "cancel",
+        Updates.CANCEL,
         CancelPayment,
         canceled,
         idempotency_key,
@@ -470,7 +471,7 @@ async def refund_payment(
         client,
         payment_id,
         merchant_id,
-        "refund",
+        Updates.REFUND,
         command,
         result_type=Refund,
         update_id=update_id,

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import ClientDep, SettingsDep
 from api.errors import InvalidRequest
 from api.openapi import WebhookReceipt, errors
+from payments import names
 from payments.cards import find_card_number
 from payments.models import GatewayEvent
 
@@ -120,7 +121,9 @@ async def stripe_webhook(request: Request, settings: SettingsDep, client: Client
     if event.payment_id is None:
         return {"received": True, "delivered": False}
     try:
-        await client.get_workflow_handle(event.payment_id).signal("gateway_event", event)
+        await client.get_workflow_handle(event.payment_id).signal(
+            names.Signals.GATEWAY_EVENT, event
+        )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise

@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+from typing import Final
 
 from pydantic import BaseModel
 
@@ -104,6 +105,22 @@ def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
 def instance_id() -> str:
     """Drawn once per payment when it is started (see the module's docstring)."""
     return "ins_" + _b32(secrets.token_bytes(10))[:16]
+
+
+# The steps an idempotency key names: one per gateway operation of a payment.
+AUTHORIZE_STEP: Final = "authorize"
+CAPTURE_STEP: Final = "capture"
+VOID_STEP: Final = "void"
+_REFUND_STEP = "refund:"
+
+
+def refund_step(refund_id: str) -> str:
+    return f"{_REFUND_STEP}{refund_id}"
+
+
+def refund_of_step(step: str) -> str | None:
+    """The refund id a step names, if it is a refund's."""
+    return step.removeprefix(_REFUND_STEP) if step.startswith(_REFUND_STEP) else None
 
 
 def idempotency_key(payment_id: str, step: str, instance: str | None) -> str:

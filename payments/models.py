@@ -22,6 +22,7 @@ from pydantic import (
 from payments import currencies
 from payments.cards import find_card_number
 from payments.personal import looks_like_email
+from payments.refusals import OUTCOME_UNKNOWN
 from payments.status import PaymentStatus
 
 MAX_AMOUNT = 99_999_999
@@ -251,7 +252,7 @@ class PaymentState(BaseModel):
             r.amount
             for r in self.refunds
             if r.status == "pending"
-            or (r.status == "failed" and r.failure and r.failure.code == "outcome_unknown")
+            or (r.status == "failed" and r.failure and r.failure.code == OUTCOME_UNKNOWN)
         )
 
     @property

@@ -4,9 +4,45 @@ sandbox can import it."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from temporalio.common import SearchAttributeKey
 
 WORKFLOW_TYPE = "PaymentWorkflow"
+
+
+class Updates:
+    """The API's updates to a payment (CONTRACT §7). Running payments know
+    them by these names: never rename one."""
+
+    CAPTURE: Final = "capture"
+    CANCEL: Final = "cancel"
+    REFUND: Final = "refund"
+    WAIT_SETTLED: Final = "wait_settled"
+
+
+class Signals:
+    """Operators' signals, and the API's forwarding of gateway webhooks."""
+
+    CANCEL: Final = "cancel"
+    REFUND: Final = "refund"
+    GATEWAY_EVENT: Final = "gateway_event"
+
+
+STATE_QUERY: Final = "state"
+
+
+class Activities:
+    """The payment activities, one gateway call each (the archiver's is below)."""
+
+    AUTHORIZE: Final = "authorize"
+    CAPTURE: Final = "capture"
+    VOID: Final = "void"
+    REFUND: Final = "refund"
+    FIND_OPERATION: Final = "find_operation"
+    COMMITTED_OPERATIONS: Final = "committed_operations"
+
+
 STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 MERCHANT = SearchAttributeKey.for_keyword("MerchantId")
 CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")

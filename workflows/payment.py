@@ -41,6 +41,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from payments import retries
     from payments.currencies import format_amount
+    from payments.ids import CAPTURE_STEP, VOID_STEP, refund_of_step, refund_step
     from payments.models import (
         AuthorizeInput,
         CancelCommand,
@@ -69,7 +70,23 @@ with workflow.unsafe.imports_passed_through():
         EVENT_MEMO_KEY,
         PAYMENT_MEMO_KEY,
         REQUEST_FINGERPRINT_MEMO_KEY,
+        STATE_QUERY,
         STATUS,
+        Activities,
+        Signals,
+        Updates,
+    )
+    from payments.refusals import (
+        AMOUNT_TOO_LARGE,
+        INVALID_SIGNAL,
+        KEY_REUSED,
+        OUTCOME_UNKNOWN,
+        PAYMENT_CLOSED,
+        PAYMENT_NOT_CANCELABLE,
+        PAYMENT_NOT_CAPTURABLE,
+        PAYMENT_NOT_REFUNDABLE,
+        RESOURCE_MISSING,
+        Refusal,
     )
     from payments.status import (
         PaymentStatus,
@@ -82,8 +99,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 S = PaymentStatus
-OUTCOME_UNKNOWN = "outcome_unknown"
-Problem = tuple[str, str]  # (error code, message)
 
 # workflow.patched ids: behaviour that histories recorded before it must not see.
 OPERATOR_CANCEL = "temporal-cancel-is-the-cancel-signal"
@@ -93,16 +108,11 @@ OPERATOR_CANCEL = "temporal-cancel-is-the-cancel-signal"
 RELEARN_DECISION = "later-runs-relearn-the-decision"
 RELEARN_REFUNDS = "later-runs-relearn-refunds"
 CANCELED_IN_TEMPORAL = "canceled in Temporal"
-KEY_REUSED = (
-    "idempotency_key_reused",
-    "this Idempotency-Key was already used with a different request",
-)
 
 
-def _rejected(problem: Problem) -> ApplicationError:
+def _rejected(refusal: Refusal) -> ApplicationError:
     """An update refused by its validator; the code becomes the API error's code."""
-    code, message = problem
-    return ApplicationError(message, type=code, non_retryable=True)
+    return ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
 
 
 def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
@@ -122,7 +132,7 @@ def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
 # Operators' signals take whatever they are sent: a wrong count of inputs is
 # refused as an event rather than a TypeError that would fail every task.
 _TOO_MANY = object()
-_ONE_INPUT = ("invalid_signal", "send one JSON object as --input")
+_ONE_INPUT = Refusal(INVALID_SIGNAL, "send one JSON object as --input")
 
 
 def _one_input(payloads: tuple[Any, ...]) -> Any:
@@ -131,11 +141,11 @@ def _one_input(payloads: tuple[Any, ...]) -> Any:
     return payloads[0] if payloads else None
 
 
-def _invalid_signal(err: ValidationError) -> Problem:
+def _invalid_signal(err: ValidationError) -> Refusal:
     first = err.errors(include_input=False)[0]
     where = ".".join(str(part) for part in first.get("loc", ()))
     message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return "invalid_signal", f"{where}: {message}" if where else message
+    return Refusal(INVALID_SIGNAL, f"{where}: {message}" if where else message)
 
 
 @workflow.defn(name="PaymentWorkflow")
@@ -217,7 +227,7 @@ class PaymentWorkflow:
         state = self._state
         try:
             committed: list[CommittedOperation] = await workflow.execute_activity(
-                "committed_operations",
+                Activities.COMMITTED_OPERATIONS,
                 LookUpPayment(
                     payment_id=state.id,
                     instance=self._input.instance,
@@ -242,8 +252,8 @@ class PaymentWorkflow:
         if not committed:
             return
         state = self._state
-        capture = next((op for op in committed if op.step == "capture"), None)
-        void = next((op for op in committed if op.step == "void"), None)
+        capture = next((op for op in committed if op.step == CAPTURE_STEP), None)
+        void = next((op for op in committed if op.step == VOID_STEP), None)
         if capture is not None:
             self._capture = self._capture or CapturePayment(amount=capture.amount)
             self._captured(capture.operation_id, capture.amount, attempt=None, source="gateway")
@@ -260,8 +270,8 @@ class PaymentWorkflow:
         committed = await self._committed_here(RELEARN_REFUNDS)
         state = self._state
         for op in committed or []:
-            refund_id = op.step.removeprefix("refund:")
-            if refund_id == op.step or self._find_refund(refund_id) is not None:
+            refund_id = refund_of_step(op.step)
+            if refund_id is None or self._find_refund(refund_id) is not None:
                 continue
             paid = Refund(
                 id=refund_id, status="succeeded", amount=op.amount, created_at=workflow.now()
@@ -274,7 +284,7 @@ class PaymentWorkflow:
         state = self._state
         try:
             authorization = await workflow.execute_activity(
-                "authorize",
+                Activities.AUTHORIZE,
                 AuthorizeInput(
                     payment_id=state.id,
                     amount=state.amount,
@@ -371,7 +381,7 @@ class PaymentWorkflow:
         assert state.authorization_id is not None
         try:
             capture = await workflow.execute_activity(
-                "capture",
+                Activities.CAPTURE,
                 CaptureInput(
                     payment_id=state.id,
                     authorization_id=state.authorization_id,
@@ -385,7 +395,7 @@ class PaymentWorkflow:
         except ActivityError as err:
             error_type, details = _failure_details(err)
             # Retries ran out without an answer: the capture may have happened.
-            found, known = await self._committed("capture", error_type)
+            found, known = await self._committed(CAPTURE_STEP, error_type)
             if found is not None:
                 capture = found
             else:
@@ -432,7 +442,7 @@ class PaymentWorkflow:
             return None, True
         try:
             found: GatewayResult | None = await workflow.execute_activity(
-                "find_operation",
+                Activities.FIND_OPERATION,
                 FindOperation(
                     payment_id=self._state.id,
                     step=step,
@@ -452,7 +462,7 @@ class PaymentWorkflow:
         state = self._state
         try:
             void = await workflow.execute_activity(
-                "void",
+                Activities.VOID,
                 VoidInput(
                     payment_id=state.id,
                     authorization_id=None if by_reference else state.authorization_id,
@@ -515,7 +525,7 @@ class PaymentWorkflow:
         assert state.authorization_id is not None
         try:
             result = await workflow.execute_activity(
-                "refund",
+                Activities.REFUND,
                 RefundInput(
                     payment_id=state.id,
                     authorization_id=state.authorization_id,
@@ -529,7 +539,7 @@ class PaymentWorkflow:
             )
         except ActivityError as err:
             error_type, details = _failure_details(err)
-            found, known = await self._committed(f"refund:{refund.id}", error_type)
+            found, known = await self._committed(refund_step(refund.id), error_type)
             if found is None:
                 refund.status = "failed"
                 refund.failure = Failure(
@@ -605,7 +615,7 @@ class PaymentWorkflow:
     # later one) is answered as it stands, another request under the key is
     # refused, as create does.
 
-    @workflow.update(name="capture")
+    @workflow.update(name=Updates.CAPTURE)
     async def capture(self, request: CaptureCommand) -> PaymentState:
         if self._replayed(request.idempotency):
             return self._state
@@ -619,22 +629,22 @@ class PaymentWorkflow:
             return
         state = self._state
         if self._cancel is not None:
-            raise _rejected(("payment_not_capturable", "the payment is being canceled"))
+            raise _rejected(Refusal(PAYMENT_NOT_CAPTURABLE, "the payment is being canceled"))
         if self._capture is not None:
-            raise _rejected(("payment_not_capturable", "a capture is already under way"))
+            raise _rejected(Refusal(PAYMENT_NOT_CAPTURABLE, "a capture is already under way"))
         if not can_capture(state.status):
             raise _rejected(
-                ("payment_not_capturable", f"a {state.status} payment cannot be captured")
+                Refusal(PAYMENT_NOT_CAPTURABLE, f"a {state.status} payment cannot be captured")
             )
         if request.amount is not None and request.amount > state.amount_capturable:
             raise _rejected(
-                (
-                    "amount_too_large",
+                Refusal(
+                    AMOUNT_TOO_LARGE,
                     f"amount {request.amount} exceeds the authorized {state.amount_capturable}",
                 )
             )
 
-    @workflow.update(name="cancel")
+    @workflow.update(name=Updates.CANCEL)
     async def cancel(self, request: CancelCommand) -> PaymentState:
         if self._replayed(request.idempotency):
             return self._state
@@ -649,7 +659,7 @@ class PaymentWorkflow:
         if problem:
             raise _rejected(problem)
 
-    @workflow.update(name="refund")
+    @workflow.update(name=Updates.REFUND)
     async def refund(self, command: RefundCommand) -> Refund:
         refund = self._find_refund(command.refund_id)
         if refund is None:
@@ -676,7 +686,7 @@ class PaymentWorkflow:
         if problem:
             raise _rejected(problem)
 
-    @workflow.update(name="wait_settled")
+    @workflow.update(name=Updates.WAIT_SETTLED)
     async def wait_settled(self, wait: WaitSettled | None = None) -> PaymentState:
         """Returns once nothing asked of the payment is still under way (or the
         payment moves to its next run: the caller then reads it again)."""
@@ -692,7 +702,7 @@ class PaymentWorkflow:
         if fingerprint is not None and fingerprint != self._input.request_fingerprint:
             raise _rejected(KEY_REUSED)
         if wait.refund_id is not None and self._find_refund(wait.refund_id) is None:
-            raise _rejected(("resource_missing", "no such refund"))
+            raise _rejected(Refusal(RESOURCE_MISSING, "no such refund"))
 
     def _is_settled(self, refund_id: str | None) -> bool:
         if refund_id is not None:
@@ -707,7 +717,7 @@ class PaymentWorkflow:
     # They take plain JSON (what `temporal workflow signal --input` sends) and
     # check it here, so a malformed one becomes an event instead of vanishing.
 
-    @workflow.signal(name="cancel")
+    @workflow.signal(name=Signals.CANCEL)
     def cancel_signal(self, *payloads: Any) -> None:
         payload = _one_input(payloads)
         if payload is _TOO_MANY:
@@ -725,7 +735,7 @@ class PaymentWorkflow:
             return
         self._request_cancel(request, source="signal")
 
-    @workflow.signal(name="refund")
+    @workflow.signal(name=Signals.REFUND)
     def refund_signal(self, *payloads: Any) -> None:
         # Drawn from the run's seeded random: a reset that reapplies the signal
         # draws the same id, so the refund keeps its gateway key.
@@ -736,7 +746,7 @@ class PaymentWorkflow:
             return
         if payload is None:
             # Money moves only when asked for explicitly ({} refunds all that remains).
-            needs_input = ("invalid_signal", 'a refund needs --input, e.g. {"amount": 500}')
+            needs_input = Refusal(INVALID_SIGNAL, 'a refund needs --input, e.g. {"amount": 500}')
             self._signal_refused("refund.failed", needs_input, {"refund_id": refund_id})
             return
         try:
@@ -751,16 +761,16 @@ class PaymentWorkflow:
             return
         self._add_refund(refund_id, request.amount, request.reason, "signal")
 
-    def _signal_refused(self, event_type: str, problem: Problem, details: dict[str, Any]) -> None:
+    def _signal_refused(self, event_type: str, problem: Refusal, details: dict[str, Any]) -> None:
         self._refused(event_type, problem, details, "signal")
 
     def _refused(
-        self, event_type: str, problem: Problem, details: dict[str, Any], source: str
+        self, event_type: str, problem: Refusal, details: dict[str, Any], source: str
     ) -> None:
-        code, message = problem
-        self._emit(event_type, {**details, "code": code, "message": message, "source": source})
+        data = {**details, "code": problem.code, "message": problem.message, "source": source}
+        self._emit(event_type, data)
 
-    @workflow.signal(name="gateway_event")
+    @workflow.signal(name=Signals.GATEWAY_EVENT)
     def gateway_event(self, *payloads: Any) -> None:
         """A webhook from the gateway (verified by the API), recorded once per event id."""
         try:
@@ -777,7 +787,7 @@ class PaymentWorkflow:
             {"event_id": event.id, "type": event.type, "object_id": event.object_id},
         )
 
-    @workflow.query(name="state")
+    @workflow.query(name=STATE_QUERY)
     def state(self) -> PaymentState:
         return self._state
 
@@ -805,16 +815,18 @@ class PaymentWorkflow:
         self._state.request_fingerprints[keyed.key] = keyed.fingerprint
         return False
 
-    def _cancel_problem(self) -> Problem | None:
+    def _cancel_problem(self) -> Refusal | None:
         if self._cancel is not None:
             return None  # a repeated cancel is harmless: it is already under way
         if not can_cancel(self._state.status):
-            return (
-                "payment_not_cancelable",
+            return Refusal(
+                PAYMENT_NOT_CANCELABLE,
                 f"a {self._state.status} payment cannot be canceled; refund it instead",
             )
         if self._capture is not None:
-            return ("payment_not_cancelable", "the payment is being captured; refund it instead")
+            return Refusal(
+                PAYMENT_NOT_CANCELABLE, "the payment is being captured; refund it instead"
+            )
         return None
 
     def _request_cancel(self, request: CancelPayment, *, source: str) -> None:
@@ -822,18 +834,18 @@ class PaymentWorkflow:
             self._cancel = request
             self._emit("payment.cancel_requested", {"reason": request.reason, "source": source})
 
-    def _refund_problem(self, amount: int | None) -> Problem | None:
+    def _refund_problem(self, amount: int | None) -> Refusal | None:
         state = self._state
         if self._closing:
-            return ("payment_closed", "the refund window has closed")
+            return Refusal(PAYMENT_CLOSED, "the refund window has closed")
         if not can_refund(state.status):
-            return ("payment_not_refundable", f"a {state.status} payment cannot be refunded")
+            return Refusal(PAYMENT_NOT_REFUNDABLE, f"a {state.status} payment cannot be refunded")
         refundable = state.refundable_amount
         if refundable <= 0:
-            return ("amount_too_large", "nothing remains to refund")
+            return Refusal(AMOUNT_TOO_LARGE, "nothing remains to refund")
         if amount is not None and amount > refundable:
-            return (
-                "amount_too_large",
+            return Refusal(
+                AMOUNT_TOO_LARGE,
                 f"amount {amount} exceeds the {refundable} that remains refundable",
             )
         return None

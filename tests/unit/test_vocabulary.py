@@ -1,0 +1,63 @@
+"""The names running payments know the workflow by (CONTRACT §7) are defined
+once (payments/names.py) and never change; every refusal code has one HTTP
+answer (api/errors.py)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio import activity, workflow
+
+from activities.payment_activities import PaymentActivities
+from api.errors import IdempotencyConflict, InvalidRequest, refused
+from gateway.memory import InMemoryGateway
+from payments import refusals
+from payments.refusals import Refusal
+from workflows.payment import PaymentWorkflow
+
+
+def test_the_workflow_answers_to_the_names_running_payments_use() -> None:
+    definition = workflow._Definition.must_from_class(PaymentWorkflow)
+    assert definition.name == "PaymentWorkflow"
+    assert set(definition.updates) == {"capture", "cancel", "refund", "wait_settled"}
+    assert set(definition.signals) == {"cancel", "refund", "gateway_event"}
+    assert set(definition.queries) == {"state"}
+
+
+def test_the_activities_keep_their_names() -> None:
+    names = {
+        activity._Definition.must_from_callable(fn).name
+        for fn in PaymentActivities(InMemoryGateway()).all()
+    }
+    assert names == {
+        "authorize",
+        "capture",
+        "void",
+        "refund",
+        "find_operation",
+        "committed_operations",
+    }
+
+
+CODES = [
+    value
+    for name, value in vars(refusals).items()
+    if name.isupper() and isinstance(value, str) and name != "OUTCOME_UNKNOWN"
+]
+
+
+def test_every_refusal_code_is_in_the_table() -> None:
+    documented = refusals.__doc__ or ""
+    assert len(CODES) == 8
+    assert all(f"| {code} " in documented for code in CODES)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_each_refusal_has_one_http_answer(code: str) -> None:
+    answer = refused(Refusal(code, "why"))
+    if code == refusals.IDEMPOTENCY_KEY_REUSED:
+        assert isinstance(answer, IdempotencyConflict)
+        assert (answer.status_code, answer.type) == (409, "idempotency_error")
+    else:
+        assert isinstance(answer, InvalidRequest) and answer.type == "invalid_request_error"
+        assert answer.status_code == (404 if code == refusals.RESOURCE_MISSING else 409)
+    assert (answer.code, answer.message) == (code, "why")
