@@ -36,6 +36,7 @@ from payments.models import (
     CaptureInput,
     CommittedOperation,
     FindOperation,
+    GatewayFailure,
     GatewayResult,
     LookUpPayment,
     RefundInput,
@@ -69,28 +70,26 @@ async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] 
     try:
         return await _heartbeating(call, heartbeat_details)
     except CardDeclined as err:
+        declined = GatewayFailure(
+            code=err.code, decline_code=err.decline_code, message=err.message, attempt=attempt
+        )
         raise ApplicationError(
             err.message,
-            {
-                "code": err.code,
-                "decline_code": err.decline_code,
-                "message": err.message,
-                "attempt": attempt,
-            },
+            declined.reported(),
             type=retries.CARD_DECLINED,
             non_retryable=True,
         ) from None
     except InvalidGatewayRequest as err:
         raise ApplicationError(
             err.message,
-            {"code": err.code, "message": err.message, "attempt": attempt},
+            GatewayFailure(code=err.code, message=err.message, attempt=attempt).reported(),
             type=retries.GATEWAY_REJECTED,
             non_retryable=True,
         ) from None
     except NotFound as err:
         raise ApplicationError(
             str(err),
-            {"code": "not_found", "message": str(err), "attempt": attempt},
+            GatewayFailure(code="not_found", message=str(err), attempt=attempt).reported(),
             type=retries.GATEWAY_NOT_FOUND,
             non_retryable=True,
         ) from None

@@ -361,6 +361,21 @@ class CommittedOperation(BaseModel):
     amount: int
 
 
+class GatewayFailure(BaseModel):
+    """Why a gateway step failed: the details of the activity's
+    ``ApplicationError`` (its type is in :mod:`payments.retries`), as the
+    workflow reads them."""
+
+    message: str
+    code: str | None = None
+    decline_code: str | None = None
+    attempt: int | None = None
+
+    def reported(self) -> dict[str, Any]:
+        """As the activity reported it, and events carry it: the fields it set."""
+        return self.model_dump(exclude_unset=True)
+
+
 class GatewayResult(BaseModel):
     """What a gateway call committed, and how many attempts it took."""
 

@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Failure,
         FindOperation,
         GatewayEvent,
+        GatewayFailure,
         GatewayResult,
         Keyed,
         LookUpPayment,
@@ -120,13 +121,13 @@ def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
     return data if source is None else {**data, "source": source}
 
 
-def _failure_details(err: ActivityError) -> tuple[str | None, dict[str, Any]]:
+def _failure_details(err: ActivityError) -> tuple[str | None, GatewayFailure]:
     """The ApplicationError type and details an activity failed with."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-        return cause.type, {"message": cause.message, **details}
-    return None, {"message": str(cause or err)}
+        return cause.type, GatewayFailure.model_validate({"message": cause.message, **details})
+    return None, GatewayFailure(message=str(cause or err))
 
 
 # Operators' signals take whatever they are sent: a wrong count of inputs is
@@ -241,7 +242,7 @@ class PaymentWorkflow:
         except ActivityError as err:
             # The run goes on with what it knows; reconciliation reports a gap.
             _, details = _failure_details(err)
-            self._emit("payment.lookup_failed", details)
+            self._emit("payment.lookup_failed", details.reported())
             return None
         return committed
 
@@ -326,13 +327,11 @@ class PaymentWorkflow:
         if error_type == retries.CARD_DECLINED:
             failure = Failure(
                 type="card_error",
-                code=details.get("code", "card_declined"),
-                decline_code=details.get("decline_code"),
-                message=details["message"],
+                code=details.code or "card_declined",
+                decline_code=details.decline_code,
+                message=details.message,
             )
-            self._emit(
-                "payment.declined", {**failure.model_dump(), "attempt": details.get("attempt")}
-            )
+            self._emit("payment.declined", {**failure.model_dump(), "attempt": details.attempt})
             self._state.failure = failure
             self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
             return
@@ -341,8 +340,8 @@ class PaymentWorkflow:
         await self._void(by_reference=True)
         failure = Failure(
             type="api_error",
-            code=details.get("code", "gateway_unavailable"),
-            message=f"the gateway did not authorize the payment: {details['message']}",
+            code=details.code or "gateway_unavailable",
+            message=f"the gateway did not authorize the payment: {details.message}",
         )
         self._state.failure = failure
         self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
@@ -401,12 +400,12 @@ class PaymentWorkflow:
             else:
                 # Unknown: the void that follows is refused by the gateway if the
                 # capture did happen, and reconciliation then reports it.
-                code = details.get("code", "capture_failed") if known else OUTCOME_UNKNOWN
+                code = (details.code or "capture_failed") if known else OUTCOME_UNKNOWN
                 failure = Failure(
                     type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
                     code=code,
-                    decline_code=details.get("decline_code"),
-                    message=details["message"],
+                    decline_code=details.decline_code,
+                    message=details.message,
                 )
                 # Failure first: the event's memo is what the API reads until the
                 # void below ends, possibly a day later.
@@ -476,7 +475,7 @@ class PaymentWorkflow:
         except ActivityError as err:
             # Nothing more the workflow can do; the event tells an operator.
             _, details = _failure_details(err)
-            self._emit("payment.void_failed", details)
+            self._emit("payment.void_failed", details.reported())
             return
         state.amount_capturable = 0
         if void is not None:
@@ -546,11 +545,12 @@ class PaymentWorkflow:
                     type="api_error",
                     # An unknown outcome keeps its amount reserved (see
                     # PaymentState.refundable_amount): it may have been paid out.
-                    code=details.get("code", "refund_failed") if known else OUTCOME_UNKNOWN,
-                    message=details["message"],
+                    code=(details.code or "refund_failed") if known else OUTCOME_UNKNOWN,
+                    message=details.message,
                 )
                 self._emit(
-                    "refund.failed", {"refund_id": refund.id, "amount": refund.amount, **details}
+                    "refund.failed",
+                    {"refund_id": refund.id, "amount": refund.amount, **details.reported()},
                 )
                 return
             result = found
