@@ -66,30 +66,44 @@ Likewise PaymentIntents are limited to cards with the SDK's
 ``allowed_payment_method_types``, or, once a server refuses that, with the
 older ``payment_method_types`` localstripe knows.
 
-Gateway answers map onto the port's exceptions in :func:`translate_error`, the
-one place: card errors are ``CardDeclined``; 429, 5xx, 409, connection errors
-and timeouts are ``TransientGatewayError``; authentication and permission
-errors, and other invalid requests, are ``InvalidGatewayRequest`` (a missing
-PaymentIntent is ``NotFound``). A PaymentIntent that needs 3-D Secure, which a
-server-side integration cannot perform, is ``CardDeclined`` with
-``authentication_required``.
+This module is the client and the steps; it composes three others:
+``gateway.stripe_mapping`` (Stripe's objects and the pure functions between
+them and the port's operations, statuses and amounts), ``gateway.stripe_errors``
+(Stripe's answers as the port's exceptions, in one place: which are permanent,
+which leave the outcome unknown) and ``gateway.localstripe`` (what the adapter
+learns about a server short of Stripe's API, and where each of localstripe's
+gaps is met).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import stripe
-from pydantic import BaseModel, ValidationError
 
-from payments.currencies import NotRepresentable, from_gateway_units, to_gateway_units
+from gateway.localstripe import ServerSupport, refused, within
+from gateway.stripe_errors import answers
+from gateway.stripe_mapping import (
+    AUTHORIZATION_ID,
+    CAPTURE_KEY,
+    IDEMPOTENCY_KEY,
+    PAYMENT_ID,
+    REFUND_SEQUENCE,
+    VOID_KEY,
+    Intent,
+    Refund,
+    authorization_outcome,
+    captured_amount,
+    from_stripe,
+    in_order,
+    intent_operations,
+    refund_operation,
+    to_stripe,
+)
 from payments.gateway import (
-    CardDeclined,
-    GatewayError,
     GatewayOperation,
     InvalidGatewayRequest,
     NotFound,
@@ -106,14 +120,6 @@ if TYPE_CHECKING:
         RefundListParams,
     )
 
-_PAYMENT_ID = "payment_id"
-_KEY = "idempotency_key"
-_CAPTURE_KEY = "capture_idempotency_key"
-_VOID_KEY = "void_idempotency_key"
-_AUTHORIZATION_ID = "authorization_id"
-# How many of our refunds came before: orders refunds made within one second.
-_SEQUENCE = "refund_sequence"
-
 _PAGE_SIZE = 100
 # Lookups by reference start this long before the payment was requested, in
 # case our clock runs ahead of Stripe's (see the module's docstring).
@@ -121,73 +127,6 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # Capture time is the balance transaction's; the charge alone dates the authorization.
 _EXPAND = ["latest_charge.balance_transaction"]
 _EXPAND_LIST = ["data.latest_charge.balance_transaction"]
-_RANK: dict[OperationKind, int] = {"authorization": 0, "capture": 1, "void": 2, "refund": 3}
-# Refunds in these states moved no money.
-_DEAD_REFUNDS = frozenset({"failed", "canceled"})
-
-
-class _BalanceTransaction(BaseModel):
-    id: str
-    created: int
-
-
-class _Charge(BaseModel):
-    id: str
-    amount: int
-    created: int
-    status: str
-    amount_captured: int | None = None
-    balance_transaction: _BalanceTransaction | str | None = None
-
-
-class _PaymentError(BaseModel):
-    code: str | None = None
-    decline_code: str | None = None
-    message: str | None = None
-
-
-class _Intent(BaseModel):
-    id: str
-    amount: int
-    currency: str
-    status: str
-    created: int
-    metadata: dict[str, str] = {}
-    latest_charge: _Charge | None = None
-    # Absent on localstripe, which has neither field.
-    amount_received: int | None = None
-    canceled_at: int | None = None
-    last_payment_error: _PaymentError | None = None
-
-    @property
-    def authorized(self) -> bool:
-        """The card was authorized, whatever happened after (capture, cancel)."""
-        return self.latest_charge is not None and self.latest_charge.status == "succeeded"
-
-
-class _Refund(BaseModel):
-    id: str
-    amount: int
-    currency: str
-    created: int
-    status: str | None = None
-    charge: str | None = None
-    payment_intent: str | None = None
-    metadata: dict[str, str] = {}
-
-    @property
-    def ours(self) -> bool:
-        """Made by this adapter (not, say, localstripe releasing an uncaptured rest)."""
-        return _KEY in self.metadata
-
-    @property
-    def live(self) -> bool:
-        return self.status not in _DEAD_REFUNDS
-
-    @property
-    def order(self) -> tuple[int, int]:
-        sequence = self.metadata.get(_SEQUENCE, "")
-        return self.created, int(sequence) if sequence.isdigit() else 0
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -217,11 +156,7 @@ class StripeGateway:
         # Captures and voids come up to an authorization window after the
         # PaymentIntent was created: list_operations looks back that far.
         self._lookback = settings.authorization_window
-        # What the server understands, learnt on first refusal: localstripe
-        # neither filters lists by ``created`` nor knows the parameter
-        # ``allowed_payment_method_types`` of the SDK's API version.
-        self._filters_by_created = True
-        self._allowed_types_param = True
+        self._server = ServerSupport()
 
     # -- the port -------------------------------------------------------------
 
@@ -239,7 +174,7 @@ class StripeGateway:
         remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation:
         _check_amount(amount)
-        stripe_amount = _to_stripe(amount, currency)
+        stripe_amount = to_stripe(amount, currency)
         intent = None
         if not first_attempt:
             # An earlier attempt may have created it, its reply lost or its confirm failed.
@@ -252,17 +187,17 @@ class StripeGateway:
             )
         if remember is not None:
             remember(intent.id)
-        authorization = _authorization_outcome(intent)
+        authorization = authorization_outcome(intent)
         if authorization is not None:
             return authorization
-        with _answers("confirm PaymentIntent", intent_id=intent.id):
+        with answers("confirm PaymentIntent", intent_id=intent.id):
             confirmed = await self._stripe.v1.payment_intents.confirm_async(
                 intent.id,
                 params=_confirm_params(intent, payment_method),
                 options={"idempotency_key": f"{idempotency_key}:confirm"},
             )
-            intent = _Intent.model_validate(confirmed.to_dict())
-        authorization = _authorization_outcome(intent)
+            intent = Intent.model_validate(confirmed.to_dict())
+        authorization = authorization_outcome(intent)
         if authorization is None:
             raise TransientGatewayError(f"{intent.id} is still {intent.status} after confirming")
         return authorization
@@ -273,17 +208,17 @@ class StripeGateway:
         intent = await self._retrieve(authorization_id)
         if intent.status == "requires_capture":
             _check_amount(
-                amount, _from_stripe(intent.amount, intent.currency), "the authorized amount"
+                amount, from_stripe(intent.amount, intent.currency), "the authorized amount"
             )
-            to_capture = _to_stripe(amount, intent.currency)
-            await self._mark(intent.id, _CAPTURE_KEY, idempotency_key)
-            with _answers("capture PaymentIntent", intent_id=intent.id):
+            to_capture = to_stripe(amount, intent.currency)
+            await self._mark(intent.id, CAPTURE_KEY, idempotency_key)
+            with answers("capture PaymentIntent", intent_id=intent.id):
                 captured = await self._stripe.v1.payment_intents.capture_async(
                     intent.id,
                     params={"amount_to_capture": to_capture, "expand": _EXPAND},
                     options={"idempotency_key": idempotency_key},
                 )
-                intent = _Intent.model_validate(captured.to_dict())
+                intent = Intent.model_validate(captured.to_dict())
         elif intent.status == "canceled":
             raise InvalidGatewayRequest(
                 "authorization_voided", f"{intent.id} was voided; it cannot be captured"
@@ -296,21 +231,21 @@ class StripeGateway:
     async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation:
         intent = await self._retrieve(authorization_id)
         if intent.status == "requires_capture":
-            await self._mark(intent.id, _VOID_KEY, idempotency_key)
-            with _answers("cancel PaymentIntent", intent_id=intent.id):
+            await self._mark(intent.id, VOID_KEY, idempotency_key)
+            with answers("cancel PaymentIntent", intent_id=intent.id):
                 canceled = await self._stripe.v1.payment_intents.cancel_async(
                     intent.id,
                     params={"expand": _EXPAND},
                     options={"idempotency_key": idempotency_key},
                 )
-                intent = _Intent.model_validate(canceled.to_dict())
+                intent = Intent.model_validate(canceled.to_dict())
         elif intent.status == "succeeded":
             raise InvalidGatewayRequest(
                 "already_captured", f"{intent.id} was captured; refund it instead"
             )
         elif intent.status != "canceled" or not intent.authorized:
             raise _not_authorized(intent)
-        void = _find(_intent_operations(intent, []), "void")
+        void = _find(intent_operations(intent, []), "void")
         return _replay(void, idempotency_key, None, "already_voided", intent.id)
 
     async def refund(
@@ -323,39 +258,39 @@ class StripeGateway:
             )
         refunds = await self._refunds_of(intent)
         for earlier in refunds:
-            if earlier.metadata.get(_KEY) == idempotency_key:
+            if earlier.metadata.get(IDEMPOTENCY_KEY) == idempotency_key:
                 # Made by an earlier attempt whose answer we never saw.
                 if not earlier.live:
                     raise InvalidGatewayRequest(
                         "refund_failed", f"refund {earlier.id} of {intent.id} is {earlier.status}"
                     )
-                operation = _refund_operation(earlier)
+                operation = refund_operation(earlier)
                 return _replay(
                     operation, idempotency_key, amount, "idempotency_key_reused", intent.id
                 )
         ours = [r for r in refunds if r.ours]
         refunded = sum(r.amount for r in ours if r.live)
-        captured = _captured_amount(intent, refunds)
+        captured = captured_amount(intent, refunds)
         # The payment's bookkeeping bounds refunds already; this bound is for
         # servers that accept over-refunds (localstripe does).
-        left = _from_stripe(captured - refunded, intent.currency)
+        left = from_stripe(captured - refunded, intent.currency)
         _check_amount(amount, left, "the amount left to refund")
-        to_refund = _to_stripe(amount, intent.currency)
-        with _answers("create Refund", intent_id=intent.id):
+        to_refund = to_stripe(amount, intent.currency)
+        with answers("create Refund", intent_id=intent.id):
             created = await self._stripe.v1.refunds.create_async(
                 params={
                     "payment_intent": intent.id,
                     "amount": to_refund,
                     "metadata": {
-                        _PAYMENT_ID: intent.metadata.get(_PAYMENT_ID, ""),
-                        _KEY: idempotency_key,
-                        _AUTHORIZATION_ID: intent.id,
-                        _SEQUENCE: str(len(ours)),
+                        PAYMENT_ID: intent.metadata.get(PAYMENT_ID, ""),
+                        IDEMPOTENCY_KEY: idempotency_key,
+                        AUTHORIZATION_ID: intent.id,
+                        REFUND_SEQUENCE: str(len(ours)),
                     },
                 },
                 options={"idempotency_key": idempotency_key},
             )
-            operation = _refund_operation(_Refund.model_validate(created.to_dict()))
+            operation = refund_operation(Refund.model_validate(created.to_dict()))
         if operation is None:
             raise TransientGatewayError(f"refund of {intent.id}: the reply is not a live refund")
         return operation
@@ -374,23 +309,23 @@ class StripeGateway:
         operations: list[GatewayOperation] = []
         for intent in await self._intents_for(reference, since):
             operations.extend(await self._operations_of(intent))
-        return _in_order(operations)
+        return in_order(operations)
 
     async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
         end = math.ceil(until.timestamp())
         intents = await self._list_intents(math.floor((since - self._lookback).timestamp()), end)
         refunds = await self._list_refunds((math.floor(since.timestamp()), end))
-        by_charge: dict[str, list[_Refund]] = {}
+        by_charge: dict[str, list[Refund]] = {}
         for refund in refunds:
             by_charge.setdefault(refund.charge or "", []).append(refund)
         operations: list[GatewayOperation] = []
         for intent in intents:
-            if _PAYMENT_ID not in intent.metadata:
+            if PAYMENT_ID not in intent.metadata:
                 continue  # not made by this service
             charge = intent.latest_charge.id if intent.latest_charge else ""
-            operations.extend(_intent_operations(intent, by_charge.get(charge, [])))
-        operations.extend(op for r in refunds if (op := _refund_operation(r)) is not None)
-        return _in_order(
+            operations.extend(intent_operations(intent, by_charge.get(charge, [])))
+        operations.extend(op for r in refunds if (op := refund_operation(r)) is not None)
+        return in_order(
             op for op in operations if since <= datetime.fromisoformat(op.created_at) < until
         )
 
@@ -399,26 +334,26 @@ class StripeGateway:
 
     # -- reading Stripe -------------------------------------------------------
 
-    async def _retrieve(self, intent_id: str) -> _Intent:
-        with _answers("retrieve PaymentIntent", intent_id=intent_id):
+    async def _retrieve(self, intent_id: str) -> Intent:
+        with answers("retrieve PaymentIntent", intent_id=intent_id):
             found = await self._stripe.v1.payment_intents.retrieve_async(
                 intent_id, params={"expand": _EXPAND}
             )
-            return _Intent.model_validate(found.to_dict())
+            return Intent.model_validate(found.to_dict())
 
-    async def _retrieve_ours(self, intent_id: str, reference: str) -> _Intent | None:
+    async def _retrieve_ours(self, intent_id: str, reference: str) -> Intent | None:
         """The PaymentIntent a hint names, if it exists and is this reference's."""
         try:
             intent = await self._retrieve(intent_id)
         except NotFound:
             return None
-        return intent if intent.metadata.get(_PAYMENT_ID) == reference else None
+        return intent if intent.metadata.get(PAYMENT_ID) == reference else None
 
-    async def _intents_for(self, reference: str, since: datetime | None) -> list[_Intent]:
+    async def _intents_for(self, reference: str, since: datetime | None) -> list[Intent]:
         """The reference's PaymentIntents created since ``since`` (all when None)."""
         after = None if since is None else math.floor((since - _CLOCK_SKEW).timestamp())
         intents = await self._list_intents(after)
-        return [intent for intent in intents if intent.metadata.get(_PAYMENT_ID) == reference]
+        return [intent for intent in intents if intent.metadata.get(PAYMENT_ID) == reference]
 
     async def _intent_for(
         self,
@@ -428,17 +363,17 @@ class StripeGateway:
         idempotency_key: str,
         since: datetime | None,
         known_id: str | None,
-    ) -> _Intent | None:
+    ) -> Intent | None:
         """The PaymentIntent an earlier attempt made with this key, if any: the
         one it remembered, else the first the reference's lookup finds."""
         intent = None if known_id is None else await self._retrieve_ours(known_id, reference)
-        if intent is None or intent.metadata.get(_KEY) != idempotency_key:
+        if intent is None or intent.metadata.get(IDEMPOTENCY_KEY) != idempotency_key:
             # Another key of the same reference is another instance of the payment's.
             intent = next(
                 (
                     found
                     for found in await self._intents_for(reference, since)
-                    if found.metadata.get(_KEY) == idempotency_key
+                    if found.metadata.get(IDEMPOTENCY_KEY) == idempotency_key
                 ),
                 None,
             )
@@ -451,57 +386,57 @@ class StripeGateway:
             )
         return intent
 
-    async def _list_intents(self, since: int | None, until: int | None = None) -> list[_Intent]:
+    async def _list_intents(self, since: int | None, until: int | None = None) -> list[Intent]:
         """PaymentIntents created from ``since`` to before ``until`` (seconds;
         unbounded where ``None``), oldest first."""
         params: PaymentIntentListParams = {"limit": _PAGE_SIZE, "expand": _EXPAND_LIST}
         window: tuple[int | None, int | None] = (since, until)
-        if since is not None and self._filters_by_created:
+        if since is not None and self._server.filters_by_created:
             params["created"] = {"gte": since} if until is None else {"gte": since, "lt": until}
-        intents: list[_Intent] = []
-        with _answers("list PaymentIntents"):
+        intents: list[Intent] = []
+        with answers("list PaymentIntents"):
             try:
                 page = await self._stripe.v1.payment_intents.list_async(params)
             except stripe.InvalidRequestError as err:
-                if "created" not in params or not _refused(err, "created"):
+                if "created" not in params or not refused(err, "created"):
                     raise
-                self._filters_by_created = False
+                self._server.filters_by_created = False
                 del params["created"]
                 page = await self._stripe.v1.payment_intents.list_async(params)
             async for item in page.auto_paging_iter():
-                intents.append(_Intent.model_validate(item.to_dict()))
-        return sorted((i for i in intents if _within(i.created, window)), key=lambda i: i.created)
+                intents.append(Intent.model_validate(item.to_dict()))
+        return sorted((i for i in intents if within(i.created, window)), key=lambda i: i.created)
 
-    async def _list_refunds(self, window: tuple[int, int]) -> list[_Refund]:
+    async def _list_refunds(self, window: tuple[int, int]) -> list[Refund]:
         """Refunds on every PaymentIntent created in the ``window``, oldest first."""
         params: RefundListParams = {"limit": _PAGE_SIZE}
         # Asked after _list_intents, which has learnt whether the server filters.
-        if self._filters_by_created:
+        if self._server.filters_by_created:
             params["created"] = {"gte": window[0], "lt": window[1]}
-        refunds: list[_Refund] = []
-        with _answers("list Refunds"):
+        refunds: list[Refund] = []
+        with answers("list Refunds"):
             page = await self._stripe.v1.refunds.list_async(params)
             async for item in page.auto_paging_iter():
-                refunds.append(_Refund.model_validate(item.to_dict()))
-        return sorted((r for r in refunds if _within(r.created, window)), key=lambda r: r.order)
+                refunds.append(Refund.model_validate(item.to_dict()))
+        return sorted((r for r in refunds if within(r.created, window)), key=lambda r: r.order)
 
-    async def _refunds_of(self, intent: _Intent) -> list[_Refund]:
+    async def _refunds_of(self, intent: Intent) -> list[Refund]:
         if intent.latest_charge is None:
             return []  # never charged: nothing to refund (and localstripe fails the list)
-        refunds: list[_Refund] = []
-        with _answers("list Refunds", intent_id=intent.id):
+        refunds: list[Refund] = []
+        with answers("list Refunds", intent_id=intent.id):
             page = await self._stripe.v1.refunds.list_async(
                 params={"payment_intent": intent.id, "limit": _PAGE_SIZE}
             )
             async for item in page.auto_paging_iter():
-                refunds.append(_Refund.model_validate(item.to_dict()))
+                refunds.append(Refund.model_validate(item.to_dict()))
         return sorted(refunds, key=lambda r: r.order)
 
-    async def _operations_of(self, intent: _Intent) -> list[GatewayOperation]:
+    async def _operations_of(self, intent: Intent) -> list[GatewayOperation]:
         refunds = await self._refunds_of(intent) if intent.status == "succeeded" else []
-        operations = _intent_operations(intent, refunds)
-        operations.extend(op for r in refunds if (op := _refund_operation(r)) is not None)
-        return _in_order(operations)
+        operations = intent_operations(intent, refunds)
+        operations.extend(op for r in refunds if (op := refund_operation(r)) is not None)
+        return in_order(operations)
 
     # -- writing Stripe -------------------------------------------------------
 
@@ -512,44 +447,39 @@ class StripeGateway:
         currency: str,
         payment_method: str,
         idempotency_key: str,
-    ) -> _Intent:
+    ) -> Intent:
         """A PaymentIntent for manual capture, unconfirmed: confirming is the next step."""
         params: PaymentIntentCreateParams = {
             "amount": amount,
             "currency": currency,
             "payment_method": payment_method,
             "capture_method": "manual",
-            "metadata": {_PAYMENT_ID: reference, _KEY: idempotency_key},
+            "metadata": {PAYMENT_ID: reference, IDEMPOTENCY_KEY: idempotency_key},
             "expand": _EXPAND,
         }
-        # Cards only: other types may redirect, which a server-side confirm cannot follow.
-        if self._allowed_types_param:
-            params["allowed_payment_method_types"] = ["card"]
-        else:
-            # The older name, which localstripe knows; the SDK's types no longer do.
-            cast(dict[str, object], params)["payment_method_types"] = ["card"]
-        with _answers("create PaymentIntent"):
+        self._server.only_cards(params)
+        with answers("create PaymentIntent"):
             try:
                 created = await self._stripe.v1.payment_intents.create_async(
                     params, {"idempotency_key": idempotency_key}
                 )
             except stripe.InvalidRequestError as err:
-                if not self._allowed_types_param or not _refused(
+                if not self._server.allowed_types_param or not refused(
                     err, "allowed_payment_method_types"
                 ):
                     raise
                 # Refused while validating: nothing was created, so asking again is safe.
-                self._allowed_types_param = False
+                self._server.allowed_types_param = False
                 return await self._create_intent(
                     reference, amount, currency, payment_method, idempotency_key
                 )
-            return _Intent.model_validate(created.to_dict())
+            return Intent.model_validate(created.to_dict())
 
     async def _mark(self, intent_id: str, field: str, idempotency_key: str) -> None:
         """Record the key of the step about to act, so a retry can tell its own
         earlier outcome from someone else's (Stripe's capture and cancel take
         no metadata, localstripe's none at all)."""
-        with _answers("update PaymentIntent", intent_id=intent_id):
+        with answers("update PaymentIntent", intent_id=intent_id):
             await self._stripe.v1.payment_intents.update_async(
                 intent_id,
                 params={"metadata": {field: idempotency_key}},
@@ -557,131 +487,14 @@ class StripeGateway:
             )
 
 
-# -- Stripe objects to operations ---------------------------------------------
+# -- the adapter's rules ------------------------------------------------------
 
 
-def _authorization_outcome(intent: _Intent) -> GatewayOperation | None:
-    """The authorization the PaymentIntent holds; ``None`` while it still needs
-    confirming; raises when it will never hold one."""
-    if intent.authorized:
-        return _intent_operations(intent, [])[0]
-    match intent.status:
-        case "requires_confirmation":
-            return None
-        case "requires_payment_method":
-            error = intent.last_payment_error
-            if error is None:
-                return None
-            # Declined before: answer the same again rather than charge again.
-            raise CardDeclined(
-                error.code or "card_declined",
-                error.decline_code,
-                error.message or "Your card was declined.",
-            )
-        case "requires_action":
-            raise CardDeclined(
-                "authentication_required",
-                "authentication_required",
-                "The card requires authentication (3-D Secure), "
-                "which this server-side integration cannot perform.",
-            )
-        case "processing":
-            raise TransientGatewayError(f"{intent.id} is still processing")
-        case "canceled":
-            raise InvalidGatewayRequest(
-                "payment_intent_canceled", f"{intent.id} was canceled before it was authorized"
-            )
-    raise TransientGatewayError(f"{intent.id} is in an unexpected state: {intent.status}")
-
-
-def _confirm_params(intent: _Intent, payment_method: str) -> PaymentIntentConfirmParams:
+def _confirm_params(intent: Intent, payment_method: str) -> PaymentIntentConfirmParams:
     if intent.status == "requires_payment_method":
         # Stripe detaches the payment method when a confirmation fails.
         return {"payment_method": payment_method, "expand": _EXPAND}
     return {"expand": _EXPAND}
-
-
-def _intent_operations(intent: _Intent, refunds: list[_Refund]) -> list[GatewayOperation]:
-    """Authorization, capture and void of one PaymentIntent; ``refunds`` are
-    its charge's (needed on localstripe to tell the captured amount)."""
-    charge = intent.latest_charge
-    if charge is None or not intent.authorized:
-        return []
-    reference = intent.metadata.get(_PAYMENT_ID, "")
-
-    def operation(
-        kind: OperationKind, id: str, amount: int, key: str, created: int
-    ) -> GatewayOperation:
-        return GatewayOperation(
-            id=id,
-            kind=kind,
-            amount=_from_stripe(amount, intent.currency),
-            currency=intent.currency,
-            reference=reference,
-            idempotency_key=key,
-            authorization_id=None if kind == "authorization" else intent.id,
-            created_at=_iso(created),
-        )
-
-    operations = [
-        operation(
-            "authorization", intent.id, intent.amount, intent.metadata.get(_KEY, ""), charge.created
-        )
-    ]
-    if intent.status == "succeeded":
-        captured_at = charge.created
-        if isinstance(charge.balance_transaction, _BalanceTransaction):
-            captured_at = charge.balance_transaction.created
-        operations.append(
-            operation(
-                "capture",
-                charge.id,
-                _captured_amount(intent, refunds),
-                intent.metadata.get(_CAPTURE_KEY, ""),
-                captured_at,
-            )
-        )
-    elif intent.status == "canceled":
-        # localstripe records no cancellation time: date it at the authorization.
-        operations.append(
-            operation(
-                "void",
-                f"{intent.id}:void",
-                intent.amount,
-                intent.metadata.get(_VOID_KEY, ""),
-                intent.canceled_at or charge.created,
-            )
-        )
-    return operations
-
-
-def _captured_amount(intent: _Intent, refunds: list[_Refund]) -> int:
-    charge = intent.latest_charge
-    if intent.status != "succeeded" or charge is None:
-        return 0
-    if intent.amount_received is not None:
-        return intent.amount_received
-    if charge.amount_captured is not None:
-        return charge.amount_captured
-    # localstripe: a partial capture releases the rest as a refund without our metadata.
-    released = sum(r.amount for r in refunds if r.charge == charge.id and not r.ours)
-    return charge.amount - released
-
-
-def _refund_operation(refund: _Refund) -> GatewayOperation | None:
-    """A refund this service made and that moved money; ``None`` otherwise."""
-    if not refund.ours or not refund.live:
-        return None
-    return GatewayOperation(
-        id=refund.id,
-        kind="refund",
-        amount=_from_stripe(refund.amount, refund.currency),
-        currency=refund.currency,
-        reference=refund.metadata.get(_PAYMENT_ID, ""),
-        idempotency_key=refund.metadata[_KEY],
-        authorization_id=refund.payment_intent or refund.metadata.get(_AUTHORIZATION_ID),
-        created_at=_iso(refund.created),
-    )
 
 
 def _find(operations: list[GatewayOperation], kind: OperationKind) -> GatewayOperation | None:
@@ -710,41 +523,10 @@ def _replay(
     return operation
 
 
-def _not_authorized(intent: _Intent) -> InvalidGatewayRequest:
+def _not_authorized(intent: Intent) -> InvalidGatewayRequest:
     return InvalidGatewayRequest(
         "not_authorized", f"{intent.id} is {intent.status}; it holds no authorization"
     )
-
-
-def _in_order(operations: Iterable[GatewayOperation]) -> list[GatewayOperation]:
-    # Stripe dates to the second: within one, the steps' own order decides.
-    return sorted(operations, key=lambda op: (op.created_at, _RANK[op.kind]))
-
-
-def _iso(timestamp: int) -> str:
-    at = datetime.fromtimestamp(timestamp, UTC)
-    return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _within(created: int, window: tuple[int | None, int | None]) -> bool:
-    since, until = window
-    return (since is None or since <= created) and (until is None or created < until)
-
-
-def _to_stripe(amount: int, currency: str) -> int:
-    """Our ISO minor units in Stripe's (the API refused the rest already)."""
-    try:
-        return to_gateway_units(amount, currency, "stripe")
-    except NotRepresentable as err:
-        raise InvalidGatewayRequest("amount_not_representable", str(err)) from None
-
-
-def _from_stripe(amount: int, currency: str) -> int:
-    """An amount Stripe reports, in our ISO minor units."""
-    try:
-        return from_gateway_units(amount, currency, "stripe")
-    except NotRepresentable as err:
-        raise InvalidGatewayRequest("amount_not_representable", str(err)) from None
 
 
 def _check_amount(amount: int, limit: int | None = None, what: str = "") -> None:
@@ -754,54 +536,3 @@ def _check_amount(amount: int, limit: int | None = None, what: str = "") -> None
         raise InvalidGatewayRequest(
             "amount_too_large", f"amount {amount} is more than {what} ({limit})"
         )
-
-
-# -- errors ---------------------------------------------------------------------
-
-
-def _refused(err: stripe.InvalidRequestError, parameter: str) -> bool:
-    """Whether the server refused a parameter it does not know: Stripe names
-    it in ``param``, localstripe answers "Unexpected <parameter>"."""
-    return err.param == parameter or f"Unexpected {parameter}" in (err.user_message or "")
-
-
-def translate_error(
-    what: str, err: stripe.StripeError, *, intent_id: str | None = None
-) -> GatewayError:
-    """The port's exception for a Stripe error; ``intent_id`` names the
-    PaymentIntent the call addressed, whose absence is ``NotFound``."""
-    status = err.http_status
-    code = err.code
-    message = f"{what}: {err.user_message or type(err).__name__}"
-    if isinstance(err, stripe.CardError):
-        decline_code = err.error.decline_code if err.error is not None else None
-        return CardDeclined(code or "card_declined", decline_code, err.user_message or message)
-    if isinstance(err, stripe.RateLimitError | stripe.APIConnectionError):
-        return TransientGatewayError(f"{message} ({type(err).__name__}); the outcome is unknown")
-    if isinstance(err, stripe.AuthenticationError | stripe.PermissionError):
-        # A configuration problem (wrong or restricted key): retrying cannot help.
-        return InvalidGatewayRequest("authentication_failed", message)
-    if isinstance(err, stripe.IdempotencyError):
-        return InvalidGatewayRequest("idempotency_key_reused", message)
-    if isinstance(err, stripe.InvalidRequestError):
-        if intent_id is not None and (status == 404 or code == "resource_missing"):
-            return NotFound(f"{what}: no such PaymentIntent: {intent_id!r}")
-        # localstripe answers a missing object with a bare 404, Stripe with this code.
-        missing = "resource_missing" if status == 404 else "invalid_request"
-        return InvalidGatewayRequest(code or missing, message)
-    # APIError and anything newer: 409 is a concurrent request on the same
-    # key, a 2xx the SDK could not read leaves the outcome unknown.
-    if status is None or status < 300 or status in (409, 429) or status >= 500:
-        return TransientGatewayError(f"{message} (HTTP {status}); the outcome is unknown")
-    return InvalidGatewayRequest(code or f"http_{status}", message)
-
-
-@contextmanager
-def _answers(what: str, *, intent_id: str | None = None) -> Iterator[None]:
-    """Turn the SDK's exceptions, and replies we cannot read, into the port's."""
-    try:
-        yield
-    except stripe.StripeError as err:
-        raise translate_error(what, err, intent_id=intent_id) from err
-    except ValidationError as err:
-        raise TransientGatewayError(f"{what}: unreadable reply: {err}") from err

@@ -1,4 +1,4 @@
-"""The Stripe adapter's error mapping (:func:`gateway.stripe_adapter.translate_error`)
+"""The Stripe adapter's error mapping (:func:`gateway.stripe_errors.translate_error`)
 on the SDK's own exception classes, for answers localstripe cannot give (rate
 limits, 5xx, decline codes), and the factory wiring; no server."""
 
@@ -11,7 +11,8 @@ import pytest
 import stripe
 
 from gateway.factory import build_gateway
-from gateway.stripe_adapter import StripeGateway, translate_error
+from gateway.stripe_adapter import StripeGateway
+from gateway.stripe_errors import translate_error
 from payments.gateway import (
     CardDeclined,
     GatewayError,
