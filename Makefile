@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python devstack.py
+	$(BIN)/python -m devstack
 
 test: lint typecheck
 	$(BIN)/pytest

@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 
 from bench import compare, report
+from bench.stacks import bench_stack
 
 RESULTS = Path(__file__).parent / "results"
 
 
 async def main(quick: bool) -> None:
     profile = compare.QUICK if quick else compare.FULL
-    with compare.bench_stack() as (stack, metrics_url):
+    with bench_stack() as (stack, metrics_url):
         conditions = compare.conditions(stack)
         result = await compare.measure(stack, metrics_url, profile)
     result["conditions"] = conditions

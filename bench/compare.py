@@ -1,7 +1,7 @@
 """Ours against bare Temporal, side by side, in one run on one dev server.
 
-One stack as `make run` configures it (devstack, dev server on SQLite, the
-simulator at zero latency), plus the baseline's own worker process on the same
+One stack as `make run` configures it (bench/stacks.py: devstack, dev server on
+SQLite, the simulator at zero latency), plus the baseline's own worker process on the same
 server (bench/baseline.py). Measured, each as a ratio to the baseline of the
 same run:
 
@@ -26,18 +26,15 @@ import contextlib
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,7 +44,8 @@ from temporalio.service import RPCError
 
 from bench import push_latency
 from bench.baseline import READY, BarePaymentWorkflow, bare_input
-from devstack import ROOT, Stack, StackConfig, free_ports
+from bench.measure import cpu_by_process, percentile, rss_mib
+from devstack import ROOT, Stack
 from payments.models import CreatePayment, PaymentInput
 
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
@@ -109,18 +107,15 @@ class Run:
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "n": 0}
-    ordered = sorted(values)
-
-    def at(fraction: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
-
+    """p50, p95 and p99 in ms, to 0.1 (nearest rank: :func:`bench.measure.percentile`),
+    and how many values there were; NaN for none."""
+    found = {f"p{round(share * 100)}": share for share in (0.5, 0.95, 0.99)}
     return {
-        "p50": round(statistics.median(ordered), 1),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "n": len(ordered),
+        **{
+            name: round(percentile(values, share), 1) if values else float("nan")
+            for name, share in found.items()
+        },
+        "n": len(values),
     }
 
 
@@ -326,18 +321,6 @@ def per_payment(
     }
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User plus system CPU time a process has used so far."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_by_process(pids: dict[str, int | None]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
 async def settle(pids: dict[str, int | None], at_least: float, at_most: float = 60.0) -> None:
     """Let the stack recover from the phase before: ``at_least`` seconds, and
     then until its processes together use under a tenth of a core for a second.
@@ -355,15 +338,6 @@ async def settle(pids: dict[str, int | None], at_least: float, at_most: float = 
         await asyncio.sleep(1.0)
         if sum(cpu_by_process(pids).values()) - before < 0.1:
             return
-
-
-def rss_mib(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 @contextlib.contextmanager
@@ -659,17 +633,3 @@ def conditions(stack: Stack) -> dict[str, Any]:
         "simulator_latency_ms": 0,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-@contextlib.contextmanager
-def bench_stack(dev_server_args: Sequence[str] = ()) -> Iterator[tuple[Stack, str]]:
-    """The stack as `make run` has it, and the URL of the dev server's metrics."""
-    (metrics_port,) = free_ports(1)
-    with tempfile.TemporaryDirectory(prefix="payments-bench-") as data_dir:
-        config = StackConfig.on_free_ports(Path(data_dir))
-        # The bench is one merchant on purpose: lift its rate limit, which would
-        # otherwise be what it measures.
-        env = {"PAYMENTS_RATE_LIMIT_PER_SECOND": "100000", "PAYMENTS_RATE_LIMIT_BURST": "100000"}
-        args = ["--metrics-port", str(metrics_port), *dev_server_args]
-        with Stack(config, env=env, output=lambda line: None, dev_server_args=args) as stack:
-            yield stack, f"http://127.0.0.1:{metrics_port}/metrics"

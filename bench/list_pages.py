@@ -2,10 +2,10 @@
 (``make bench-list``).
 
 Starts the bench's stack (as `make run` has it, plus the dev server's
-Prometheus metrics), gives one merchant 1,000 payments, then 10,000, and at
+Prometheus metrics: bench/stacks.py), gives one merchant 1,000 payments, then 10,000, and at
 each size reads the first page, the one in the middle and the last, with
 ``limit`` 10 and 100, over HTTP as a merchant would. For each: the wall time
-of a page (median of ``--repeats``) and Temporal's requests per page by
+of a page (p50 of ``--repeats``, nearest rank) and Temporal's requests per page by
 operation, counted by the dev server's frontend; every figure also as a ratio
 to the first page of the same ``limit`` at 10,000. Each page is checked
 against the ids the bench started, so a fast wrong answer cannot pass.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 import uuid
@@ -33,6 +32,8 @@ from temporalio.client import Client
 
 from api import engine
 from bench import compare
+from bench.measure import percentile
+from bench.stacks import bench_stack
 from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, PaymentState
 from payments.settings import Settings
@@ -128,7 +129,7 @@ async def measure_page(
         if after[operation] - before[operation]
     }
     return {
-        "ms_p50": round(statistics.median(times), 1),
+        "ms_p50": round(percentile(times, 0.5), 1),
         "ms_min": round(min(times), 1),
         "ms_max": round(max(times), 1),
         "temporal_requests": round(sum(by_operation.values()), 2),
@@ -162,7 +163,7 @@ def with_ratios(result: dict[str, Any]) -> None:
 
 
 async def run(repeats: int, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
-    with compare.bench_stack() as (stack, metrics_url):
+    with bench_stack() as (stack, metrics_url):
         conditions = compare.conditions(stack)
         merchant = Settings().api_keys[stack.api_key]
         client = await stack.client()

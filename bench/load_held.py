@@ -2,7 +2,8 @@
 worker is SIGKILLed every two minutes. Nothing may be lost or charged twice.
 
 ``python -m bench.load_held [--minutes 10] [--rate 3] ...`` starts a stack of its
-own (:class:`devstack.Stack` on free ports, a temporary data directory), makes the
+own (bench/stacks.py: :class:`devstack.Stack` on free ports, a temporary data
+directory), makes the
 simulator refuse and drop a share of the gateway calls, and sends payments
 open-loop over HTTP at a fixed rate: mostly automatic capture, some manual ones
 it then captures (fully or partly) or cancels, a few declined cards and a few
@@ -42,7 +43,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -54,11 +54,11 @@ from typing import Any
 
 import httpx
 
-from devstack import ROOT, Stack, StackConfig, StackError
+from bench.measure import cpu_seconds, machine_busy_seconds, percentile
+from bench.stacks import bench_stack
+from devstack import ROOT, Stack, StackError
 
 RESULTS = Path(__file__).parent / "results"
-# The ports a developer's `make run` may be holding.
-DEFAULT_PORTS = frozenset({7233, 8233, 8000, 8100})
 
 POLL_FIRST = 0.1
 POLL_GROWTH = 1.5
@@ -392,9 +392,8 @@ class CpuMeter:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._ours: dict[int, float] = {}
-        self._machine = self._machine_busy()
+        self._machine = machine_busy_seconds()
         # CPU seconds by process name, over the samples ("bench" is this process).
         self.by_process: defaultdict[str, float] = defaultdict(float)
 
@@ -406,30 +405,12 @@ class CpuMeter:
                 pids.append((name, pid))
         return pids
 
-    def _process_cpu(self, pid: int) -> float | None:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        # Fields after the ")" that closes the command name: utime, stime are 12, 13.
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self.tick
-
-    def _machine_busy(self) -> float | None:
-        try:
-            first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        except OSError:
-            return None
-        ticks = [int(value) for value in first]
-        idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-        return (sum(ticks[:8]) - idle) / self.tick
-
     def sample(self) -> tuple[float | None, float | None]:
         """(CPU seconds used by us, by the whole machine) since the last sample."""
         ours = 0.0
         seen: dict[int, float] = {}
         for name, pid in self._pids():
-            used = self._process_cpu(pid)
+            used = cpu_seconds(pid)
             if used is not None:
                 seen[pid] = used
                 # A restarted child is a new pid, counted from its start.
@@ -437,7 +418,7 @@ class CpuMeter:
                 self.by_process[name] += delta
                 ours += delta
         self._ours = seen
-        machine, self._machine = self._machine, self._machine_busy()
+        machine, self._machine = self._machine, machine_busy_seconds()
         if machine is None or self._machine is None:
             return None, None
         return ours, self._machine - machine
@@ -502,8 +483,8 @@ def per_window(
                 "from_s": round(start),
                 "sent": sum(1 for p in payments if start <= p.scheduled_at < stop),
                 "settled": len(times),
-                "settle_p50_s": percentile(times, 0.5),
-                "settle_p99_s": percentile(times, 0.99),
+                "settle_p50_s": seconds_at(times, 0.5),
+                "settle_p99_s": seconds_at(times, 0.99),
                 "settle_max_s": round(max(times), 3) if times else None,
                 "worker_kills": sum(1 for k in kills if start <= k.at_s < stop),
                 "cpu_cores_ours": round(statistics.fmean(ours), 2) if ours else None,
@@ -693,21 +674,17 @@ def tally_faults(lines: Iterable[str]) -> Json:
 # --- figures ------------------------------------------------------------------------
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
-    return round(ordered[rank - 1], 3)
+def seconds_at(values: list[float], share: float) -> float | None:
+    """The ``share`` percentile (nearest rank) in seconds, to the ms; None for no values."""
+    return round(percentile(values, share), 3) if values else None
 
 
 def distribution(values: list[float]) -> Json:
     return {
         "count": len(values),
-        "p50_s": percentile(values, 0.50),
-        "p90_s": percentile(values, 0.90),
-        "p99_s": percentile(values, 0.99),
+        "p50_s": seconds_at(values, 0.50),
+        "p90_s": seconds_at(values, 0.90),
+        "p99_s": seconds_at(values, 0.99),
         "max_s": round(max(values), 3) if values else None,
         "mean_s": round(statistics.fmean(values), 3) if values else None,
     }
@@ -1040,25 +1017,6 @@ def parse_options(argv: list[str] | None) -> Options:
     )
 
 
-def stack_config(data_dir: Path) -> StackConfig:
-    """Free ports, never the ones a developer's `make run` may hold."""
-    for _ in range(10):
-        config = StackConfig.on_free_ports(data_dir)
-        ports = {config.temporal_port, config.ui_port, config.api_port, config.simulator_port}
-        if not ports & DEFAULT_PORTS:
-            return config
-    raise StackError("could not find free ports away from the defaults")
-
-
-def stack_env() -> dict[str, str]:
-    return {
-        # The bench's own polling must not be throttled: it measures the service
-        # holding under faults, not the rate limit.
-        "PAYMENTS_RATE_LIMIT_PER_SECOND": "10000",
-        "PAYMENTS_RATE_LIMIT_BURST": "10000",
-    }
-
-
 def code_under_test() -> Json:
     """The commit measured, and the files that differed from it: others may be
     editing the working tree while the bench runs."""
@@ -1086,27 +1044,25 @@ def main(argv: list[str] | None = None) -> int:
     code = code_under_test()
     result: Json | None = None
     failure: BaseException | None = None
-    with tempfile.TemporaryDirectory(prefix="load-held-") as data_dir:
-        stack = Stack(stack_config(Path(data_dir)), env=stack_env(), output=output.append)
-        try:
-            # start() stops whatever it started if it fails or is interrupted.
-            stack.start()
+    try:
+        # Started on the way in (what it started is stopped if that fails or is
+        # interrupted), stopped on the way out, before the log below is written.
+        with bench_stack(output=output.append, prefix="load-held-") as (stack, _):
             sys.stderr.write(
                 f"load_held: stack up (API {stack.api_url}, Temporal {stack.temporal_address}); "
                 f"{options.minutes:g} min at {options.rate:g}/s\n"
             )
             result = asyncio.run(run_load(stack, options, output))
-        except KeyboardInterrupt:
-            sys.stderr.write("load_held: interrupted; stopping the stack\n")
-            return 130
-        except Exception as exc:
-            failure = exc
-        finally:
-            stack.stop()
-            broken = result is not None and bool(failed_checks(result))
-            if options.always_keep_log or failure is not None or broken:
-                options.stack_log.parent.mkdir(parents=True, exist_ok=True)
-                options.stack_log.write_text("\n".join(output) + "\n")
+    except KeyboardInterrupt:
+        sys.stderr.write("load_held: interrupted; stopping the stack\n")
+        return 130
+    except Exception as exc:
+        failure = exc
+    finally:
+        broken = result is not None and bool(failed_checks(result))
+        if options.always_keep_log or failure is not None or broken:
+            options.stack_log.parent.mkdir(parents=True, exist_ok=True)
+            options.stack_log.write_text("\n".join(output) + "\n")
     if failure is not None or result is None:
         sys.stderr.write(f"load_held: failed: {failure!r}; stack output in {options.stack_log}\n")
         return 2

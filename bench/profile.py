@@ -1,7 +1,7 @@
 """Where the time goes: one path under load, profiled (``make bench-profile``).
 
 ``python -m bench.profile --path async --seconds 30`` starts the bench's stack
-(as `make run` has it, plus the dev server's Prometheus metrics), drives one
+(as `make run` has it, plus the dev server's Prometheus metrics: bench/stacks.py), drives one
 path (``baseline``, ``async`` or ``sync``) at saturation, or open-loop with
 ``--rate``, and meanwhile
 
@@ -33,6 +33,8 @@ from typing import Any
 
 from bench import compare
 from bench.baseline import READY
+from bench.measure import cpu_by_process
+from bench.stacks import bench_stack
 from devstack import Stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -76,7 +78,7 @@ def _where(frame: str) -> str:
 async def run(
     path: str, seconds: float, concurrency: int, rate: float, top: int, server_args: list[str]
 ) -> dict[str, Any]:
-    with compare.bench_stack(server_args) as (stack, metrics_url):
+    with bench_stack(server_args) as (stack, metrics_url):
         return await _profile(stack, metrics_url, path, seconds, concurrency, rate, top)
 
 
@@ -107,7 +109,7 @@ async def _profile(
             }
             try:
                 requests_before = compare.requests_by_operation(metrics_url)
-                cpu_before = compare.cpu_by_process(pids)
+                cpu_before = cpu_by_process(pids)
                 progress = compare.Progress(seconds)
                 if rate:
                     progress.phase(f"{path} at {rate}/s", seconds)
@@ -116,7 +118,7 @@ async def _profile(
                     progress.phase(f"{path} at saturation", seconds)
                     loaded = await compare.closed_loop(op, concurrency, seconds, progress)
                 progress.close()
-                cpu_after = compare.cpu_by_process(pids)
+                cpu_after = cpu_by_process(pids)
                 requests_after = compare.requests_by_operation(metrics_url)
                 for spy in spies.values():
                     spy.wait(timeout=120)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +21,9 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from devstack import Stack, StackConfig
+from bench.measure import percentile
+from bench.stacks import bench_stack
+from devstack import Stack
 from payments import events
 
 RESULTS = Path(__file__).parent / "results"
@@ -98,11 +98,10 @@ async def one_payment(http: httpx.AsyncClient, client: Client) -> tuple[float, f
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
     return {
-        "p50_ms": round(statistics.median(ordered), 1),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95) - 1], 1),
-        "max_ms": round(ordered[-1], 1),
+        "p50_ms": round(percentile(values, 0.5), 1),
+        "p95_ms": round(percentile(values, 0.95), 1),
+        "max_ms": round(max(values), 1),
     }
 
 
@@ -153,10 +152,8 @@ def report(result: dict[str, Any]) -> str:
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
-        config = StackConfig.on_free_ports(Path(data_dir))
-        with Stack(config, output=lambda line: None) as stack:
-            result = await measure(stack)
+    with bench_stack() as (stack, _):
+        result = await measure(stack)
     result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "latest.json"

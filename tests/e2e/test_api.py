@@ -14,6 +14,8 @@ from temporalio.client import Client
 
 from devstack import Stack
 
+pytestmark = pytest.mark.e2e
+
 DEMO = {"Authorization": "Bearer sk_test_demo"}
 OTHER = {"Authorization": "Bearer sk_test_other"}
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from devstack import Stack
+
+pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

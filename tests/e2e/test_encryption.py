@@ -11,10 +11,13 @@ import subprocess
 from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Browser, expect
 from support import read_if_there
 
 from devstack import Stack
+
+pytestmark = pytest.mark.e2e
 
 SECRET_DESCRIPTION = "order 77 for Grace Hopper, 1 Navy Way"
 SEALED = base64.b64encode(b"binary/encrypted").decode()

@@ -10,9 +10,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from support import simulator_ledger
 
 from devstack import Stack
+
+pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 

@@ -11,10 +11,13 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from support import found_in_visibility, simulator_ledger
 from temporalio.client import Client
 
 from devstack import DB_FILENAME, Stack
+
+pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 

@@ -15,6 +15,8 @@ from support import simulator_ledger
 
 from devstack import Stack, StackConfig
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
 

@@ -15,6 +15,8 @@ from websockets.asyncio.client import connect
 
 from devstack import Stack
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 WAIT = {"Prefer": "wait=10"}
 

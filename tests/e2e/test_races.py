@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from support import simulator_ledger
 
 from devstack import Stack
+
+pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 

@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from support import found_in_visibility, simulator_ledger
 from temporalio.client import Client
 
 from devstack import Stack
 from payments.names import RECONCILIATION_SCHEDULE_ID
+
+pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 OPERATOR = {"Authorization": "Bearer sk_test_operator"}

@@ -24,6 +24,8 @@ from temporalio.client import Client
 
 from devstack import Stack
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 DECLINED = {**VISA, "payment_method": "pm_card_chargeDeclined", "customer_id": "cus_archive"}
 OPERATOR = {"Authorization": "Bearer sk_test_operator"}

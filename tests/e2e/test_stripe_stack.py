@@ -14,6 +14,8 @@ import pytest
 
 from devstack import Stack, StackConfig
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 WAIT = {"Prefer": "wait=20"}
 STRIPE_KEY = "sk_test_stack"

@@ -12,6 +12,8 @@ from support import simulator_ledger
 
 from devstack import Stack
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 WAIT = {"Prefer": "wait=10"}
 

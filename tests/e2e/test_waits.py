@@ -15,6 +15,8 @@ from temporalio.client import Client
 
 from devstack import Stack
 
+pytestmark = pytest.mark.e2e
+
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 MANUAL = {**VISA, "capture_method": "manual"}
 

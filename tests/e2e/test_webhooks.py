@@ -9,7 +9,10 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from support import stripe_event, stripe_signature
+
+pytestmark = pytest.mark.e2e
 
 VISA = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 PATH = "/v1/gateway/webhooks/stripe"

@@ -1,4 +1,4 @@
-"""devstack.py without a Temporal server: the dev server's command line, where ports come
+"""devstack without a Temporal server: the dev server's command line, where ports come
 from, what children are told, and supervision of a stand-in child process."""
 
 from __future__ import annotations

@@ -1,0 +1,163 @@
+"""Where a local stack's processes listen and keep their data: :class:`StackConfig`,
+read from TEMPORAL_* and PAYMENTS_* vars or put on free ports, and the address and
+port helpers it is built from."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from payments.settings import Settings
+from payments.temporal import DEFAULT_ADDRESS, DEFAULT_NAMESPACE
+
+# The repository: where the children are started (`python worker.py`).
+ROOT = Path(__file__).resolve().parent.parent
+DB_FILENAME = "temporal.sqlite"
+
+
+def parse_host_port(address: str, default_port: int) -> tuple[str, int]:
+    """``"host:port"``, ``"[::1]:port"`` or a bare host, as TEMPORAL_ADDRESS spells it."""
+    address = address.strip()
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif address.count(":") == 1:
+        host, _, port = address.partition(":")
+    else:
+        host, port = address, ""
+    return host or "127.0.0.1", int(port) if port else default_port
+
+
+def url_port(url: str) -> int:
+    """The port of an http(s) URL, the scheme's default when it names none."""
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return parts.port
+    return 443 if parts.scheme == "https" else 80
+
+
+def connect_host(host: str) -> str:
+    """Where to reach a server that binds ``host``: a wildcard is reached on loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def url_host(host: str) -> str:
+    """``host`` as it is written in a URL or an address: an IPv6 one in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct ports that were free a moment ago (all held open until all are picked)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((connect_host(host), port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where each process listens and keeps its data; every child is told the same."""
+
+    data_dir: Path
+    temporal_address: str = DEFAULT_ADDRESS
+    namespace: str = DEFAULT_NAMESPACE
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = 8100
+    # None: the simulator this stack starts.
+    gateway_url: str | None = None
+    api_key: str = "sk_test_demo"
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        """The defaults of the contract, as overridden by TEMPORAL_* and PAYMENTS_* vars."""
+        settings = Settings()
+        return cls(
+            data_dir=settings.data_dir.resolve(),
+            temporal_address=os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS,
+            namespace=os.environ.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE,
+            temporal_ui_url=settings.temporal_ui_base(),
+            api_host=settings.api_host,
+            api_port=settings.api_port,
+            simulator_host=settings.simulator_host,
+            simulator_port=settings.simulator_port,
+            gateway_url=settings.gateway_base() if "PAYMENTS_GATEWAY_URL" in os.environ else None,
+            api_key=next(iter(settings.api_keys)),
+        )
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, **overrides: Any) -> StackConfig:
+        """Every port free and on loopback: for tests next to a running `make run`."""
+        temporal, ui, api, simulator = free_ports(4)
+        config = cls(
+            data_dir=data_dir.resolve(),
+            temporal_address=f"127.0.0.1:{temporal}",
+            temporal_ui_url=f"http://127.0.0.1:{ui}",
+            api_port=api,
+            simulator_port=simulator,
+        )
+        return replace(config, **overrides)
+
+    @property
+    def temporal_host(self) -> str:
+        return parse_host_port(self.temporal_address, 7233)[0]
+
+    @property
+    def temporal_port(self) -> int:
+        return parse_host_port(self.temporal_address, 7233)[1]
+
+    @property
+    def ui_port(self) -> int:
+        return url_port(self.temporal_ui_url)
+
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / DB_FILENAME
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{url_host(connect_host(self.api_host))}:{self.api_port}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://{url_host(connect_host(self.simulator_host))}:{self.simulator_port}"
+
+    def child_env(self) -> dict[str, str]:
+        """What every child is told, so that all of them agree with this config."""
+        return {
+            "TEMPORAL_ADDRESS": f"{url_host(self.temporal_host)}:{self.temporal_port}",
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "PAYMENTS_TEMPORAL_UI_URL": self.temporal_ui_url,
+            "PAYMENTS_API_HOST": self.api_host,
+            "PAYMENTS_API_PORT": str(self.api_port),
+            "PAYMENTS_SIMULATOR_HOST": self.simulator_host,
+            "PAYMENTS_SIMULATOR_PORT": str(self.simulator_port),
+            "PAYMENTS_GATEWAY_URL": self.gateway_url or self.simulator_url,
+            "PAYMENTS_DATA_DIR": str(self.data_dir),
+            # Line-buffered children, or "worker ready" may sit in a buffer forever.
+            "PYTHONUNBUFFERED": "1",
+        }
