@@ -40,7 +40,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments import events, names
+from payments import events, memo, names
 from payments.archive import (
     Archive,
     ArchiveCursor,
@@ -197,21 +197,20 @@ class ArchiveActivities:
         info = description.raw_description.workflow_execution_info
         if description.close_time is None:
             return False
-        memo = info.memo.fields
         chain = await events.fetch_run_chain(
             self._client, payment_id, description.run_id, archive=self._archive
         )
         # Every id is known: the chain started from the one just described.
         runs = [(run_id, history) for run_id, history in chain if run_id is not None]
-        fingerprint = await description.memo_value(names.REQUEST_FINGERPRINT_MEMO_KEY, None)
+        fingerprint = await memo.fingerprint_of(description)
         record = ArchivedPayment.of(
             payment_id=payment_id,
             archived_at=self._clock(),
             closed_at=description.close_time,
             execution_status=_status_name(info.status),
             runs=runs,
-            payment=memo[names.PAYMENT_MEMO_KEY],
-            request_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+            payment=memo.sealed_payment(info.memo.fields),
+            request_fingerprint=fingerprint,
         )
         await self._archive.put(record)
         return True

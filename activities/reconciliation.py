@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments import names
+from payments import memo, names
 from payments.archive import Archive
 from payments.gateway import Gateway, GatewayOperation
 from payments.models import PaymentState
@@ -89,9 +89,7 @@ class ReconciliationActivities:
             # Temporal forgot it (retention): its record is in the archive.
             record = await self._archive.get(payment_id) if self._archive else None
             return (await record.state(self._client.data_converter) if record else None), False
-        state: PaymentState | None = await description.memo_value(
-            names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState
-        )
+        state = await memo.payment_of(description)
         return state, description.status == WorkflowExecutionStatus.RUNNING
 
     def all(self) -> list[Callable[..., Any]]:

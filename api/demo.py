@@ -17,30 +17,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from temporalio.client import Client
 
-from api import engine
-from api.deps import ClientDep, SettingsDep, refusals_spend, spend
+from api.deps import ClientDep, ServiceDep, SettingsDep, refusals_spend, spend
 from api.errors import AuthenticationFailed, InvalidRequest, not_found
-from api.routes import parse_body, refuse_unrepresentable, render
-from payments.archive import Archive
-from payments.ids import (
-    demo_token,
-    fingerprint,
-    payment_id_for,
-    refund_id_for,
-    verify_demo_token,
-)
-from payments.models import (
-    CancelCommand,
-    CaptureCommand,
-    CreatePayment,
-    PaymentState,
-    Refund,
-    RefundCommand,
-    RefundPayment,
-)
-from payments.names import Updates
+from api.parsing import parse_body
+from api.rendering import render, render_refund
+from payments.ids import demo_token, verify_demo_token
+from payments.models import CancelPayment, CapturePayment, CreatePayment, RefundPayment
 from payments.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -76,23 +59,16 @@ async def config(settings: SettingsDep, client: ClientDep) -> dict[str, Any]:
 
 
 @router.post("/demo/payments")
-async def create(request: Request, settings: SettingsDep, client: ClientDep) -> JSONResponse:
+async def create(request: Request, service: ServiceDep) -> JSONResponse:
+    settings = service.settings
     merchant_id = _demo_merchant(settings)
     # The page is public: every visitor draws from the demo merchant's one bucket.
     spend(request, merchant_id)
     body = await parse_body(request, CreatePayment)
-    await refuse_unrepresentable(request, body.amount, body.currency)
-    state, _ = await engine.start_payment(
-        client,
-        settings,
-        payment_id=payment_id_for(merchant_id, None),
-        merchant_id=merchant_id,
-        request=body,
-        fingerprint=fingerprint(body),
-    )
+    state = (await service.start(merchant_id, body)).payment
     key = settings.client_secret_key.get_secret_value().encode()
-    made = {**render(state, settings, client.namespace), "demo_token": demo_token(state.id, key)}
-    return JSONResponse(made, status_code=202)
+    rendered = render(state, settings, service.client.namespace)
+    return JSONResponse({**rendered, "demo_token": demo_token(state.id, key)}, status_code=202)
 
 
 def _acting(request: Request, settings: Settings, payment_id: str, token: str) -> str:
@@ -107,98 +83,42 @@ def _acting(request: Request, settings: Settings, payment_id: str, token: str) -
     return merchant_id
 
 
-async def _read(
-    request: Request, client: Client, settings: Settings, payment_id: str, token: str
-) -> PaymentState:
-    merchant_id = _acting(request, settings, payment_id, token)
-    archive: Archive = request.app.state.archive
-    return await engine.get_payment(client, payment_id, merchant_id, archive=archive)
-
-
-async def _act(
-    request: Request,
-    client: Client,
-    settings: Settings,
-    payment_id: str,
-    token: str,
-    update: str,
-    argument: Any,
-    result_type: type,
-    update_id: str | None = None,
-) -> Any:
-    merchant_id = _acting(request, settings, payment_id, token)
-    archive: Archive = request.app.state.archive
-    return await engine.update_payment(
-        client,
-        payment_id,
-        merchant_id,
-        update,
-        argument,
-        result_type=result_type,
-        update_id=update_id,
-        archive=archive,
-    )
+# The page's buttons send what the API's handlers send, through the same
+# use cases, without a key and without waiting.
 
 
 @router.post("/demo/payments/{payment_id}/capture")
 async def capture(
-    payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
+    payment_id: str, request: Request, demo_token: Token, service: ServiceDep
 ) -> JSONResponse:
-    state = await _act(
-        request,
-        client,
-        settings,
-        payment_id,
-        demo_token,
-        Updates.CAPTURE,
-        CaptureCommand(),
-        PaymentState,
-    )
-    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+    merchant_id = _acting(request, service.settings, payment_id, demo_token)
+    sent = await service.capture(payment_id, merchant_id, CapturePayment())
+    assert sent.payment is not None
+    rendered = render(sent.payment, service.settings, service.client.namespace)
+    return JSONResponse(rendered, status_code=202)
 
 
 @router.post("/demo/payments/{payment_id}/cancel")
 async def cancel(
-    payment_id: str, request: Request, demo_token: Token, settings: SettingsDep, client: ClientDep
+    payment_id: str, request: Request, demo_token: Token, service: ServiceDep
 ) -> JSONResponse:
-    state = await _act(
-        request,
-        client,
-        settings,
-        payment_id,
-        demo_token,
-        Updates.CANCEL,
-        CancelCommand(reason="requested_by_customer"),
-        PaymentState,
+    merchant_id = _acting(request, service.settings, payment_id, demo_token)
+    sent = await service.cancel(
+        payment_id, merchant_id, CancelPayment(reason="requested_by_customer")
     )
-    return JSONResponse(render(state, settings, client.namespace), status_code=202)
+    assert sent.payment is not None
+    rendered = render(sent.payment, service.settings, service.client.namespace)
+    return JSONResponse(rendered, status_code=202)
 
 
 @router.post("/demo/payments/{payment_id}/refunds")
 async def refund(
-    payment_id: str,
-    request: Request,
-    demo_token: Token,
-    settings: SettingsDep,
-    client: ClientDep,
+    payment_id: str, request: Request, demo_token: Token, service: ServiceDep
 ) -> JSONResponse:
+    merchant_id = _acting(request, service.settings, payment_id, demo_token)
     body = await parse_body(request, RefundPayment, required=False)
-    await refuse_unrepresentable(
-        request, body.amount, lambda: _read(request, client, settings, payment_id, demo_token)
-    )
-    refund_id = refund_id_for(payment_id, None)
-    command = RefundCommand(refund_id=refund_id, amount=body.amount, reason=body.reason)
-    result: Refund = await _act(
-        request,
-        client,
-        settings,
-        payment_id,
-        demo_token,
-        Updates.REFUND,
-        command,
-        Refund,
-        update_id=refund_id,
-    )
-    if result.status == "failed":
+    sent = await service.refund(payment_id, merchant_id, body)
+    assert sent.refund is not None
+    if sent.refund.status == "failed":
         raise InvalidRequest(409, "refund_failed", "the refund failed")
-    return JSONResponse({"object": "refund", **result.model_dump(mode="json")}, status_code=202)
+    return JSONResponse(render_refund(sent.refund, None), status_code=202)

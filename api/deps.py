@@ -28,6 +28,7 @@ from api.limits import RateLimiter
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.ids import verify_client_secret
+from payments.service import PaymentService
 from payments.settings import Settings
 
 
@@ -46,7 +47,15 @@ async def get_archive(request: Request) -> Archive:
     return archive
 
 
+def get_service(connection: HTTPConnection) -> PaymentService:
+    """The service layer the routes call, over the app's client and archive
+    (a light object: building one per request costs nothing)."""
+    state = connection.app.state
+    return PaymentService(state.temporal_client, state.settings, state.archive)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[PaymentService, Depends(get_service)]
 ClientDep = Annotated[Client, Depends(get_client)]
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 

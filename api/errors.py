@@ -1,4 +1,7 @@
-"""The contract's error body, everywhere, and the one handler that makes it.
+"""The contract's error body, everywhere, and the handlers that make it: the
+one place the service's domain errors (``payments.refusals.Refused``,
+``payments.currencies.NotRepresentable``, a card number refused by a
+request model) become HTTP answers.
 
     ApiError
     ├── InvalidRequest      400 / 404 / 409 / 413 / 422, ``invalid_request_error``
@@ -25,7 +28,9 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments import refusals
-from payments.refusals import Refusal
+from payments.currencies import NotRepresentable
+from payments.models import CardDataRefused
+from payments.refusals import Refusal, Refused
 
 log = logging.getLogger("api")
 
@@ -122,16 +127,36 @@ def refused(refusal: Refusal) -> ApiError:
     """The answer to a request the payment refused."""
     if refusal.code == refusals.IDEMPOTENCY_KEY_REUSED:
         return IdempotencyConflict(refusal.code, refusal.message)
-    return InvalidRequest(_REFUSAL_STATUS.get(refusal.code, 409), refusal.code, refusal.message)
+    status = _REFUSAL_STATUS.get(refusal.code, 409)
+    return InvalidRequest(status, refusal.code, refusal.message, refusal.param)
 
 
 def not_found(what: str = "payment") -> InvalidRequest:
     return InvalidRequest(404, refusals.RESOURCE_MISSING, f"no such {what}", "id")
 
 
+def unrepresentable(err: NotRepresentable) -> InvalidRequest:
+    """An amount the configured gateway cannot hold exactly: nothing started."""
+    return InvalidRequest(422, "amount_not_representable", str(err), "amount")
+
+
+def card_refused(param: str | None) -> InvalidRequest:
+    """A card number in a request: refused before anything is logged or
+    started; the digits are not echoed."""
+    return InvalidRequest(
+        422,
+        "card_number_refused",
+        "card numbers must never be sent to this API; use a payment method token",
+        param or None,
+    )
+
+
 def from_validation_error(err: ValidationError | RequestValidationError) -> InvalidRequest:
     """The first problem of a validation failure, without echoing the input."""
     first = err.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, CardDataRefused):
+        return card_refused(cause.param)
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "header")]
     param = ".".join(loc) or None
     kind = first.get("type", "")
@@ -149,15 +174,33 @@ def from_validation_error(err: ValidationError | RequestValidationError) -> Inva
     )
 
 
+def answer(exc: Exception) -> ApiError | None:
+    """The HTTP answer to an error of the API or the service; None for any other."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, Refused):
+        return refused(exc.refusal)
+    if isinstance(exc, NotRepresentable):
+        return unrepresentable(exc)
+    return None
+
+
+def respond(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+    async def _domain(_: Request, exc: Exception) -> JSONResponse:
+        error = answer(exc)
+        assert error is not None, exc
+        return respond(error)
+
+    for domain_error in (ApiError, Refused, NotRepresentable):
+        app.add_exception_handler(domain_error, _domain)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        error = from_validation_error(exc)
-        return JSONResponse(error.body(), status_code=error.status_code)
+        return respond(from_validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -184,14 +227,15 @@ def install(app: FastAPI) -> None:
         else:
             log.error("Temporal call failed: %s %s", exc.status, exc.message)
             error = ApiError("internal_error", "an internal error occurred")
-        return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+        return respond(error)
 
     @app.exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError)
     async def _update_timeout(_: Request, exc: Exception) -> JSONResponse:
-        error = ServiceUnavailable(
-            "temporal_timeout", "the payment engine did not answer in time; retry shortly"
+        return respond(
+            ServiceUnavailable(
+                "temporal_timeout", "the payment engine did not answer in time; retry shortly"
+            )
         )
-        return JSONResponse(error.body(), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

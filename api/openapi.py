@@ -4,7 +4,7 @@ it can give, so a client generated from ``/openapi.json`` (or schemathesis)
 knows them all.
 
 These models only describe responses; the routes build the bodies themselves
-(:func:`api.routes.render`). They forbid extra fields, so a body that grows a
+(:func:`api.rendering.render`). They forbid extra fields, so a body that grows a
 field the document does not name fails the schema tests.
 """
 
@@ -15,7 +15,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from payments.models import Event, Failure, Refund
+from payments import currencies
+from payments.models import (
+    MAX_METADATA_KEY_LENGTH,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LENGTH,
+    CreatePayment,
+    Event,
+    Failure,
+    Refund,
+)
 from payments.reconciliation import ReconciliationReport
 from payments.status import PaymentStatus
 
@@ -179,4 +188,25 @@ def settled_or_accepted(model: type[BaseModel], what: str) -> dict[int | str, di
             "description": f"{what}, accepted; still in progress",
             "headers": {"Retry-After": RETRY_AFTER},
         },
+    }
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body a route reads itself (``api.parsing``), as the document shows it."""
+    schema = model.model_json_schema()
+    if model is CreatePayment:
+        # What CreatePayment's validators enforce beyond its types, so the
+        # document tells clients (and schemathesis) the whole rule.
+        properties = schema["properties"]
+        properties["currency"]["enum"] = sorted(currencies.MINOR_UNITS)
+        properties["metadata"].update(
+            maxProperties=MAX_METADATA_KEYS,
+            propertyNames={"minLength": 1, "maxLength": MAX_METADATA_KEY_LENGTH},
+            additionalProperties={"type": "string", "maxLength": MAX_METADATA_VALUE_LENGTH},
+        )
+    return {
+        "requestBody": {
+            "content": {"application/json": {"schema": schema}},
+            "required": model is CreatePayment,
+        }
     }

@@ -5,7 +5,7 @@ Asynchronous is the default: ``202`` and a ``Retry-After`` hint. With
 the settled object (``200``) when it settles in time; ``Preference-Applied``
 says the preference was honoured.
 
-A wait follows the payment's changes (:func:`api.engine.payment_changes`) and
+A wait follows the payment's changes (:meth:`payments.service.PaymentService.changes`) and
 ends when the caller's condition holds, when its seconds run out, or when the
 client goes away, whichever comes first; it never sends the workflow anything.
 """

@@ -21,7 +21,7 @@ from api.openapi import (
     ReconciliationRunning,
     errors,
 )
-from api.routes import parse_body
+from api.parsing import parse_body
 from payments import names
 from payments.reconciliation import ReconciliationReport, ReconciliationRequest
 

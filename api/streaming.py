@@ -1,7 +1,7 @@
 """Push: the payment's events as Server-Sent Events and over a WebSocket.
 
 Both read the workflow history with Temporal's long poll
-(:func:`api.engine.follow_history`), so an event reaches the client as soon
+(:func:`payments.events.follow_history`), so an event reaches the client as soon
 as the history has it, with no polling loop of our own. A stream sends the
 past events (after ``Last-Event-ID``), then live ones; it ends once the
 payment has settled, or with ``follow`` when the workflow closes; it follows
@@ -28,17 +28,15 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
-from temporalio.client import Client
 
-from api import engine
-from api.deps import ArchiveDep, ClientDep, ReaderDep, SettingsDep, reader_of, spend
-from api.errors import ApiError
+from api.deps import ReaderDep, ServiceDep, SettingsDep, get_service, reader_of, spend
+from api.errors import ApiError, answer
 from api.limits import StreamSlot, StreamSlots
 from api.openapi import PAYMENT_ERRORS, SSE_EVENT, errors
 from payments import events
-from payments.archive import Archive
 from payments.models import Event
-from payments.settings import Settings
+from payments.refusals import Refused
+from payments.service import Described, PaymentService
 from payments.status import PaymentStatus, is_settled
 
 router = APIRouter()
@@ -84,14 +82,13 @@ async def _ticking(
 
 
 async def payment_stream(
-    client: Client,
-    description: engine.Described,
+    service: PaymentService,
+    description: Described,
     *,
     after_seq: int = 0,
     follow: bool = False,
     keepalive: float = 15.0,
     max_seconds: float = 3600.0,
-    archive: Archive | None = None,
 ) -> AsyncIterator[Event | None]:
     """Events with ``seq`` above ``after_seq``, past then live; None for a
     keep-alive; :class:`StreamExpired` after ``max_seconds``."""
@@ -102,7 +99,8 @@ async def payment_stream(
     first_run = info.first_run_id or current_run
     until = asyncio.get_running_loop().time() + max_seconds
     caught_up = False
-    history = engine.follow_history(client, payment_id, first_run, archive=archive)
+    history = service.follow(payment_id, first_run)
+    converter = service.client.data_converter
     # Closed in this order, the ticker's pending read first, whichever way the stream ends.
     async with (
         contextlib.aclosing(history),
@@ -113,12 +111,10 @@ async def payment_stream(
                 yield None
                 continue
             raw = step.event
-            event = await events.project_event(
-                payment_id, raw, client.data_converter, offset=step.offset
-            )
+            event = await events.project_event(payment_id, raw, converter, offset=step.offset)
             if event is not None and event.seq > after_seq:
                 yield event
-            status = await events.status_after(raw, client.data_converter) or status
+            status = await events.status_after(raw, converter) or status
             # Once past what the history held when the stream began (the
             # current run's last event, at the latest) the rest is live.
             if step.run_id == current_run and raw.event_id >= past_events:
@@ -135,19 +131,15 @@ def _last_event_id(header: str | None, query: int | None) -> int:
 
 
 async def _nothing_left(
-    client: Client,
-    description: engine.Described,
-    after: int,
-    follow: bool,
-    archive: Archive | None,
+    service: PaymentService, description: Described, after: int, follow: bool
 ) -> bool:
     """True when the stream would end at once without sending an event: the
     payment settled (or its workflow closed) and the client has seen it all."""
     closed = description.raw.close_time is not None
     if not closed and (follow or not is_settled(description.payment.status)):
         return False
-    runs = await engine.run_histories(client, description.payment.id, archive=archive)
-    found = await events.project(description.payment.id, runs, client.data_converter)
+    runs = await service.run_histories(description.payment.id)
+    found = await events.project(description.payment.id, runs, service.client.data_converter)
     return all(event.seq <= after for event in found)
 
 
@@ -174,8 +166,7 @@ async def stream_events(
     payment_id: str,
     request: Request,
     settings: SettingsDep,
-    client: ClientDep,
-    archive: ArchiveDep,
+    service: ServiceDep,
     reader: ReaderDep,
     follow: bool = False,
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
@@ -185,18 +176,16 @@ async def stream_events(
 ) -> Response:
     after = _last_event_id(last_event_id_header, last_event_id)
     # An unknown or foreign payment is a plain 404, before the stream starts.
-    description = await engine.describe_payment(
-        client, payment_id, reader.merchant_id, forgotten_ok=True
-    )
+    description = await service.describe(payment_id, reader.merchant_id, forgotten_ok=True)
     if description is None:
         # Only the archive holds it (or nobody: 404): closed, so its past is the whole stream.
-        past = await engine.payment_events(client, payment_id, reader.merchant_id, archive=archive)
+        past = await service.payment_events(payment_id, reader.merchant_id)
         left = [event for event in past if event.seq > after]
         if not left:
             return Response(status_code=204)
         sent = "retry: 2000\n\n" + "".join(_sse(event) for event in left)
         return Response(sent, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    if after and await _nothing_left(client, description, after, follow, archive):
+    if after and await _nothing_left(service, description, after, follow):
         # 204 tells an EventSource not to reconnect: there is nothing more to see.
         return Response(status_code=204)
     slot = _slots(request.app.state).take(payment_id, description.payment.merchant_id)
@@ -205,13 +194,12 @@ async def stream_events(
         try:
             yield "retry: 2000\n\n"
             async for event in payment_stream(
-                client,
+                service,
                 description,
                 after_seq=after,
                 follow=follow,
                 keepalive=settings.stream_keepalive_seconds,
                 max_seconds=settings.stream_max_seconds,
-                archive=archive,
             ):
                 yield _sse(event)
         except StreamExpired:
@@ -263,57 +251,51 @@ async def websocket_events(
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> None:
-    settings: Settings = websocket.app.state.settings
-    client: Client = websocket.app.state.temporal_client
+    service = get_service(websocket)
+    settings = service.settings
     await websocket.accept()
     try:
         reader = reader_of(websocket, settings, payment_id, client_secret)
         # The bucket a GET of this payment by the same reader spends from.
         spend(websocket, reader.bucket(payment_id))
-        archive: Archive = websocket.app.state.archive
-        description = await engine.describe_payment(
-            client, payment_id, reader.merchant_id, forgotten_ok=True
-        )
+        description = await service.describe(payment_id, reader.merchant_id, forgotten_ok=True)
         if description is None:
             # Only the archive holds it: send its past and close, as a closed payment's stream does.
-            past = await engine.payment_events(
-                client, payment_id, reader.merchant_id, archive=archive
-            )
+            past = await service.payment_events(payment_id, reader.merchant_id)
             for event in past:
                 if event.seq > (last_event_id or 0):
                     await websocket.send_text(event.model_dump_json())
             await websocket.close(code=1000)
             return
         slot = _slots(websocket.app.state).take(payment_id, description.payment.merchant_id)
-    except ApiError as err:
-        await websocket.send_text(json.dumps(err.body()))
-        await websocket.close(code=_close_code(err))
+    except (ApiError, Refused) as err:
+        error = answer(err)
+        assert error is not None
+        await websocket.send_text(json.dumps(error.body()))
+        await websocket.close(code=_close_code(error))
         return
     try:
-        await _pump(websocket, client, description, last_event_id or 0, follow, settings, archive)
+        await _pump(websocket, service, description, last_event_id or 0, follow)
     finally:
         slot.release()
 
 
 async def _pump(
     websocket: WebSocket,
-    client: Client,
-    description: engine.Described,
+    service: PaymentService,
+    description: Described,
     after: int,
     follow: bool,
-    settings: Settings,
-    archive: Archive,
 ) -> None:
     """Send the events until the stream ends or the client leaves."""
 
     async def send() -> None:
         async for event in payment_stream(
-            client,
+            service,
             description,
             after_seq=after,
             follow=follow,
-            max_seconds=settings.stream_max_seconds,
-            archive=archive,
+            max_seconds=service.settings.stream_max_seconds,
         ):
             if event is not None:
                 await websocket.send_text(event.model_dump_json())

@@ -30,12 +30,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from api import engine
 from bench import compare
 from bench.measure import percentile
 from bench.stacks import bench_stack
-from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, PaymentState
+from payments.service import PaymentService
 from payments.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,20 +56,14 @@ async def start_payments(
     """``count`` payments of ``merchant``, started as the API starts them, never run."""
     settings = Settings(task_queue=f"bench-list-nobody-{uuid.uuid4().hex[:8]}")
     request = CreatePayment.model_validate(compare.CARD)
+    service = PaymentService(client, settings)
     slots = asyncio.Semaphore(concurrency)
     started: list[PaymentState] = []
     began = time.monotonic()
 
     async def one() -> None:
         async with slots:
-            state, _ = await engine.start_payment(
-                client,
-                settings,
-                payment_id=payment_id_for(merchant, None),
-                merchant_id=merchant,
-                request=request,
-                fingerprint=fingerprint(request),
-            )
+            state = (await service.start(merchant, request)).payment
             started.append(state)
             if len(started) % 1000 == 0:
                 sys.stderr.write(f"  {len(started)} started, {time.monotonic() - began:.0f}s\n")

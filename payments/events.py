@@ -3,14 +3,17 @@
 There is no second event store. The workflow records each domain event as a
 memo upsert (``WorkflowPropertiesModified``, memo key ``event``); the run's
 ``WorkflowExecutionStarted`` is ``payment.requested``. This module turns a
-chain of run histories into the API's events: ``seq`` is the history event id,
+chain of run histories into the API's events, and follows a payment's
+history live (:func:`follow_history`). ``seq`` is the history event id,
 offset by the length of earlier runs so it keeps increasing across
-continue-as-new.
+continue-as-new: :func:`seq_of` and :func:`next_offset` are that rule, for a
+read of past runs and a live follow alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -21,9 +24,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from payments import memo
 from payments.archive import Archive
-from payments.models import DomainEvent, Event, PaymentInput, PaymentState
-from payments.names import EVENT_MEMO_KEY, PAYMENT_MEMO_KEY
+from payments.models import Event, PaymentInput, PaymentState
 from payments.status import PaymentStatus
 
 TYPES = (
@@ -60,14 +63,24 @@ async def project(
     events: list[Event] = []
     offset = 0
     for history in runs:
-        last_id = 0
         for raw in history.events:
-            last_id = raw.event_id
             event = await project_event(payment_id, raw, converter, offset=offset)
             if event is not None:
                 events.append(event)
-        offset += last_id
+        if history.events:
+            offset = next_offset(offset, history.events[-1])
     return events
+
+
+def seq_of(offset: int, raw: HistoryEvent) -> int:
+    """An event's ``seq``: its id in its run, after the ``offset`` of the runs before."""
+    return offset + raw.event_id
+
+
+def next_offset(offset: int, last: HistoryEvent) -> int:
+    """The offset of the run after the one ``last`` ends: each run counts its
+    whole length, so ``seq`` keeps increasing across continue-as-new."""
+    return seq_of(offset, last)
 
 
 async def project_event(
@@ -76,7 +89,7 @@ async def project_event(
     """The domain event one history event records, if any; ``offset`` is the
     length of the runs before this one."""
     at = raw.event_time.ToDatetime(tzinfo=UTC)
-    seq = offset + raw.event_id
+    seq = seq_of(offset, raw)
     if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
         started_attributes = raw.workflow_execution_started_event_attributes
         payloads = started_attributes.input.payloads
@@ -93,9 +106,9 @@ async def project_event(
         )
     if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
         fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields
-        if EVENT_MEMO_KEY not in fields:
+        recorded = await memo.event_in(fields, converter)
+        if recorded is None:
             return None
-        recorded: DomainEvent = await _decode(converter, fields[EVENT_MEMO_KEY], DomainEvent)
         return Event(
             seq=seq,
             type=recorded.type,
@@ -111,10 +124,7 @@ async def payment_after(raw: HistoryEvent, converter: DataConverter) -> PaymentS
     if raw.event_type != EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
         return None
     fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields
-    if PAYMENT_MEMO_KEY not in fields:
-        return None
-    state: PaymentState = await _decode(converter, fields[PAYMENT_MEMO_KEY], PaymentState)
-    return state
+    return await memo.payment_in(fields, converter)
 
 
 async def status_after(raw: HistoryEvent, converter: DataConverter) -> PaymentStatus | None:
@@ -183,3 +193,78 @@ async def _run_history(
         if archived is None:
             raise
         return archived.workflow_history()
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One history event of a payment, as :func:`follow_history` reads it."""
+
+    # None: the run that was current when following began, by no id of its own.
+    run_id: str | None
+    # The length of the runs followed before this one (see :func:`seq_of`).
+    offset: int
+    event: HistoryEvent
+
+
+_CLOSED = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    }
+)
+
+
+async def follow_history(
+    client: Client, payment_id: str, run_id: str | None, *, archive: Archive | None = None
+) -> AsyncGenerator[Followed, None]:
+    """The history of run ``run_id`` (None: the current run) and of the runs it
+    continues as, past then live, until the workflow closes. An earlier run that
+    Temporal has already forgotten (retention counts from when each run closed)
+    comes from the archive.
+
+    Live events come from Temporal's long poll (``wait_new_event``): a reader
+    holds a request to the server, never anything in the workflow, and a
+    caller that stops iterating (or is cancelled) leaves nothing behind.
+    """
+    offset = 0
+    run = run_id
+    while True:
+        following: str | None = None
+        async for raw in _run_events(client, payment_id, run, archive):
+            yield Followed(run, offset, raw)
+            following = continued_as(raw)
+            if following is not None:
+                offset = next_offset(offset, raw)
+                break
+            if raw.event_type in _CLOSED:
+                return
+        if following is None:
+            return
+        run = following
+
+
+async def _run_events(
+    client: Client, payment_id: str, run_id: str | None, archive: Archive | None
+) -> AsyncGenerator[HistoryEvent, None]:
+    """One run's events, past then live; from the archive when Temporal no
+    longer has the run (it is closed then, so its past is all there is)."""
+    handle = client.get_workflow_handle(payment_id, run_id=run_id)
+    sent = 0
+    try:
+        async for raw in handle.fetch_history_events(wait_new_event=True):
+            sent = raw.event_id
+            yield raw
+        return
+    except RPCError as err:
+        archived = None
+        if archive is not None and run_id is not None:
+            archived = await archive.get_run(payment_id, run_id)
+        if err.status != RPCStatusCode.NOT_FOUND or archived is None:
+            raise
+    # Deleted before or while it was read: the rest of it is in the archive.
+    for raw in archived.workflow_history().events:
+        if raw.event_id > sent:
+            yield raw

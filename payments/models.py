@@ -48,9 +48,12 @@ class CardDataRefused(ValueError):
         self.param = param
 
 
-class _Command(BaseModel):
+class RefusesCardNumbers(BaseModel):
+    """A request from outside: the one place a request is scanned for card
+    numbers (``payments.cards``), before any other rule of the model."""
+
     # hide_input_in_errors: a refused card number must not ride along in an error text.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -59,6 +62,10 @@ class _Command(BaseModel):
         if param is not None:
             raise CardDataRefused(param)
         return data
+
+
+class _Command(RefusesCardNumbers):
+    model_config = ConfigDict(frozen=True)
 
 
 class CreatePayment(_Command):
@@ -191,6 +198,11 @@ class Refund(BaseModel):
     created_at: datetime
     failure: Failure | None = None
 
+    @property
+    def settled(self) -> bool:
+        """The refund's outcome is known (it may still be ``outcome_unknown``)."""
+        return self.status != "pending"
+
 
 class PaymentState(BaseModel):
     """The payment as the workflow knows it: the payment object without the
@@ -224,25 +236,6 @@ class PaymentState(BaseModel):
     # Idempotency-Key digest (``Keyed.key``, or a refund's id) -> the fingerprint
     # of the request first sent under it.
     request_fingerprints: dict[str, str] = Field(default_factory=dict)
-
-    @classmethod
-    def requested(
-        cls, payment_id: str, merchant_id: str, request: CreatePayment, created_at: datetime
-    ) -> PaymentState:
-        """A payment as it stands the moment it is requested."""
-        return cls(
-            id=payment_id,
-            merchant_id=merchant_id,
-            amount=request.amount,
-            currency=request.currency,
-            capture_method=request.capture_method,
-            payment_method=request.payment_method,
-            customer_id=request.customer_id,
-            description=request.description,
-            metadata=request.metadata,
-            created_at=created_at,
-            updated_at=created_at,
-        )
 
     @property
     def refund_reserved(self) -> int:
@@ -290,6 +283,27 @@ class PaymentInput(BaseModel):
     # Drawn by the API at start (payments.ids.instance_id); gateway idempotency
     # keys carry it. None in payments started before it existed.
     instance: str | None = None
+
+    def first_state(self) -> PaymentState:
+        """The payment as this run starts: as it was carried over from the run
+        before, or, in the first run, as it stands the moment it is requested
+        (what the API answers ``202`` with and the start memo holds)."""
+        if self.carried_state is not None:
+            return self.carried_state
+        request = self.request
+        return PaymentState(
+            id=self.payment_id,
+            merchant_id=self.merchant_id,
+            amount=request.amount,
+            currency=request.currency,
+            capture_method=request.capture_method,
+            payment_method=request.payment_method,
+            customer_id=request.customer_id,
+            description=request.description,
+            metadata=request.metadata,
+            created_at=self.created_at,
+            updated_at=self.created_at,
+        )
 
 
 # Activity inputs and results. Each gateway step names the payment instance its

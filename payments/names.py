@@ -1,5 +1,6 @@
 """Names the service and Temporal agree on (CONTRACT §7): workflow types,
-search attributes, memo keys. No I/O and no client imports, so the workflow
+updates, signals, activities, search attributes (the memo's keys and layout
+are payments/memo.py's). No I/O and no client imports, so the workflow
 sandbox can import it."""
 
 from __future__ import annotations
@@ -71,11 +72,7 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "ReconciliationMismatches": "Int",
 }
 
-# Memo keys: the payment as it stands, the domain event a memo upsert records,
-# and the fingerprint of the request that created the payment.
-PAYMENT_MEMO_KEY = "payment"
-EVENT_MEMO_KEY = "event"
-REQUEST_FINGERPRINT_MEMO_KEY = "request_fingerprint"
+# Memo keys and the memo's layout: payments/memo.py.
 
 # Where the API serves Temporal's codec-server protocol (api/codec.py); the UI and
 # CLI are pointed at it (`--ui-codec-endpoint`, `--codec-endpoint`).

@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from payments.gateway import GatewayOperation
-from payments.models import PaymentState
+from payments.models import PaymentState, RefusesCardNumbers
 from payments.status import PaymentStatus
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -40,10 +40,8 @@ MAX_LOOKBACK_SECONDS = 10 * 366 * 24 * 3600
 _WINDOW_RANGE = "must lie between 1970 and 9000"
 
 
-class ReconciliationRequest(BaseModel):
+class ReconciliationRequest(RefusesCardNumbers):
     """A window to check; both ends default to the last ``lookback_seconds``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     start: AwareDatetime | None = None
     end: AwareDatetime | None = None
@@ -176,5 +174,5 @@ def compare(
 def in_flight(payment: PaymentState, *, running: bool = True) -> bool:
     """Work under way: comparing now would report what is about to be true. A
     payment whose workflow no longer runs has nothing under way."""
-    pending_refund = any(refund.status == "pending" for refund in payment.refunds)
+    pending_refund = any(not refund.settled for refund in payment.refunds)
     return running and (payment.status is PaymentStatus.PROCESSING or pending_refund)

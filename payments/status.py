@@ -61,17 +61,32 @@ def is_final(status: PaymentStatus) -> bool:
     return status in FINAL
 
 
-def is_settled(status: PaymentStatus) -> bool:
-    """Settled: the outcome of the request is known (any status but processing)."""
-    return status is not S.PROCESSING
-
-
 def can_capture(status: PaymentStatus) -> bool:
     return status is S.REQUIRES_CAPTURE
 
 
 def can_cancel(status: PaymentStatus) -> bool:
     return status in (S.PROCESSING, S.REQUIRES_CAPTURE)
+
+
+# What "settled" means, for whoever waits on an outcome: the API's
+# ``Prefer: wait``, its streams and the workflow's own ``wait_settled``
+# (a refund's is ``Refund.settled``).
+
+
+def is_settled(status: PaymentStatus) -> bool:
+    """Settled: the outcome of the request is known (any status but processing)."""
+    return status is not S.PROCESSING
+
+
+def capture_settled(status: PaymentStatus) -> bool:
+    """A capture's outcome is known: the payment no longer waits for one."""
+    return not can_capture(status)
+
+
+def cancel_settled(status: PaymentStatus) -> bool:
+    """A cancel's outcome is known: nothing is left that it could stop."""
+    return not can_cancel(status)
 
 
 def can_refund(status: PaymentStatus) -> bool:

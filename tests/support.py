@@ -25,12 +25,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
-from api import engine
 from gateway.memory import InMemoryGateway
+from payments import events
 from payments.gateway import GatewayOperation
-from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, Event, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
+from payments.service import PaymentService
 from payments.settings import Settings
 from workflows.payment import PaymentWorkflow
 
@@ -81,18 +81,14 @@ class Stack:
         request = CreatePayment.model_validate(
             {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", **fields}
         )
-        state, _ = await engine.start_payment(
-            self.client,
-            self.settings,
-            payment_id=payment_id_for(MERCHANT, idempotency_key),
-            merchant_id=MERCHANT,
-            request=request,
-            fingerprint=fingerprint(request),
-        )
-        return state
+        return (await self.service.start(MERCHANT, request, idempotency_key)).payment
+
+    @property
+    def service(self) -> PaymentService:
+        return PaymentService(self.client, self.settings)
 
     async def get(self, payment_id: str) -> PaymentState:
-        return await engine.get_payment(self.client, payment_id, MERCHANT)
+        return await self.service.get(payment_id, MERCHANT)
 
     async def query(self, payment_id: str) -> PaymentState:
         return await self.client.get_workflow_handle(payment_id).query(
@@ -100,12 +96,12 @@ class Stack:
         )
 
     async def update(self, payment_id: str, name: str, argument: Any, result_type: type) -> Any:
-        return await engine.update_payment(
-            self.client, payment_id, MERCHANT, name, argument, result_type=result_type
+        return await self.service.send(
+            payment_id, MERCHANT, name, argument, result_type=result_type
         )
 
     async def events(self, payment_id: str) -> list[Event]:
-        return await engine.payment_events(self.client, payment_id, MERCHANT)
+        return await self.service.payment_events(payment_id, MERCHANT)
 
     async def wait_for(self, payment_id: str, predicate: Any, within: float = 20.0) -> PaymentState:
         """Poll (the describe memo) until ``predicate(state)`` holds."""
@@ -195,7 +191,7 @@ async def updates_in_history(client: Client, payment_id: str) -> tuple[list[str]
     and how many of them have not completed: those are still in flight."""
     accepted: list[str] = []
     completed = 0
-    for history in await engine.run_histories(client, payment_id):
+    for history in await events.fetch_runs(client, payment_id):
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
                 attributes = event.workflow_execution_update_accepted_event_attributes

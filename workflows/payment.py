@@ -39,7 +39,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from payments import retries
+    from payments import memo, retries
     from payments.currencies import format_amount
     from payments.ids import CAPTURE_STEP, VOID_STEP, refund_of_step, refund_step
     from payments.models import (
@@ -68,9 +68,6 @@ with workflow.unsafe.imports_passed_through():
         WaitSettled,
     )
     from payments.names import (
-        EVENT_MEMO_KEY,
-        PAYMENT_MEMO_KEY,
-        REQUEST_FINGERPRINT_MEMO_KEY,
         STATE_QUERY,
         STATUS,
         Activities,
@@ -88,12 +85,15 @@ with workflow.unsafe.imports_passed_through():
         PAYMENT_NOT_REFUNDABLE,
         RESOURCE_MISSING,
         Refusal,
+        rejection,
     )
     from payments.status import (
         PaymentStatus,
         can_cancel,
         can_capture,
         can_refund,
+        cancel_settled,
+        capture_settled,
         check_transition,
         is_settled,
         status_after_refund,
@@ -109,11 +109,6 @@ OPERATOR_CANCEL = "temporal-cancel-is-the-cancel-signal"
 RELEARN_DECISION = "later-runs-relearn-the-decision"
 RELEARN_REFUNDS = "later-runs-relearn-refunds"
 CANCELED_IN_TEMPORAL = "canceled in Temporal"
-
-
-def _rejected(refusal: Refusal) -> ApplicationError:
-    """An update refused by its validator; the code becomes the API error's code."""
-    return ApplicationError(refusal.message, type=refusal.code, non_retryable=True)
 
 
 def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
@@ -154,9 +149,7 @@ class PaymentWorkflow:
     @workflow.init
     def __init__(self, input: PaymentInput) -> None:
         self._input = input
-        self._state = input.carried_state or PaymentState.requested(
-            input.payment_id, input.merchant_id, input.request, input.created_at
-        )
+        self._state = input.first_state()
         # The decision on an authorization, carried across continue-as-new.
         self._capture: CapturePayment | None = input.pending_capture
         self._cancel: CancelPayment | None = input.pending_cancel
@@ -517,7 +510,7 @@ class PaymentWorkflow:
                 return False
 
     def _next_pending_refund(self) -> Refund | None:
-        return next((r for r in self._state.refunds if r.status == "pending"), None)
+        return next((r for r in self._state.refunds if not r.settled), None)
 
     async def _refund(self, refund: Refund) -> None:
         state = self._state
@@ -601,10 +594,7 @@ class PaymentWorkflow:
                     "pending_cancel": self._cancel,
                 }
             ),
-            memo={
-                PAYMENT_MEMO_KEY: self._state,
-                REQUEST_FINGERPRINT_MEMO_KEY: self._input.request_fingerprint,
-            },
+            memo=memo.at_start(self._state, self._input.request_fingerprint),
             search_attributes=workflow.info().typed_search_attributes,
         )
 
@@ -629,15 +619,15 @@ class PaymentWorkflow:
             return
         state = self._state
         if self._cancel is not None:
-            raise _rejected(Refusal(PAYMENT_NOT_CAPTURABLE, "the payment is being canceled"))
+            raise rejection(Refusal(PAYMENT_NOT_CAPTURABLE, "the payment is being canceled"))
         if self._capture is not None:
-            raise _rejected(Refusal(PAYMENT_NOT_CAPTURABLE, "a capture is already under way"))
+            raise rejection(Refusal(PAYMENT_NOT_CAPTURABLE, "a capture is already under way"))
         if not can_capture(state.status):
-            raise _rejected(
+            raise rejection(
                 Refusal(PAYMENT_NOT_CAPTURABLE, f"a {state.status} payment cannot be captured")
             )
         if request.amount is not None and request.amount > state.amount_capturable:
-            raise _rejected(
+            raise rejection(
                 Refusal(
                     AMOUNT_TOO_LARGE,
                     f"amount {request.amount} exceeds the authorized {state.amount_capturable}",
@@ -657,7 +647,7 @@ class PaymentWorkflow:
             return
         problem = self._cancel_problem()
         if problem:
-            raise _rejected(problem)
+            raise rejection(problem)
 
     @workflow.update(name=Updates.REFUND)
     async def refund(self, command: RefundCommand) -> Refund:
@@ -680,11 +670,11 @@ class PaymentWorkflow:
                 same_amount = command.amount is None or command.amount == existing.amount
                 same = same_amount and command.reason == existing.reason
             if not same:
-                raise _rejected(KEY_REUSED)
+                raise rejection(KEY_REUSED)
             return
         problem = self._refund_problem(command.amount)
         if problem:
-            raise _rejected(problem)
+            raise rejection(problem)
 
     @workflow.update(name=Updates.WAIT_SETTLED)
     async def wait_settled(self, wait: WaitSettled | None = None) -> PaymentState:
@@ -700,17 +690,17 @@ class PaymentWorkflow:
             return
         fingerprint = wait.request_fingerprint
         if fingerprint is not None and fingerprint != self._input.request_fingerprint:
-            raise _rejected(KEY_REUSED)
+            raise rejection(KEY_REUSED)
         if wait.refund_id is not None and self._find_refund(wait.refund_id) is None:
-            raise _rejected(Refusal(RESOURCE_MISSING, "no such refund"))
+            raise rejection(Refusal(RESOURCE_MISSING, "no such refund"))
 
     def _is_settled(self, refund_id: str | None) -> bool:
         if refund_id is not None:
             refund = self._find_refund(refund_id)
-            return refund is None or refund.status != "pending"
+            return refund is None or refund.settled
         status = self._state.status
-        capturing = self._capture is not None and status is S.REQUIRES_CAPTURE
-        canceling = self._cancel is not None and can_cancel(status)
+        capturing = self._capture is not None and not capture_settled(status)
+        canceling = self._cancel is not None and not cancel_settled(status)
         return is_settled(status) and not capturing and not canceling
 
     # -- operators' signals: never fail the workflow ----------------------
@@ -802,7 +792,7 @@ class PaymentWorkflow:
         if first is None:
             return False
         if first != keyed.fingerprint:
-            raise _rejected(KEY_REUSED)
+            raise rejection(KEY_REUSED)
         return True
 
     def _replayed(self, keyed: Keyed | None) -> bool:
@@ -879,12 +869,7 @@ class PaymentWorkflow:
         if status is not None:
             state.status = check_transition(state.status, status)
         state.updated_at = workflow.now()
-        workflow.upsert_memo(
-            {
-                EVENT_MEMO_KEY: DomainEvent(type=event_type, data=data),
-                PAYMENT_MEMO_KEY: state,
-            }
-        )
+        workflow.upsert_memo(memo.recording(DomainEvent(type=event_type, data=data), state))
         if changed:
             workflow.upsert_search_attributes([STATUS.value_set(state.status.value)])
 

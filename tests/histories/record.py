@@ -36,10 +36,10 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.archive import ArchiveActivities  # noqa: E402
-from api.engine import run_histories  # noqa: E402
 from archive.filesystem import FilesystemArchive  # noqa: E402
 from gateway.simulator.core import Faults  # noqa: E402
 from payments.archive import ArchiveRun  # noqa: E402
+from payments.events import fetch_runs as run_histories  # noqa: E402
 from payments.models import (  # noqa: E402
     CancelPayment,
     CaptureCommand,

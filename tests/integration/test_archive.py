@@ -27,13 +27,12 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
-from api import engine
 from archive.filesystem import FilesystemArchive
 from gateway.simulator.core import Faults
 from payments import events
 from payments.archive import ArchivedPayment, ArchiveError, ArchiveReport, ArchiveRun
-from payments.ids import fingerprint
 from payments.models import CancelPayment, CapturePayment, CreatePayment, PaymentState
+from payments.service import PaymentService
 from payments.settings import Settings
 from worker import warn_about_retention
 from workflows.archive import ArchiveWorkflow
@@ -66,18 +65,13 @@ async def archived_until(
 
 
 async def create_again(
-    stack: Stack, payment_id: str, archive: FilesystemArchive
+    stack: Stack, key: str, archive: FilesystemArchive
 ) -> tuple[PaymentState, bool]:
-    """The API's create of REQUEST again, under the key that named ``payment_id``."""
-    return await engine.start_payment(
-        stack.client,
-        stack.settings,
-        payment_id=payment_id,
-        merchant_id=MERCHANT,
-        request=REQUEST,
-        fingerprint=fingerprint(REQUEST),
-        archive=archive,
+    """The API's create of REQUEST again, under ``key``."""
+    started = await PaymentService(stack.client, stack.settings, archive).start(
+        MERCHANT, REQUEST, key
     )
+    return started.payment, started.created
 
 
 async def forget(client: Client, payment_id: str) -> None:
@@ -96,7 +90,8 @@ async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
 ) -> None:
     archive = FilesystemArchive(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
-        created = await stack.create(idempotency_key=f"whole-{uuid.uuid4()}", **MANUAL)
+        key = f"whole-{uuid.uuid4()}"
+        created = await stack.create(idempotency_key=key, **MANUAL)
         await stack.wait_status(created.id, "requires_capture")
         await stack.update(created.id, "cancel", CancelPayment(reason="test"), PaymentState)
         canceled = await stack.wait_status(created.id, "canceled")
@@ -112,24 +107,20 @@ async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
         assert state == canceled.model_copy(update={"archived_at": record.archived_at})
         projected = await events.project(created.id, record.runs(), dev_client.data_converter)
         assert projected == await stack.events(created.id)
-        # Read through the API's engine, before and after Temporal forgets it.
-        before = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        # Read through the service layer, before and after Temporal forgets it.
+        reading = PaymentService(dev_client, stack.settings, archive)
+        before = await reading.get(created.id, MERCHANT)
         assert before.archived_at == record.archived_at
-        events_before = await engine.payment_events(
-            dev_client, created.id, MERCHANT, archive=archive
-        )
+        events_before = await reading.payment_events(created.id, MERCHANT)
         await forget(dev_client, created.id)
-        after = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        after = await reading.get(created.id, MERCHANT)
         assert after == before
-        assert (
-            await engine.payment_events(dev_client, created.id, MERCHANT, archive=archive)
-            == events_before
-        )
+        assert await reading.payment_events(created.id, MERCHANT) == events_before
         with pytest.raises(Exception, match="no such payment"):
-            await engine.get_payment(dev_client, created.id, "someone-else", archive=archive)
+            await reading.get(created.id, "someone-else")
         # The same request under the same key replays the archived payment:
         # no second workflow under its id.
-        replayed, started = await create_again(stack, created.id, archive)
+        replayed, started = await create_again(stack, key, archive)
         assert (replayed, started) == (after, False)
         assert (await dev_client.count_workflows(f"WorkflowId = '{created.id}'")).count == 0
 
@@ -185,6 +176,7 @@ async def test_a_run_that_continued_as_new_is_archived_when_it_closes(
     archive = FilesystemArchive(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
         created = await stack.create(**MANUAL)
+        reading = PaymentService(dev_client, stack.settings, archive)
         await stack.wait_status(created.id, "requires_capture")
         handle = dev_client.get_workflow_handle(created.id)
         for _ in range(60):  # refused refund signals grow the history to continue-as-new
@@ -196,7 +188,7 @@ async def test_a_run_that_continued_as_new_is_archived_when_it_closes(
             await asyncio.sleep(0.05)
         first_run = info.first_run_id
         for _ in range(200):  # every signal refused, in one run or the next
-            events_before = await engine.payment_events(dev_client, created.id, MERCHANT)
+            events_before = await stack.events(created.id)
             if [e.type for e in events_before].count("refund.failed") == 60:
                 break
             await asyncio.sleep(0.05)
@@ -214,11 +206,8 @@ async def test_a_run_that_continued_as_new_is_archived_when_it_closes(
             )
         )
         await gone_from_temporal(dev_client, created.id, run_id=first_run)
-        assert (
-            await engine.payment_events(dev_client, created.id, MERCHANT, archive=archive)
-            == events_before
-        )
-        followed = engine.follow_history(dev_client, created.id, first_run, archive=archive)
+        assert await reading.payment_events(created.id, MERCHANT) == events_before
+        followed = reading.follow(created.id, first_run)
         async with contextlib.aclosing(followed) as history:
             async for step in history:
                 if step.run_id != first_run:
@@ -237,7 +226,9 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
 ) -> None:
     archive = FilesystemArchive(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
-        created = await stack.create(idempotency_key=f"reopened-{uuid.uuid4()}", **MANUAL)
+        key = f"reopened-{uuid.uuid4()}"
+        created = await stack.create(idempotency_key=key, **MANUAL)
+        reading = PaymentService(dev_client, stack.settings, archive)
         await stack.wait_status(created.id, "requires_capture")
         await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
         await stack.wait_status(created.id, "canceled")
@@ -262,9 +253,9 @@ async def test_a_reopened_payment_is_archived_when_it_closes_again(
         # Open again: the old record stands until the new run closes...
         assert (await archive.get(created.id)) == first
         # ...but the payment is the open one: reads and a replayed key say so.
-        live = await engine.get_payment(dev_client, created.id, MERCHANT, archive=archive)
+        live = await reading.get(created.id, MERCHANT)
         assert (live.status, live.archived_at) == ("processing", None)
-        replayed, started = await create_again(stack, created.id, archive)
+        replayed, started = await create_again(stack, key, archive)
         assert (replayed, started) == (live, False)
         # The new run learns from the gateway that the authorization was voided.
         stack.gateway.ledger.faults = Faults()

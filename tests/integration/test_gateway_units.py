@@ -21,12 +21,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
-from api import engine
 from api.app import create_app
 from gateway.stripe_adapter import StripeGateway
-from payments.ids import fingerprint, payment_id_for
+from payments.ids import payment_id_for
 from payments.models import CapturePayment, CreatePayment, PaymentState, Refund, RefundCommand
 from payments.reconciliation import compare
+from payments.service import PaymentService
 from payments.settings import Settings
 from workflows.payment import PaymentWorkflow
 
@@ -68,21 +68,16 @@ async def stripe_worker(
 
 async def _pay(client: Client, settings: Settings, **fields: Any) -> str:
     request = CreatePayment.model_validate({"payment_method": "pm_card_visa", **fields})
-    payment_id = payment_id_for(MERCHANT, f"units-{uuid.uuid4()}")
-    await engine.start_payment(
-        client,
-        settings,
-        payment_id=payment_id,
-        merchant_id=MERCHANT,
-        request=request,
-        fingerprint=fingerprint(request),
+    started = await PaymentService(client, settings).start(
+        MERCHANT, request, f"units-{uuid.uuid4()}"
     )
+    payment_id = started.payment.id
     return payment_id
 
 
 async def _until(client: Client, payment_id: str, done: Any) -> PaymentState:
     for _ in range(400):
-        state = await engine.get_payment(client, payment_id, MERCHANT)
+        state = await PaymentService(client, Settings()).get(payment_id, MERCHANT)
         if done(state):
             return state
         await asyncio.sleep(0.05)
@@ -98,8 +93,7 @@ async def test_isk_in_whole_kronur_at_stripe_and_iso_units_here(
     start = datetime.now(UTC) - timedelta(seconds=1)
     payment_id = await _pay(dev_client, settings, amount=500, currency="isk")
     state = await _until(dev_client, payment_id, lambda s: s.status == "succeeded")
-    refund = await engine.update_payment(
-        dev_client,
+    refund = await PaymentService(dev_client, Settings()).send(
         payment_id,
         MERCHANT,
         "refund",
@@ -154,8 +148,7 @@ async def test_mga_in_whole_ariary_at_stripe(
 
     manual = await _pay(dev_client, settings, amount=24600, currency="mga", capture_method="manual")
     await _until(dev_client, manual, lambda s: s.status == "requires_capture")
-    await engine.update_payment(
-        dev_client,
+    await PaymentService(dev_client, Settings()).send(
         manual,
         MERCHANT,
         "capture",
@@ -253,7 +246,7 @@ async def test_the_api_refuses_what_the_gateway_cannot_hold(
         _refused(capture, "mga")
         after = (await api.get(f"/v1/payments/{payment_id}/events", headers=AUTH)).json()["data"]
         assert after == events
-        assert (await engine.get_payment(dev_client, payment_id, MERCHANT)) == held
+        assert (await PaymentService(dev_client, Settings()).get(payment_id, MERCHANT)) == held
 
         accepted = await api.post(
             f"/v1/payments/{payment_id}/capture", json={"amount": 12300}, headers=AUTH
@@ -264,7 +257,9 @@ async def test_the_api_refuses_what_the_gateway_cannot_hold(
             f"/v1/payments/{payment_id}/refunds", json={"amount": 50}, headers=AUTH
         )
         _refused(refund, "mga")
-        assert (await engine.get_payment(dev_client, payment_id, MERCHANT)).refunds == []
+        assert (
+            await PaymentService(dev_client, Settings()).get(payment_id, MERCHANT)
+        ).refunds == []
         # Whole ariary are fine, and so is "all that remains" (no amount).
         part = await api.post(
             f"/v1/payments/{payment_id}/refunds", json={"amount": 100}, headers=AUTH
@@ -296,7 +291,7 @@ async def test_the_demo_pages_refund_is_checked_too(dev_client: Client, task_que
         created = (await api.post("/demo/payments", json=body)).json()
         payment_id, secret = created["id"], created["demo_token"]
         for _ in range(400):
-            state = await engine.get_payment(dev_client, payment_id, DEMO)
+            state = await PaymentService(dev_client, Settings()).get(payment_id, DEMO)
             if state.status == "succeeded":
                 break
             await asyncio.sleep(0.05)
@@ -306,6 +301,6 @@ async def test_the_demo_pages_refund_is_checked_too(dev_client: Client, task_que
         assert wrong.status_code == 401
         refused = await api.post(refunds, params={"demo_token": secret}, json={"amount": 50})
         _refused(refused, "mga")
-        assert (await engine.get_payment(dev_client, payment_id, DEMO)).refunds == []
+        assert (await PaymentService(dev_client, Settings()).get(payment_id, DEMO)).refunds == []
         accepted = await api.post(refunds, params={"demo_token": secret}, json={"amount": 100})
         assert accepted.status_code == 202, accepted.text

@@ -3,7 +3,7 @@ first, whatever their number (CONTRACT §4, §11): the API in this process
 over HTTP, a real dev server behind it.
 
 Payments that only need to be listed are started as the API starts them
-(``engine.start_payment``: same memo, same search attributes) on a task queue
+(``PaymentService.start``: same memo, same search attributes) on a task queue
 no worker polls, so a thousand of them cost seconds, not a thousand sagas."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from support import running_stack, serving
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from api import engine, listing
 from api.app import create_app
-from payments import names
-from payments.ids import fingerprint, payment_id_for
-from payments.models import CreatePayment, PaymentState
+from payments import listing, memo, names
+from payments.ids import payment_id_for
+from payments.models import CreatePayment, PaymentInput, PaymentState
+from payments.service import PaymentService
 from payments.settings import Settings
 
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
@@ -37,7 +37,7 @@ def _merchant() -> str:
 async def start_unworked(
     client: Client, merchant: str, count: int, **fields: Any
 ) -> list[PaymentState]:
-    """``count`` payments started by ``engine.start_payment`` on a queue no
+    """``count`` payments started by ``PaymentService.start`` on a queue no
     worker polls: listed like any other, never run."""
     settings = Settings(task_queue=f"nobody-{uuid.uuid4()}")
     request = CreatePayment.model_validate({**CARD, **fields})
@@ -45,14 +45,7 @@ async def start_unworked(
 
     async def one() -> PaymentState:
         async with slots:
-            state, _ = await engine.start_payment(
-                client,
-                settings,
-                payment_id=payment_id_for(merchant, None),
-                merchant_id=merchant,
-                request=request,
-                fingerprint=fingerprint(request),
-            )
+            state = (await PaymentService(client, settings).start(merchant, request)).payment
             return state
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
@@ -62,10 +55,18 @@ async def start_created_at(
     client: Client, merchant: str, created_at: datetime, *, stamped: bool = True
 ) -> PaymentState:
     """A payment whose creation time the test chooses, started with the memo
-    and search attributes ``engine.start_payment`` gives it, on no worker's
+    and search attributes ``PaymentService.start`` gives it, on no worker's
     queue; without ``PaymentCreatedAt`` (as before it existed) if not ``stamped``."""
     request = CreatePayment.model_validate(CARD)
-    state = PaymentState.requested(payment_id_for(merchant, None), merchant, request, created_at)
+    state = PaymentInput(
+        payment_id=payment_id_for(merchant, None),
+        merchant_id=merchant,
+        request=request,
+        request_fingerprint="",
+        created_at=created_at,
+        authorization_window_seconds=0,
+        refund_window_seconds=0,
+    ).first_state()
     attributes: list[SearchAttributePair[Any]] = [
         SearchAttributePair(names.STATUS, state.status.value),
         SearchAttributePair(names.MERCHANT, merchant),
@@ -76,7 +77,7 @@ async def start_created_at(
         names.WORKFLOW_TYPE,
         id=state.id,
         task_queue=f"nobody-{uuid.uuid4()}",
-        memo={names.PAYMENT_MEMO_KEY: state},
+        memo=memo.at_start(state, ""),
         search_attributes=TypedSearchAttributes(attributes),
     )
     return state
@@ -238,14 +239,7 @@ async def test_filters_page_too_and_leave_others_out(
     async with running_stack(dev_client, task_queue):
         for method in ["pm_card_chargeDeclined"] * 5 + ["pm_card_visa"] * 3:
             request = CreatePayment.model_validate({**CARD, "payment_method": method})
-            state, _ = await engine.start_payment(
-                dev_client,
-                settings,
-                payment_id=payment_id_for(merchant, None),
-                merchant_id=merchant,
-                request=request,
-                fingerprint=fingerprint(request),
-            )
+            state = (await PaymentService(dev_client, settings).start(merchant, request)).payment
             if method == "pm_card_chargeDeclined":
                 declined.append(state)
         await visible(dev_client, merchant, 5, " AND PaymentStatus = 'failed'")

@@ -10,9 +10,9 @@ import pytest
 from support import MERCHANT, event_types, running_stack
 from temporalio.client import Client
 
-from api.errors import IdempotencyConflict, InvalidRequest
 from gateway.simulator.core import Faults
 from payments.models import CancelPayment, CapturePayment, PaymentState, Refund, RefundCommand
+from payments.refusals import Refused
 from payments.status import FINAL
 
 
@@ -81,7 +81,7 @@ async def test_manual_capture_partial(dev_client: Client, task_queue: str) -> No
         created = await stack.create(capture_method="manual")
         authorized = await stack.wait_status(created.id, "requires_capture")
         assert authorized.amount_capturable == 1999
-        with pytest.raises(InvalidRequest) as too_much:
+        with pytest.raises(Refused) as too_much:
             await stack.update(created.id, "capture", CapturePayment(amount=5000), PaymentState)
         assert too_much.value.code == "amount_too_large"
         await stack.update(created.id, "capture", CapturePayment(amount=1500), PaymentState)
@@ -90,7 +90,7 @@ async def test_manual_capture_partial(dev_client: Client, task_queue: str) -> No
         captures = [op for op in stack.ledger(created.id) if op.kind == "capture"]
         assert [op.amount for op in captures] == [1500]
         # A second capture is refused: the payment is no longer capturable.
-        with pytest.raises(InvalidRequest) as again:
+        with pytest.raises(Refused) as again:
             await stack.update(created.id, "capture", CapturePayment(), PaymentState)
         assert again.value.code == "payment_not_capturable"
 
@@ -124,9 +124,9 @@ async def test_cancel_after_capture_is_refused(dev_client: Client, task_queue: s
     async with running_stack(dev_client, task_queue) as stack:
         created = await stack.create()
         await stack.wait_status(created.id, "succeeded")
-        with pytest.raises(InvalidRequest) as refused:
+        with pytest.raises(Refused) as refused:
             await stack.update(created.id, "cancel", CancelPayment(), PaymentState)
-        assert (refused.value.status_code, refused.value.code) == (409, "payment_not_cancelable")
+        assert refused.value.code == "payment_not_cancelable"
 
 
 async def test_refunds_partial_then_full_and_over_refund_refused(
@@ -139,7 +139,7 @@ async def test_refunds_partial_then_full_and_over_refund_refused(
             created.id, "refund", RefundCommand(refund_id="re_a", amount=500), Refund
         )
         assert (first.status, first.amount) == ("pending", 500)
-        with pytest.raises(InvalidRequest) as over:
+        with pytest.raises(Refused) as over:
             await stack.update(
                 created.id, "refund", RefundCommand(refund_id="re_b", amount=1500), Refund
             )
@@ -165,7 +165,7 @@ async def test_repeated_refund_id_is_one_refund(dev_client: Client, task_queue: 
         await asyncio.gather(
             *(stack.update(created.id, "refund", command, Refund) for _ in range(5))
         )
-        with pytest.raises(IdempotencyConflict):
+        with pytest.raises(Refused, match="already used with a different request"):
             await stack.update(
                 created.id, "refund", RefundCommand(refund_id="re_same", amount=800), Refund
             )
@@ -216,23 +216,22 @@ async def test_concurrent_duplicates_start_one_payment(dev_client: Client, task_
         assert len({r.id for r in results}) == 1
         await stack.wait_status(results[0].id, "succeeded")
         assert stack.kinds(results[0].id) == ["authorization", "capture"]
-        with pytest.raises(IdempotencyConflict):
+        with pytest.raises(Refused, match="already used with a different request"):
             await stack.create(idempotency_key="order-77", amount=2500)
 
 
 async def test_unknown_payment_and_other_merchant_are_not_found(
     dev_client: Client, task_queue: str
 ) -> None:
-    from api import engine
-
     async with running_stack(dev_client, task_queue) as stack:
         created = await stack.create()
         for merchant in ("someone-else",):
-            with pytest.raises(InvalidRequest) as missing:
-                await engine.get_payment(dev_client, created.id, merchant)
-            assert missing.value.status_code == 404
-        with pytest.raises(InvalidRequest):
-            await engine.get_payment(dev_client, "pay_doesnotexist", MERCHANT)
+            with pytest.raises(Refused) as missing:
+                await stack.service.get(created.id, merchant)
+            assert missing.value.code == "resource_missing"
+        with pytest.raises(Refused) as missing:
+            await stack.service.get("pay_doesnotexist", MERCHANT)
+        assert missing.value.code == "resource_missing"
 
 
 async def test_continue_as_new_carries_state_and_events_keep_counting(
@@ -281,7 +280,7 @@ async def test_cancel_racing_capture_has_one_winner(dev_client: Client, task_que
                 return_exceptions=True,
             )
             accepted = [r for r in results if not isinstance(r, BaseException)]
-            refused = [r for r in results if isinstance(r, InvalidRequest)]
+            refused = [r for r in results if isinstance(r, Refused)]
             assert len(accepted) == 1 and len(refused) == 1, results
             final = await stack.wait_status(created.id, "canceled", "succeeded")
             kinds = stack.kinds(created.id)

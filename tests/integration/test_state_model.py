@@ -66,11 +66,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api import engine
-from api.errors import IdempotencyConflict, InvalidRequest
 from gateway.memory import InMemoryGateway
 from gateway.simulator.core import Faults, GatewayUnavailable
 from payments import events as history_events
+from payments import memo as payment_memo
 from payments.gateway import GatewayOperation
 from payments.ids import idempotency_key
 from payments.models import (
@@ -82,7 +81,7 @@ from payments.models import (
     Refund,
     RefundCommand,
 )
-from payments.names import PAYMENT_MEMO_KEY
+from payments.refusals import Refused
 from payments.status import FINAL, TRANSITIONS, PaymentStatus
 
 S = PaymentStatus
@@ -621,7 +620,7 @@ class Harness:
         client = self.stack.client
         handle = client.get_workflow_handle(pid)
         for _ in range(50):
-            runs = await engine.run_histories(client, pid)
+            runs = await history_events.fetch_runs(client, pid)
             state, description = await asyncio.gather(self.stack.query(pid), handle.describe())
             latest = await handle.fetch_history()
             # Nothing happened between reading the history and the query: they agree.
@@ -630,7 +629,7 @@ class Harness:
             await asyncio.sleep(0.02)
         else:
             raise AssertionError(f"{pid} never held still long enough to be read")
-        memo = await description.memo_value(PAYMENT_MEMO_KEY, type_hint=PaymentState)
+        memo = await payment_memo.payment_of(description)
         started = runs[0].events[0].workflow_execution_started_event_attributes
         [first_input] = await client.data_converter.decode(
             [started.input.payloads[0]], [PaymentInput]
@@ -785,7 +784,7 @@ class PaymentModel(RuleBasedStateMachine):
         """Run an API call; the error code it was refused with, if it was."""
         try:
             self.h.run(call)
-        except (InvalidRequest, IdempotencyConflict) as refused:
+        except Refused as refused:
             return refused.code
         return None
 
@@ -897,7 +896,7 @@ class PaymentModel(RuleBasedStateMachine):
         command = RefundCommand(refund_id=refund_id, amount=amount, reason=reason)
         try:
             refund = self.h.run(self.stack.update(e.id, "refund", command, Refund))
-        except InvalidRequest as refused:
+        except Refused as refused:
             assert refused.code == expected, f"refund {amount}: refused {refused.code}"
             return None
         assert expected is None, f"refund {amount} accepted, expected {expected}"
@@ -944,7 +943,8 @@ class PaymentModel(RuleBasedStateMachine):
         request = e.request if same else {**e.request, "amount": e.amount + 1}
         try:
             again, _ = self.h.run(self.h.create(e.key, request))
-        except IdempotencyConflict:
+        except Refused as refused:
+            assert refused.code == "idempotency_key_reused"
             assert not same
         else:
             assert same and again.id == e.id
@@ -980,7 +980,7 @@ class PaymentModel(RuleBasedStateMachine):
         command = RefundCommand(refund_id=r.id, amount=amount, reason=r.reason)
         try:
             again = self.h.run(self.stack.update(e.id, "refund", command, Refund))
-        except (InvalidRequest, IdempotencyConflict) as refused:
+        except Refused as refused:
             expected = "payment_closed" if e.closed else "idempotency_key_reused"
             assert refused.code == expected and (e.closed or variant == "other amount")
         else:

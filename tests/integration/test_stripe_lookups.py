@@ -25,12 +25,11 @@ from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
-from api import engine
 from gateway.stripe_adapter import StripeGateway
 from payments.gateway import TransientGatewayError
-from payments.ids import fingerprint, payment_id_for
 from payments.models import CreatePayment, PaymentState
 from payments.reconciliation import Window
+from payments.service import PaymentService
 from payments.settings import Settings
 from workflows.payment import PaymentWorkflow
 
@@ -243,17 +242,12 @@ async def _worker(client: Client, task_queue: str, gateway: StripeGateway) -> As
 
 async def _pay(client: Client, settings: Settings) -> PaymentState:
     request = CreatePayment(amount=1999, currency="usd", payment_method="pm_card_visa")
-    payment_id = payment_id_for(MERCHANT, f"lookups-{uuid.uuid4()}")
-    await engine.start_payment(
-        client,
-        settings,
-        payment_id=payment_id,
-        merchant_id=MERCHANT,
-        request=request,
-        fingerprint=fingerprint(request),
+    started = await PaymentService(client, settings).start(
+        MERCHANT, request, f"lookups-{uuid.uuid4()}"
     )
+    payment_id = started.payment.id
     for _ in range(400):
-        state = await engine.get_payment(client, payment_id, MERCHANT)
+        state = await PaymentService(client, Settings()).get(payment_id, MERCHANT)
         if state.status not in ("processing", "requires_capture"):
             return state
         await asyncio.sleep(0.05)

@@ -53,3 +53,43 @@ def test_imports_point_inwards(package: str, allowed: set[str]) -> None:
         if names - allowed
     }
     assert crossing == {}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full dotted name."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+# The workflow's own tests drive it through the service layer, never the API.
+WORKFLOW_TESTS = [
+    "tests/support.py",
+    "tests/integration/test_payment_saga.py",
+    "tests/integration/test_payment_windows.py",
+    "tests/integration/test_state_model.py",
+    "tests/integration/test_archive.py",
+    "tests/histories/record.py",
+]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_TESTS)
+def test_the_workflow_s_tests_need_no_api(path: str) -> None:
+    imported = _imported_modules(ROOT / path)
+    assert sorted(name for name in imported if name.split(".")[0] == "api") == []
+
+
+ROUTERS = ["api.routes", "api.streaming", "api.demo", "api.reconciliation", "api.webhooks"]
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_routers_do_not_import_each_other(router: str) -> None:
+    path = ROOT / (router.replace(".", "/") + ".py")
+    others = set(ROUTERS) - {router}
+    imported = _imported_modules(path)
+    assert sorted(imported & others) == []

@@ -55,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from temporalio.client import Client, WorkflowExecution
 from temporalio.common import SearchAttributePair
 
-from payments import names
+from payments import memo, names
 from payments.archive import Archive, archived_at
 from payments.models import PaymentState
 
@@ -227,7 +227,7 @@ async def _states(
     with ``archived_at`` for a closed one whose record is in the archive."""
     states = []
     for execution in executions:
-        state = await execution.memo_value(names.PAYMENT_MEMO_KEY, None, type_hint=PaymentState)
+        state = await memo.payment_of(execution)
         if state is None:
             continue
         if execution.close_time is not None:
