@@ -47,7 +47,7 @@ async def get_archive(request: Request) -> Archive:
     return archive
 
 
-def get_service(connection: HTTPConnection) -> PaymentService:
+async def get_service(connection: HTTPConnection) -> PaymentService:
     """The service layer the routes call, over the app's client and archive
     (a light object: building one per request costs nothing)."""
     state = connection.app.state

@@ -251,7 +251,7 @@ async def websocket_events(
     last_event_id: Annotated[int | None, Query(ge=0)] = None,
     client_secret: Annotated[str | None, Query(max_length=200)] = None,
 ) -> None:
-    service = get_service(websocket)
+    service = await get_service(websocket)
     settings = service.settings
     await websocket.accept()
     try:

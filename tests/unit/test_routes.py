@@ -84,7 +84,11 @@ def service() -> FakeService:
 @pytest.fixture
 async def http(service: FakeService) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(SETTINGS)
-    app.dependency_overrides[get_service] = lambda: service
+
+    async def fake() -> FakeService:
+        return service
+
+    app.dependency_overrides[get_service] = fake
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client
