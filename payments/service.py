@@ -187,9 +187,14 @@ class PaymentService:
     ) -> Sent:
         """Capture an authorized payment (all of it, or ``request.amount``)."""
         await self._representable_in(payment_id, merchant_id, request.amount)
-        keyed = self._keyed(payment_id, names.Updates.CAPTURE, request, idempotency_key)
-        command = CaptureCommand(amount=request.amount, idempotency=keyed)
-        state = await self._decide(payment_id, merchant_id, names.Updates.CAPTURE, command, keyed)
+        state = await self._decide(
+            payment_id,
+            merchant_id,
+            names.Updates.CAPTURE,
+            request,
+            idempotency_key,
+            lambda keyed: CaptureCommand(amount=request.amount, idempotency=keyed),
+        )
         return Sent(state, None, lambda payment: capture_settled(payment.status))
 
     async def cancel(
@@ -200,9 +205,14 @@ class PaymentService:
         idempotency_key: str | None = None,
     ) -> Sent:
         """Cancel a payment not captured yet: its authorization is voided."""
-        keyed = self._keyed(payment_id, names.Updates.CANCEL, request, idempotency_key)
-        command = CancelCommand(reason=request.reason, idempotency=keyed)
-        state = await self._decide(payment_id, merchant_id, names.Updates.CANCEL, command, keyed)
+        state = await self._decide(
+            payment_id,
+            merchant_id,
+            names.Updates.CANCEL,
+            request,
+            idempotency_key,
+            lambda keyed: CancelCommand(reason=request.reason, idempotency=keyed),
+        )
         return Sent(state, None, lambda payment: cancel_settled(payment.status))
 
     async def refund(
@@ -409,33 +419,26 @@ class PaymentService:
             return
         self._representable(amount, (await self.get(payment_id, merchant_id)).currency)
 
-    @staticmethod
-    def _keyed(
-        payment_id: str,
-        update: str,
-        request: CapturePayment | CancelPayment,
-        idempotency_key: str | None,
-    ) -> Keyed | None:
-        if idempotency_key is None:
-            return None
-        key = command_key_for(payment_id, update, idempotency_key)
-        return Keyed(key=key, fingerprint=fingerprint(request))
-
     async def _decide(
         self,
         payment_id: str,
         merchant_id: str,
         update: str,
-        command: CaptureCommand | CancelCommand,
-        keyed: Keyed | None,
+        request: CapturePayment | CancelPayment,
+        idempotency_key: str | None,
+        command: Callable[[Keyed | None], CaptureCommand | CancelCommand],
     ) -> PaymentState:
         """Capture or cancel. A retry with the same Idempotency-Key (say, after a
         timeout) gets the first answer again instead of "already under way"."""
+        keyed = None
+        if idempotency_key is not None:
+            key = command_key_for(payment_id, update, idempotency_key)
+            keyed = Keyed(key=key, fingerprint=fingerprint(request))
         return await self.send(
             payment_id,
             merchant_id,
             update,
-            command,
+            command(keyed),
             result_type=PaymentState,
             update_id=update_id_for(keyed.key, keyed.fingerprint) if keyed else None,
             keyed=keyed,
