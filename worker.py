@@ -19,13 +19,14 @@ from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities, ensure_archiver
 from activities.payment_activities import PaymentActivities
-from activities.reconciliation import ReconciliationActivities, ensure_schedule
+from activities.reconciliation import ReconciliationActivities
 from archive import build_archive
 from gateway.factory import build_gateway
 from payments.archive import Archive
 from payments.codec import EncryptionCodec
 from payments.gateway import Gateway
 from payments.production import load_settings
+from payments.reconciliation_service import ReconciliationService
 from payments.settings import Settings
 from payments.temporal import connect, retention
 from workflows.archive import ArchiveWorkflow
@@ -97,7 +98,8 @@ async def main() -> None:
     try:
         await warn_about_retention(client, settings)
         worker = build_worker(client, settings, gateway, build_archive(settings))
-        if await ensure_schedule(client, settings.task_queue, settings.reconciliation_interval):
+        runs = ReconciliationService(client, settings.task_queue)
+        if await runs.ensure_schedule(settings.reconciliation_interval):
             log.info(
                 "created the reconciliation schedule (every %s)", settings.reconciliation_interval
             )

@@ -1,4 +1,4 @@
-"""The reconciliation activity and the Schedule that runs it.
+"""The reconciliation activity (its Schedule: ``payments/reconciliation_service.py``).
 
 ``reconcile`` reads both sides for a window: what the gateway committed
 (its list endpoint) and what our payments say (their memos, from Temporal, or
@@ -9,19 +9,10 @@ from the archive once Temporal has forgotten them), then compares them with
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
-    WorkflowExecutionStatus,
-)
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments import memo, names
@@ -30,7 +21,6 @@ from payments.gateway import Gateway, GatewayOperation
 from payments.models import PaymentState
 from payments.reconciliation import (
     ReconciliationReport,
-    ReconciliationRequest,
     Window,
     compare,
     in_flight,
@@ -94,21 +84,3 @@ class ReconciliationActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.reconcile]
-
-
-async def ensure_schedule(client: Client, task_queue: str, every: timedelta) -> bool:
-    """Create the reconciliation Schedule unless it exists; True if created."""
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            names.RECONCILIATION_WORKFLOW_TYPE,
-            ReconciliationRequest(lookback_seconds=every.total_seconds()),
-            id="reconciliation",
-            task_queue=task_queue,
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-    )
-    try:
-        await client.create_schedule(names.RECONCILIATION_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        return False
-    return True

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from api.deps import ClientDep, ServiceDep, SettingsDep, refusals_spend, spend
+from api.deps import ServiceDep, SettingsDep, refusals_spend, spend
 from api.errors import AuthenticationFailed, InvalidRequest, not_found
 from api.parsing import parse_body
 from api.rendering import render, render_refund
@@ -53,9 +53,12 @@ async def asset(name: str, settings: SettingsDep) -> FileResponse:
 
 
 @router.get("/demo/config")
-async def config(settings: SettingsDep, client: ClientDep) -> dict[str, Any]:
-    _demo_merchant(settings)
-    return {"temporal_ui": settings.temporal_ui_base(), "namespace": client.namespace}
+async def config(service: ServiceDep) -> dict[str, Any]:
+    _demo_merchant(service.settings)
+    return {
+        "temporal_ui": service.settings.temporal_ui_base(),
+        "namespace": service.client.namespace,
+    }
 
 
 @router.post("/demo/payments")

@@ -1,7 +1,9 @@
-"""Wiring for the routes: settings, the Temporal client, and who is calling.
+"""Wiring for the routes: settings, the service layer, and who is calling.
 
-The client is made once per process in the lifespan and handed out through
-``Annotated`` aliases; tests build the app with their own client.
+The Temporal client is made once per process in the lifespan; routes reach it
+only through the services (``payments/service.py``,
+``payments/reconciliation_service.py``), handed out through ``Annotated``
+aliases. Tests build the app with their own client, or override a service.
 
 Every dependency is ``async def`` although none awaits anything: FastAPI runs a
 plain ``def`` dependency in a worker thread, and those hops, four or five per
@@ -21,13 +23,12 @@ from fastapi import Depends, Query, Request
 from fastapi.requests import HTTPConnection
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from temporalio.client import Client
 
 from api.errors import AuthenticationFailed, InvalidRequest, RateLimited
 from api.limits import RateLimiter
-from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.ids import verify_client_secret
+from payments.reconciliation_service import ReconciliationService
 from payments.service import PaymentService
 from payments.settings import Settings
 
@@ -37,16 +38,6 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_client(request: Request) -> Client:
-    client: Client = request.app.state.temporal_client
-    return client
-
-
-async def get_archive(request: Request) -> Archive:
-    archive: Archive = request.app.state.archive
-    return archive
-
-
 async def get_service(connection: HTTPConnection) -> PaymentService:
     """The service layer the routes call, over the app's client and archive
     (a light object: building one per request costs nothing)."""
@@ -54,10 +45,15 @@ async def get_service(connection: HTTPConnection) -> PaymentService:
     return PaymentService(state.temporal_client, state.settings, state.archive)
 
 
+async def get_reconciliation(connection: HTTPConnection) -> ReconciliationService:
+    """The operator's reconciliation use cases, over the app's client."""
+    state = connection.app.state
+    return ReconciliationService(state.temporal_client, state.settings.task_queue)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[PaymentService, Depends(get_service)]
-ClientDep = Annotated[Client, Depends(get_client)]
-ArchiveDep = Annotated[Archive, Depends(get_archive)]
+ReconciliationDep = Annotated[ReconciliationService, Depends(get_reconciliation)]
 
 # These only declare the schemes in the OpenAPI document (so /docs can send a
 # key); the header itself is checked below, into the contract's 401.

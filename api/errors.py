@@ -1,7 +1,7 @@
 """The contract's error body, everywhere, and the handlers that make it: the
 one place the service's domain errors (``payments.refusals.Refused``,
-``payments.currencies.NotRepresentable``, a card number refused by a
-request model) become HTTP answers.
+``payments.currencies.NotRepresentable``, a reconciliation run's
+``RunFailed``, a card number refused by a request model) become HTTP answers.
 
     ApiError
     ├── InvalidRequest      400 / 404 / 409 / 413 / 422, ``invalid_request_error``
@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments import refusals
 from payments.currencies import NotRepresentable
 from payments.models import CardDataRefused
+from payments.reconciliation_service import RunFailed
 from payments.refusals import Refusal, Refused
 
 log = logging.getLogger("api")
@@ -182,6 +183,8 @@ def answer(exc: Exception) -> ApiError | None:
         return refused(exc.refusal)
     if isinstance(exc, NotRepresentable):
         return unrepresentable(exc)
+    if isinstance(exc, RunFailed):
+        return ApiError("reconciliation_failed", str(exc))
     return None
 
 
@@ -195,7 +198,7 @@ def install(app: FastAPI) -> None:
         assert error is not None, exc
         return respond(error)
 
-    for domain_error in (ApiError, Refused, NotRepresentable):
+    for domain_error in (ApiError, Refused, NotRepresentable, RunFailed):
         app.add_exception_handler(domain_error, _domain)
 
     @app.exception_handler(RequestValidationError)

@@ -3,17 +3,12 @@ merchant's): trigger one now and read its report, or read a scheduled one."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from temporalio.client import WorkflowFailureError
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, OperatorDep, SettingsDep
-from api.errors import ApiError, not_found
+from api.deps import OperatorDep, ReconciliationDep
 from api.openapi import (
     RETRY_AFTER,
     V1_ERRORS,
@@ -22,8 +17,8 @@ from api.openapi import (
     errors,
 )
 from api.parsing import parse_body
-from payments import names
-from payments.reconciliation import ReconciliationReport, ReconciliationRequest
+from payments.reconciliation import ReconciliationRequest
+from payments.reconciliation_service import Run
 
 router = APIRouter(dependencies=[OperatorDep], tags=["reconciliation"])
 # An on-demand run answers within this; past it the caller reads the run later.
@@ -40,13 +35,15 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _running(run_id: str) -> JSONResponse:
-    body = {"id": run_id, "object": "reconciliation_run", "status": "running"}
-    return JSONResponse(body, status_code=202, headers={"Retry-After": "5"})
-
-
-def _report(report: ReconciliationReport) -> dict[str, Any]:
-    return {"object": "reconciliation_run", "status": "completed", **report.model_dump(mode="json")}
+def _rendered(run: Run) -> Any:
+    if run.report is None:
+        body = {"id": run.id, "object": "reconciliation_run", "status": "running"}
+        return JSONResponse(body, status_code=202, headers={"Retry-After": "5"})
+    return {
+        "object": "reconciliation_run",
+        "status": "completed",
+        **run.report.model_dump(mode="json"),
+    }
 
 
 @router.post(
@@ -59,24 +56,9 @@ def _report(report: ReconciliationReport) -> dict[str, Any]:
         }
     },
 )
-async def run_now(request: Request, settings: SettingsDep, client: ClientDep) -> Any:
+async def run_now(request: Request, runs: ReconciliationDep) -> Any:
     body = await parse_body(request, ReconciliationRequest, required=False)
-    run_id = f"reconciliation-{uuid.uuid4().hex[:16]}"
-    handle = await client.start_workflow(
-        names.RECONCILIATION_WORKFLOW_TYPE,
-        body,
-        id=run_id,
-        task_queue=settings.task_queue,
-        result_type=ReconciliationReport,
-        static_summary="reconciliation run (on demand)",
-    )
-    try:
-        async with asyncio.timeout(RUN_WAIT_SECONDS):
-            return _report(await handle.result())
-    except TimeoutError:
-        return _running(run_id)
-    except WorkflowFailureError:
-        raise ApiError("reconciliation_failed", "the reconciliation run failed") from None
+    return _rendered(await runs.run(body, RUN_WAIT_SECONDS))
 
 
 @router.get(
@@ -84,19 +66,5 @@ async def run_now(request: Request, settings: SettingsDep, client: ClientDep) ->
     responses={**_RUN_RESPONSES, **errors(404)},
     response_model=None,
 )
-async def read_run(run_id: str, client: ClientDep) -> Any:
-    handle = client.get_workflow_handle(run_id, result_type=ReconciliationReport)
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise not_found("reconciliation run") from None
-        raise
-    if description.workflow_type != names.RECONCILIATION_WORKFLOW_TYPE:
-        raise not_found("reconciliation run")
-    if description.close_time is None:
-        return _running(run_id)
-    try:
-        return _report(await handle.result())
-    except WorkflowFailureError:
-        raise ApiError("reconciliation_failed", "the reconciliation run failed") from None
+async def read_run(run_id: str, runs: ReconciliationDep) -> Any:
+    return _rendered(await runs.read(run_id))

@@ -20,12 +20,10 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ClientDep, SettingsDep
+from api.deps import ServiceDep
 from api.errors import InvalidRequest
 from api.openapi import WebhookReceipt, errors
-from payments import names
 from payments.cards import find_card_number
 from payments.models import GatewayEvent
 
@@ -101,7 +99,8 @@ def _event(body: bytes) -> GatewayEvent | None:
         },
     },
 )
-async def stripe_webhook(request: Request, settings: SettingsDep, client: ClientDep) -> Any:
+async def stripe_webhook(request: Request, service: ServiceDep) -> Any:
+    settings = service.settings
     body = await request.body()
     verify_signature(
         body,
@@ -120,13 +119,7 @@ async def stripe_webhook(request: Request, settings: SettingsDep, client: Client
         )
     if event.payment_id is None:
         return {"received": True, "delivered": False}
-    try:
-        await client.get_workflow_handle(event.payment_id).signal(
-            names.Signals.GATEWAY_EVENT, event
-        )
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
+    if not await service.deliver(event):
         # Not ours, or its workflow has closed: acknowledge, so Stripe stops retrying.
         log.info("webhook %s for unknown or closed payment %s", event.id, event.payment_id)
         return {"received": True, "delivered": False}

@@ -1,9 +1,11 @@
 """The service layer: the payment's use cases, spoken in the domain's terms.
 
 Create a payment, capture, cancel or refund it, read it, list a merchant's
-payments, follow its changes, read its events. Each use case is one method of
-:class:`PaymentService`; the HTTP routes (``api/``), the demo page, the tests
-and the tools call these and nothing below them. A refusal is raised as
+payments, follow its changes, read its events, hand it a gateway's event.
+Each use case is one method of :class:`PaymentService`; the HTTP routes
+(``api/``), the demo page, the tests and the tools call these and nothing
+below them (an operator's reconciliation runs:
+``payments/reconciliation_service.py``). A refusal is raised as
 :class:`payments.refusals.Refused` with a code from the one table
 (``payments/refusals.py``), an amount the gateway cannot hold as
 :class:`payments.currencies.NotRepresentable`; ``api/errors.py`` turns each
@@ -61,6 +63,7 @@ from payments.models import (
     CapturePayment,
     CreatePayment,
     Event,
+    GatewayEvent,
     Keyed,
     PaymentInput,
     PaymentState,
@@ -394,6 +397,20 @@ class PaymentService:
             await self._archived_state(record, merchant_id)
             runs = record.runs()
         return await events.project(payment_id, runs, self.client.data_converter)
+
+    async def deliver(self, event: GatewayEvent) -> bool:
+        """Hand a believed gateway event to its payment; False when Temporal has
+        no running payment of that id (not ours, or closed)."""
+        if event.payment_id is None:
+            return False
+        handle = self.client.get_workflow_handle(event.payment_id)
+        try:
+            await handle.signal(names.Signals.GATEWAY_EVENT, event)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        return True
 
     async def healthy(self) -> bool:
         try:

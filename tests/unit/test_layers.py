@@ -93,3 +93,11 @@ def test_routers_do_not_import_each_other(router: str) -> None:
     others = set(ROUTERS) - {router}
     imported = _imported_modules(path)
     assert sorted(imported & others) == []
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_routers_reach_temporal_only_through_the_services(router: str) -> None:
+    # The use cases own every workflow start, update, signal and read
+    # (payments/service.py, payments/reconciliation_service.py).
+    imported = _imported_modules(ROOT / (router.replace(".", "/") + ".py"))
+    assert sorted(name for name in imported if name.split(".")[0] == "temporalio") == []

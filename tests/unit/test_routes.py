@@ -13,8 +13,15 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.deps import get_service
-from payments.models import CapturePayment, CreatePayment, PaymentInput, PaymentState
+from api.deps import get_reconciliation, get_service
+from payments.models import (
+    CapturePayment,
+    CreatePayment,
+    PaymentInput,
+    PaymentState,
+)
+from payments.reconciliation import ReconciliationReport, ReconciliationRequest, Window
+from payments.reconciliation_service import NO_SUCH_RUN, Run, RunFailed
 from payments.refusals import NO_SUCH_PAYMENT, Refusal, Refused
 from payments.service import Sent, Started
 from payments.settings import Settings
@@ -22,6 +29,7 @@ from payments.status import PaymentStatus, capture_settled
 
 SETTINGS = Settings(api_keys={"sk_test_fake": "merchant_fake"})
 KEY = {"Authorization": "Bearer sk_test_fake"}
+OPERATOR = {"Authorization": "Bearer sk_test_operator"}
 CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 
 
@@ -76,19 +84,48 @@ class FakeService:
         return Sent(state, None, lambda payment: capture_settled(payment.status))
 
 
+@dataclass
+class FakeRuns:
+    """Reconciliation runs by id: a report, None while running, or RunFailed."""
+
+    runs: dict[str, ReconciliationReport | RunFailed | None] = field(default_factory=dict)
+    started: list[ReconciliationRequest | None] = field(default_factory=list)
+
+    async def run(self, request: ReconciliationRequest | None, wait_seconds: float) -> Run:
+        self.started.append(request)
+        return await self.read("reconciliation-new")
+
+    async def read(self, run_id: str) -> Run:
+        if run_id not in self.runs:
+            raise Refused(NO_SUCH_RUN)
+        outcome = self.runs[run_id]
+        if isinstance(outcome, RunFailed):
+            raise outcome
+        return Run(run_id, outcome)
+
+
 @pytest.fixture
 def service() -> FakeService:
     return FakeService()
 
 
 @pytest.fixture
-async def http(service: FakeService) -> AsyncIterator[httpx.AsyncClient]:
+def runs() -> FakeRuns:
+    return FakeRuns()
+
+
+@pytest.fixture
+async def http(service: FakeService, runs: FakeRuns) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(SETTINGS)
 
     async def fake() -> FakeService:
         return service
 
+    async def fake_runs() -> FakeRuns:
+        return runs
+
     app.dependency_overrides[get_service] = fake
+    app.dependency_overrides[get_reconciliation] = fake_runs
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client
@@ -162,3 +199,33 @@ async def test_a_bad_body_reaches_no_use_case(
     assert unknown.status_code == 422
     assert unknown.json()["error"]["code"] == "parameter_unknown"
     assert service.calls == []
+
+
+async def test_reconciliation_runs_answer_by_their_outcome(
+    http: httpx.AsyncClient, runs: FakeRuns
+) -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    runs.runs["reconciliation-done"] = ReconciliationReport(
+        id="reconciliation-done", window=Window(start=now, end=now), checked=3
+    )
+    runs.runs["reconciliation-failed"] = RunFailed("reconciliation-failed")
+    runs.runs["reconciliation-new"] = None
+    done = await http.get("/v1/reconciliation/runs/reconciliation-done", headers=OPERATOR)
+    assert done.status_code == 200
+    assert (done.json()["status"], done.json()["checked"]) == ("completed", 3)
+    running = await http.post("/v1/reconciliation/runs", json={}, headers=OPERATOR)
+    assert running.status_code == 202 and running.headers["Retry-After"] == "5"
+    assert running.json() == {
+        "id": "reconciliation-new",
+        "object": "reconciliation_run",
+        "status": "running",
+    }
+    failed = await http.get("/v1/reconciliation/runs/reconciliation-failed", headers=OPERATOR)
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == "reconciliation_failed"
+    missing = await http.get("/v1/reconciliation/runs/nobody", headers=OPERATOR)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "no such reconciliation run"
+    merchant = await http.get("/v1/reconciliation/runs/reconciliation-done", headers=KEY)
+    assert merchant.status_code == 401
+    assert len(runs.started) == 1
