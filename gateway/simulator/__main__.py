@@ -1,17 +1,24 @@
-"""``python -m gateway.simulator``: serve the simulator on the configured host and port."""
+"""``python -m gateway.simulator``: serve the simulator on the configured host
+and port, its ledger kept in ``<data_dir>/simulator.sqlite`` (deleting the data
+directory starts it from empty)."""
 
 from __future__ import annotations
 
 import uvicorn
 
 from gateway.simulator.app import create_app
+from gateway.simulator.store import FILE_NAME
 from payments.production import load_settings
 
 
 def main() -> None:
     settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The app closes the file as it shuts down: uvicorn ends the process by
+    # re-raising SIGTERM or SIGINT, so nothing after uvicorn.run would run.
+    # A process killed outright leaves the file as consistent (WAL).
     uvicorn.run(
-        create_app(),
+        create_app(path=settings.data_dir / FILE_NAME),
         host=settings.simulator_host,
         port=settings.simulator_port,
         log_level=settings.log_level.lower(),

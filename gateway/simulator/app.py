@@ -9,6 +9,9 @@ Errors are ``{"error": {"type", "code", "message", ...}}``: declines ``402``
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -72,9 +75,18 @@ class DroppedReply(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
-def create_app(ledger: SimulatorLedger | None = None) -> FastAPI:
-    book = ledger or SimulatorLedger()
-    app = FastAPI(title="Gateway simulator", version="1")
+def create_app(ledger: SimulatorLedger | None = None, *, path: Path | None = None) -> FastAPI:
+    """The app over ``ledger``, or over a ledger of its own (kept in the SQLite
+    file ``path`` if given), which it closes when it shuts down."""
+    book = ledger or SimulatorLedger(path=path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if ledger is None:
+            book.close()
+
+    app = FastAPI(title="Gateway simulator", version="1", lifespan=lifespan)
     app.state.ledger = book
 
     @app.exception_handler(GatewayError)

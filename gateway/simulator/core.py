@@ -1,7 +1,12 @@
 """The simulator's ledger: a PSP-like book of authorizations, captures, voids
-and refunds, kept in memory, honouring idempotency keys, with faults that can
-be switched on. Pure asyncio: :mod:`gateway.simulator.app` puts HTTP in front
-of it and :mod:`gateway.memory` calls it directly.
+and refunds, honouring idempotency keys, with faults that can be switched on.
+Pure asyncio: :mod:`gateway.simulator.app` puts HTTP in front of it and
+:mod:`gateway.memory` calls it directly.
+
+It answers from memory. Given a file (:mod:`.store`), it starts from what the
+file holds and writes every outcome there before answering, so a restart
+forgets nothing; without one (the in-process tests) it lives in memory only.
+The faults are never written: a restarted simulator starts with none.
 
 Test payment methods are Stripe's (``pm_card_visa`` and any other ``pm_card_*``
 or ``tok_*`` succeed; ``..._chargeDeclined``, ``..._chargeDeclinedInsufficientFunds``
@@ -26,9 +31,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.simulator.store import LedgerFile
+from payments.cards import contains_card_number
 from payments.gateway import (
     CardDeclined,
     GatewayOperation,
@@ -119,13 +127,17 @@ class _Reply:
 
 
 class SimulatorLedger:
-    """The simulated PSP. Operations commit at most once per idempotency key."""
+    """The simulated PSP. Operations commit at most once per idempotency key.
+
+    With ``path``, the book is that SQLite file's (created if missing): call
+    :meth:`close` when done with it."""
 
     def __init__(
         self,
         *,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] | None = None,
+        path: Path | None = None,
     ) -> None:
         self.faults = Faults()
         self._rng = rng or random.Random()
@@ -135,6 +147,13 @@ class SimulatorLedger:
         self._replies: dict[str, _Reply] = {}
         # Weak, so a key's lock lives only while some call holds it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._file = LedgerFile(path) if path is not None else None
+        if self._file is not None:
+            self._load(self._file)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
     # -- the PSP calls ------------------------------------------------------
 
@@ -152,6 +171,7 @@ class SimulatorLedger:
             idempotency_key,
             request,
             lambda: self._authorize(reference, amount, currency, payment_method, idempotency_key),
+            payment_method=payment_method,
         )
 
     async def capture(
@@ -245,7 +265,12 @@ class SimulatorLedger:
     # -- internals ------------------------------------------------------------
 
     async def _once(
-        self, key: str, request: tuple[object, ...], commit: Callable[[], GatewayOperation]
+        self,
+        key: str,
+        request: tuple[object, ...],
+        decide: Callable[[], GatewayOperation],
+        *,
+        payment_method: str | None = None,
     ) -> GatewayOperation:
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidGatewayRequest(
@@ -259,12 +284,22 @@ class SimulatorLedger:
                 # Stands for the issuer round-trip. It is a suspension point,
                 # which is why the replay check and the commit need the lock.
                 await asyncio.sleep(0)
+                outcome: GatewayOperation | CardDeclined
                 try:
-                    reply = _Reply(request, commit())
+                    outcome = decide()
                 except CardDeclined as decline:
                     # A decline is an outcome: the same key replays it.
-                    self._replies[key] = _Reply(request, decline)
-                    raise
+                    outcome = decline
+                reply = _Reply(request, outcome)
+                # Between decide() and the commit there is no await, so no
+                # other call can change the authorization decide() checked:
+                # that is why the file is written here, blocking the loop
+                # for the few hundred microseconds a WAL commit takes,
+                # rather than from a thread.
+                if self._file is not None:
+                    self._file.commit(key, request, outcome, payment_method)
+                if isinstance(outcome, GatewayOperation):
+                    self._apply(outcome, payment_method)
                 self._replies[key] = reply
             elif reply.request != request:
                 raise InvalidGatewayRequest(
@@ -286,6 +321,11 @@ class SimulatorLedger:
             raise InvalidGatewayRequest(
                 "invalid_currency", f"currency must be 3 lowercase letters, not {currency!r}"
             )
+        if contains_card_number(payment_method):
+            # Never echoed, and never written to the ledger's file.
+            raise InvalidGatewayRequest(
+                "resource_missing", "no such payment method: card numbers are not accepted"
+            )
         if not payment_method.startswith(("pm_card_", "tok_")):
             raise InvalidGatewayRequest(
                 "resource_missing", f"no such payment method: {payment_method!r}"
@@ -293,9 +333,7 @@ class SimulatorLedger:
         decline = _DECLINES.get(_test_card(payment_method))
         if decline is not None:
             raise CardDeclined(*decline)
-        operation = self._commit("authorization", amount, currency, reference, key)
-        self._authorizations[operation.id] = _Authorization(operation, payment_method)
-        return operation
+        return self._operation("authorization", amount, currency, reference, key)
 
     def _capture(self, authorization_id: str, amount: int, key: str) -> GatewayOperation:
         authorization = self._authorization(authorization_id)
@@ -312,8 +350,7 @@ class SimulatorLedger:
             raise InvalidGatewayRequest(
                 "capture_refused", f"the issuer refuses every capture of {authorization_id}"
             )
-        authorization.captured = amount
-        return self._commit_on(authorization, "capture", amount, key)
+        return self._operation_on(authorization, "capture", amount, key)
 
     def _void(self, authorization_id: str, key: str) -> GatewayOperation:
         authorization = self._authorization(authorization_id)
@@ -323,8 +360,7 @@ class SimulatorLedger:
             )
         if authorization.voided:
             raise InvalidGatewayRequest("already_voided", f"{authorization_id} was already voided")
-        authorization.voided = True
-        return self._commit_on(authorization, "void", authorization.operation.amount, key)
+        return self._operation_on(authorization, "void", authorization.operation.amount, key)
 
     def _refund(self, authorization_id: str, amount: int, key: str) -> GatewayOperation:
         authorization = self._authorization(authorization_id)
@@ -334,8 +370,7 @@ class SimulatorLedger:
             )
         remaining = authorization.captured - authorization.refunded
         _check_amount(amount, remaining, "the amount left to refund")
-        authorization.refunded += amount
-        return self._commit_on(authorization, "refund", amount, key)
+        return self._operation_on(authorization, "refund", amount, key)
 
     def _authorization(self, authorization_id: str) -> _Authorization:
         try:
@@ -343,13 +378,13 @@ class SimulatorLedger:
         except KeyError:
             raise NotFound(f"no such authorization: {authorization_id!r}") from None
 
-    def _commit_on(
+    def _operation_on(
         self, authorization: _Authorization, kind: OperationKind, amount: int, key: str
     ) -> GatewayOperation:
         basis = authorization.operation
-        return self._commit(kind, amount, basis.currency, basis.reference, key, basis.id)
+        return self._operation(kind, amount, basis.currency, basis.reference, key, basis.id)
 
-    def _commit(
+    def _operation(
         self,
         kind: OperationKind,
         amount: int,
@@ -358,8 +393,9 @@ class SimulatorLedger:
         key: str,
         authorization_id: str | None = None,
     ) -> GatewayOperation:
+        """The operation a call would commit; :meth:`_apply` commits it."""
         now = self._clock().astimezone(UTC)
-        operation = GatewayOperation(
+        return GatewayOperation(
             id=f"{_PREFIXES[kind]}_{secrets.token_hex(12)}",
             kind=kind,
             amount=amount,
@@ -369,8 +405,32 @@ class SimulatorLedger:
             authorization_id=authorization_id,
             created_at=now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         )
-        self._entries.append((now, operation))
-        return operation
+
+    def _apply(self, operation: GatewayOperation, payment_method: str | None) -> None:
+        """Enter a committed operation in the book: the one place its state changes."""
+        if operation.kind == "authorization":
+            assert payment_method is not None
+            self._authorizations[operation.id] = _Authorization(operation, payment_method)
+        else:
+            assert operation.authorization_id is not None
+            authorization = self._authorizations[operation.authorization_id]
+            if operation.kind == "capture":
+                authorization.captured = operation.amount
+            elif operation.kind == "void":
+                authorization.voided = True
+            else:
+                authorization.refunded += operation.amount
+        self._entries.append((datetime.fromisoformat(operation.created_at), operation))
+
+    def _load(self, file: LedgerFile) -> None:
+        for stored in file.operations():
+            self._apply(stored.operation, stored.payment_method)
+        committed = {operation.id: operation for _, operation in self._entries}
+        for reply in file.replies():
+            outcome = reply.outcome
+            self._replies[reply.idempotency_key] = _Reply(
+                reply.request, committed[outcome] if isinstance(outcome, str) else outcome
+            )
 
 
 def _test_card(payment_method: str) -> str:

@@ -248,9 +248,9 @@ async def answer(url: str, lines: list[str]) -> int:
     raise AssertionError(f"{url} never answered; the process said: {lines}")
 
 
-async def test_a_configured_simulator_serves() -> None:
+async def test_a_configured_simulator_serves(tmp_path: Path) -> None:
     (port,) = free_ports(1)
-    env = environment(PAYMENTS_SIMULATOR_PORT=str(port))
+    env = environment(PAYMENTS_SIMULATOR_PORT=str(port), PAYMENTS_DATA_DIR=str(tmp_path))
     async with started("simulator", env) as lines:
         assert await answer(f"http://127.0.0.1:{port}/healthz", lines) == 200
     assert not any(REFUSING in line for line in lines)

@@ -1,0 +1,195 @@
+"""The simulator's ledger over a SQLite file, closed and reopened as a
+restarted simulator does: the same book, the same replies to the same keys,
+the same refusals, and no card number written."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.simulator.core import Faults, ReplyDropped, SimulatorLedger
+from payments.gateway import CardDeclined, GatewayOperation, InvalidGatewayRequest
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "simulator.sqlite"
+
+
+@pytest.fixture
+def opened() -> Iterator[list[SimulatorLedger]]:
+    """Ledgers a test opens, closed whatever happens to it."""
+    ledgers: list[SimulatorLedger] = []
+    yield ledgers
+    for ledger in ledgers:
+        ledger.close()
+
+
+def _open(
+    path: Path,
+    opened: list[SimulatorLedger],
+    clock: Callable[[], datetime] | None = None,
+) -> SimulatorLedger:
+    ledger = SimulatorLedger(path=path, clock=clock)
+    opened.append(ledger)
+    return ledger
+
+
+def _reopen(ledger: SimulatorLedger, path: Path, opened: list[SimulatorLedger]) -> SimulatorLedger:
+    ledger.close()
+    return _open(path, opened)
+
+
+async def _authorize(
+    ledger: SimulatorLedger,
+    key: str,
+    *,
+    reference: str = "pay_1",
+    amount: int = 1000,
+    payment_method: str = "pm_card_visa",
+) -> GatewayOperation:
+    return await ledger.authorize(
+        reference=reference,
+        amount=amount,
+        currency="usd",
+        payment_method=payment_method,
+        idempotency_key=key,
+    )
+
+
+async def _refused(code: str, call: Awaitable[object]) -> None:
+    with pytest.raises(InvalidGatewayRequest) as refused:
+        await call
+    assert refused.value.code == code
+
+
+async def test_a_reopened_ledger_has_the_same_operations(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    ledger = _open(path, opened)
+    paid = await _authorize(ledger, "pay_1:authorize")
+    await ledger.capture(authorization_id=paid.id, amount=800, idempotency_key="pay_1:capture")
+    await ledger.refund(authorization_id=paid.id, amount=300, idempotency_key="pay_1:refund:1")
+    held = await _authorize(ledger, "pay_2:authorize", reference="pay_2")
+    await ledger.void(authorization_id=held.id, idempotency_key="pay_2:void")
+    before = ledger.ledger()
+
+    again = _reopen(ledger, path, opened)
+
+    assert again.ledger() == before
+    assert [op.kind for op in again.ledger("pay_1")] == ["authorization", "capture", "refund"]
+    assert again.find_by_reference("pay_2") == before[3:]
+
+
+async def test_a_reopened_ledger_keeps_the_time_window_reconciliation_reads(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    start = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    ticks = iter(start + timedelta(minutes=n) for n in range(10))
+    ledger = _open(path, opened, clock=lambda: next(ticks))
+    for n in range(3):
+        await _authorize(ledger, f"k{n}", reference=f"pay_{n}")
+    window = {"since": start + timedelta(minutes=1), "until": start + timedelta(minutes=2)}
+    before = ledger.list_operations(**window)
+    assert [op.reference for op in before] == ["pay_1"]
+
+    again = _reopen(ledger, path, opened)
+
+    assert again.list_operations(**window) == before
+
+
+async def test_a_retry_after_reopening_replays_without_committing(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    ledger = _open(path, opened)
+    auth = await _authorize(ledger, "pay_1:authorize")
+    capture = await ledger.capture(
+        authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture"
+    )
+
+    again = _reopen(ledger, path, opened)
+
+    assert await _authorize(again, "pay_1:authorize") == auth
+    replayed = await again.capture(
+        authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture"
+    )
+    assert replayed == capture
+    assert again.ledger() == [auth, capture]
+
+
+async def test_a_different_request_under_a_key_is_refused_after_reopening(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    ledger = _open(path, opened)
+    auth = await _authorize(ledger, "pay_1:authorize")
+    await ledger.capture(authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture")
+
+    again = _reopen(ledger, path, opened)
+
+    await _refused("idempotency_key_reused", _authorize(again, "pay_1:authorize", amount=999))
+    await _refused(
+        "idempotency_key_reused",
+        again.capture(authorization_id=auth.id, amount=500, idempotency_key="pay_1:capture"),
+    )
+    # The state of the book came back too, not only its list.
+    await _refused(
+        "already_captured",
+        again.capture(authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture:2"),
+    )
+    assert [op.kind for op in again.ledger()] == ["authorization", "capture"]
+
+
+async def test_a_decline_replays_after_reopening(path: Path, opened: list[SimulatorLedger]) -> None:
+    ledger = _open(path, opened)
+    with pytest.raises(CardDeclined):
+        await _authorize(ledger, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
+
+    again = _reopen(ledger, path, opened)
+
+    with pytest.raises(CardDeclined) as declined:
+        await _authorize(again, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
+    assert (declined.value.code, declined.value.decline_code) == (
+        "card_declined",
+        "generic_decline",
+    )
+    await _refused("idempotency_key_reused", _authorize(again, "pay_1:authorize"))
+    assert again.ledger() == []
+
+
+async def test_a_dropped_reply_was_committed_to_the_file(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    ledger = _open(path, opened)
+    ledger.faults = Faults(drop_reply_rate=1.0)
+    with pytest.raises(ReplyDropped):
+        await ledger.run(lambda: _authorize(ledger, "pay_1:authorize"))
+
+    again = _reopen(ledger, path, opened)
+
+    # Faults are not kept: the restarted simulator injects none.
+    assert again.faults == Faults()
+    (committed,) = again.ledger()
+    assert await again.run(lambda: _authorize(again, "pay_1:authorize")) == committed
+    assert again.ledger() == [committed]
+
+
+async def test_a_card_number_is_refused_and_never_written(
+    path: Path, opened: list[SimulatorLedger]
+) -> None:
+    ledger = _open(path, opened)
+    for payment_method in ("4242424242424242", "pm_card_4242424242424242"):
+        with pytest.raises(InvalidGatewayRequest) as refused:
+            await _authorize(ledger, f"pay_1:{len(payment_method)}", payment_method=payment_method)
+        assert refused.value.code == "resource_missing"
+        assert "4242" not in refused.value.message
+    await _authorize(ledger, "pay_1:authorize")
+    ledger.close()
+
+    written = b"".join(
+        file.read_bytes() for file in path.parent.iterdir() if file.name.startswith(path.name)
+    )
+    assert b"pm_card_visa" in written  # what it does write is there to be found
+    assert b"4242424242424242" not in written
