@@ -7,7 +7,8 @@ follows each one with that payment's client secret. A client secret only
 reads, so the demo's capture, cancel and refund endpoints ask for the
 payment's ``demo_token`` instead, which only ``/demo/payments`` hands out.
 ``PAYMENTS_DEMO_MERCHANT`` empty turns all of it off (and production refuses
-to start with it set).
+to start with it set). ``/demo/config`` tells the page what it needs, the
+test payment methods of the configured gateway among it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,28 @@ from payments.settings import Settings
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
 Token = Annotated[str, Query(max_length=200)]
+
+# The test payment methods the page offers, by gateway (PAYMENTS_GATEWAY), with
+# what each does there. The Stripe ones are Stripe's test PaymentMethods, which
+# hold on localstripe too, where the adapter stands in for those it lacks
+# (gateway/localstripe.py); a capture that fails is the simulator's alone.
+_SUCCEEDS = [
+    ("pm_card_visa", "Visa · succeeds"),
+    ("pm_card_mastercard", "Mastercard · succeeds"),
+]
+_DECLINES = [
+    ("pm_card_chargeDeclined", "Declined · generic decline"),
+    ("pm_card_chargeDeclinedInsufficientFunds", "Declined · insufficient funds"),
+    ("pm_card_chargeDeclinedExpiredCard", "Declined · expired card"),
+]
+PAYMENT_METHODS: dict[str, list[tuple[str, str]]] = {
+    "simulator": [
+        *_SUCCEEDS,
+        *_DECLINES,
+        ("pm_card_captureFails", "Authorizes, capture refused · voided"),
+    ],
+    "stripe": [*_SUCCEEDS, *_DECLINES],
+}
 
 
 def _demo_merchant(settings: Settings) -> str:
@@ -54,10 +77,15 @@ async def asset(name: str, settings: SettingsDep) -> FileResponse:
 
 @router.get("/demo/config")
 async def config(service: ServiceDep) -> dict[str, Any]:
-    _demo_merchant(service.settings)
+    settings = service.settings
+    _demo_merchant(settings)
     return {
-        "temporal_ui": service.settings.temporal_ui_base(),
+        "temporal_ui": settings.temporal_ui_base(),
         "namespace": service.client.namespace,
+        "gateway": settings.gateway,
+        "payment_methods": [
+            {"id": method, "label": label} for method, label in PAYMENT_METHODS[settings.gateway]
+        ],
     }
 
 

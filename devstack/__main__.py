@@ -19,8 +19,10 @@ from devstack.stack import Stack
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Start the Temporal dev server, gateway simulator, worker and API; "
-        "Ctrl-C stops them. Ports and paths come from TEMPORAL_ADDRESS and PAYMENTS_* vars.",
+        description="Start the Temporal dev server, the gateway (the simulator; with "
+        "PAYMENTS_GATEWAY=stripe, localstripe unless PAYMENTS_STRIPE_API_BASE names a server), "
+        "the worker and the API; Ctrl-C stops them. Ports and paths come from TEMPORAL_ADDRESS "
+        "and PAYMENTS_* vars.",
     )
     parser.add_argument(
         "--ready-timeout",

@@ -90,6 +90,8 @@ class StackConfig:
     simulator_port: int = 8100
     # None: the simulator this stack starts.
     gateway_url: str | None = None
+    # Stripe mode without PAYMENTS_STRIPE_API_BASE: the localstripe this stack starts.
+    localstripe_port: int = 8420
     api_key: str = "sk_test_demo"
 
     @classmethod
@@ -106,19 +108,21 @@ class StackConfig:
             simulator_host=settings.simulator_host,
             simulator_port=settings.simulator_port,
             gateway_url=settings.gateway_base() if "PAYMENTS_GATEWAY_URL" in os.environ else None,
+            localstripe_port=settings.localstripe_port,
             api_key=next(iter(settings.api_keys)),
         )
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides: Any) -> StackConfig:
         """Every port free and on loopback: for tests next to a running `make run`."""
-        temporal, ui, api, simulator = free_ports(4)
+        temporal, ui, api, simulator, localstripe = free_ports(5)
         config = cls(
             data_dir=data_dir.resolve(),
             temporal_address=f"127.0.0.1:{temporal}",
             temporal_ui_url=f"http://127.0.0.1:{ui}",
             api_port=api,
             simulator_port=simulator,
+            localstripe_port=localstripe,
         )
         return replace(config, **overrides)
 
@@ -146,6 +150,11 @@ class StackConfig:
     def simulator_url(self) -> str:
         return f"http://{url_host(connect_host(self.simulator_host))}:{self.simulator_port}"
 
+    @property
+    def localstripe_url(self) -> str:
+        # It listens on every interface, IPv4 and IPv6: loopback reaches it.
+        return f"http://127.0.0.1:{self.localstripe_port}"
+
     def child_env(self) -> dict[str, str]:
         """What every child is told, so that all of them agree with this config."""
         return {
@@ -157,6 +166,7 @@ class StackConfig:
             "PAYMENTS_SIMULATOR_HOST": self.simulator_host,
             "PAYMENTS_SIMULATOR_PORT": str(self.simulator_port),
             "PAYMENTS_GATEWAY_URL": self.gateway_url or self.simulator_url,
+            "PAYMENTS_LOCALSTRIPE_PORT": str(self.localstripe_port),
             "PAYMENTS_DATA_DIR": str(self.data_dir),
             # Line-buffered children, or "worker ready" may sit in a buffer forever.
             "PYTHONUNBUFFERED": "1",

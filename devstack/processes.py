@@ -55,6 +55,8 @@ class ChildProcess:
     ready_marker: str | None = None
     # The dev server logs a screenful of expected errors while it shuts down.
     quiet_when_stopping: bool = False
+    # Lines not worth printing (still kept in the tail, for a crash report).
+    hidden: Callable[[str], bool] | None = None
     restarts: int = 0
     popen: subprocess.Popen[str] | None = field(default=None, repr=False)
     started_at: float = 0.0
@@ -158,7 +160,7 @@ class ChildProcess:
                 self._tail.append(line)
                 if marker is not None and marker in line.lower():
                     self._marker_seen.set()
-                if not self._muted:
+                if not self._muted and not (self.hidden is not None and self.hidden(line)):
                     self.output(f"[{self.name}] {line}")
         except (ValueError, OSError):
             pass  # the pipe was closed under us while stopping
@@ -197,6 +199,11 @@ class Supervisor:
     def force(self) -> None:
         """Kill instead of waiting for a graceful exit."""
         self._force.set()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, unless the stack is being stopped: then raise :class:`StackInterrupted`."""
+        if self._stopping.wait(seconds):
+            raise StackInterrupted("stopped while starting")
 
     def start(self, child: ChildProcess) -> None:
         """Spawn ``child`` and wait until it is ready; then watch it, to restart it."""

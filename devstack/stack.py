@@ -1,11 +1,13 @@
 """The local stack that `make run` starts, and that end-to-end tests start on free
 ports: :class:`Stack` puts the services of :mod:`devstack.services` together with a
-configuration, the children's environment and a :class:`~devstack.processes.Supervisor`.
+configuration, the children's environment, the gateway that environment names
+(:mod:`devstack.gateway`) and a :class:`~devstack.processes.Supervisor`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +20,13 @@ from temporalio.client import Client
 from devstack import local
 from devstack.config import ROOT, StackConfig, port_open
 from devstack.errors import StackError
+from devstack.gateway import (
+    DEFAULT_STRIPE_KEY,
+    GATEWAY_PROCESSES,
+    STRIPE_CHECK_TIMEOUT,
+    GatewayPlan,
+    check_stripe_server,
+)
 from devstack.processes import (
     READY_TIMEOUT,
     STOP_TIMEOUT,
@@ -34,11 +43,14 @@ from payments.temporal import connect
 
 
 class Stack:
-    """Starts, supervises and stops the four processes of the local stack.
+    """Starts, supervises and stops the four processes of the local stack: the dev
+    server, the gateway (the simulator, or in Stripe mode a localstripe of its own
+    unless ``PAYMENTS_STRIPE_API_BASE`` names a server), the worker and the API.
 
-    ``start()`` returns once every process is ready, or raises :class:`StackError`
-    after stopping what it had started. ``stop()`` is idempotent. Both are blocking; the
-    async context manager runs them in a thread.
+    ``start()`` returns once every process is ready (and a Stripe server given by
+    URL answers), or raises :class:`StackError` after stopping what it had started.
+    ``stop()`` is idempotent. Both are blocking; the async context manager runs them
+    in a thread.
     """
 
     def __init__(
@@ -55,6 +67,7 @@ class Stack:
         restart: bool = True,
         output: Output = stdout_line,
         cwd: Path = ROOT,
+        stripe_check_timeout: float = STRIPE_CHECK_TIMEOUT,
     ) -> None:
         self.config = config if config is not None else StackConfig.from_env()
         wanted = set(processes)
@@ -62,12 +75,21 @@ class Stack:
         if unknown:
             raise ValueError(f"unknown processes {sorted(unknown)}; known: {PROCESS_NAMES}")
         self.env: dict[str, str] = {**os.environ, **(env or {}), **self.config.child_env()}
+        self.gateway = GatewayPlan.from_env(self.env)
+        if self.gateway.own_localstripe:
+            self.env["PAYMENTS_STRIPE_API_BASE"] = self.config.localstripe_url
         self.python = python
         self.temporal_bin = temporal_bin
         self.dev_server_args = list(dev_server_args)
         self.output = output
         self.cwd = cwd
-        self._names = [name for name in PROCESS_NAMES if name in wanted]
+        self.stripe_check_timeout = stripe_check_timeout
+        # Of the gateways, only the one this stack runs on.
+        self._names = [
+            name
+            for name in PROCESS_NAMES
+            if name in wanted and (name not in GATEWAY_PROCESSES or name == self.gateway.process)
+        ]
         self.processes: dict[str, ChildProcess] = {}
         self._supervisor = Supervisor(
             ready_timeout=ready_timeout, stop_timeout=stop_timeout, restart=restart, log=self.log
@@ -75,6 +97,11 @@ class Stack:
         self._dev_server: DevServer | None = None
 
     # -- what tests and the banner need --
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        """The processes this stack starts, in order (one gateway of the two, or none)."""
+        return tuple(self._names)
 
     @property
     def temporal_address(self) -> str:
@@ -91,6 +118,12 @@ class Stack:
     @property
     def simulator_url(self) -> str:
         return self.config.simulator_url
+
+    @property
+    def stripe_api_base(self) -> str | None:
+        """In Stripe mode, the server the children talk to: its own localstripe's,
+        or the one ``PAYMENTS_STRIPE_API_BASE`` named."""
+        return self.env["PAYMENTS_STRIPE_API_BASE"] if self.gateway.name == "stripe" else None
 
     @property
     def temporal_ui_url(self) -> str:
@@ -163,6 +196,18 @@ class Stack:
                         f"{child.name}: port {port} on {host} is already in use "
                         "(another `make run`?); stop it or choose other ports"
                     )
+        if "localstripe" in self.processes:
+            self._find_script(self.processes["localstripe"])
+        if self.gateway.stripe_api_base is not None and "worker" in self.processes:
+            # Before anything starts: said at once, and nothing to stop.
+            self.log(f"checking the Stripe server at {self.gateway.stripe_api_base}")
+            check_stripe_server(
+                self.gateway.stripe_api_base,
+                self.env.get("PAYMENTS_STRIPE_API_KEY") or DEFAULT_STRIPE_KEY,
+                timeout=self.stripe_check_timeout,
+                wait=self._supervisor.pause,
+            )
+            self.log(f"the Stripe server at {self.gateway.stripe_api_base} answers")
         try:
             for child in self.processes.values():
                 self._supervisor.start(child)
@@ -229,8 +274,8 @@ class Stack:
                 f"  Temporal UI  {self.temporal_ui_url}",
                 f"  Temporal     {self.temporal_address} (namespace {self.namespace})",
             ]
-        if "simulator" in self.processes:
-            lines.append(f"  Simulator    {self.simulator_url}")
+        if self.gateway.process in self.processes or "worker" in self.processes:
+            lines.append(f"  Gateway      {self._gateway_line()}")
         if self.codec_endpoint:
             lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
@@ -247,6 +292,16 @@ class Stack:
         lines += ["", "Ctrl-C stops everything.", ""]
         return "\n".join(lines)
 
+    def _gateway_line(self) -> str:
+        if self.gateway.name == "simulator":
+            return f"simulator  {self.simulator_url}"
+        if self.gateway.own_localstripe:
+            return (
+                f"stripe     localstripe at {self.config.localstripe_url} "
+                "(from scratch, in memory: an earlier run's PaymentIntents are not there)"
+            )
+        return f"stripe     {self.gateway.stripe_api_base}"
+
     # -- internals --
 
     def _build(self, name: str) -> ChildProcess:
@@ -256,6 +311,11 @@ class Stack:
             dev_server = self._temporal()
             argv = dev_server.command([*self._codec_args(), *self.dev_server_args])
             probe = dev_server.ready
+        elif service.script is not None:
+            # Installed beside the interpreter, as the venv's console scripts are.
+            script = Path(self.python).parent / service.script
+            argv = [str(script), *service.script_args(self.config)]
+            probe = service.probe(self.config)
         else:
             argv = [self.python, *service.python_args]
             probe = service.probe(self.config)
@@ -269,7 +329,23 @@ class Stack:
             output=self.output,
             ready_marker=service.ready_marker,
             quiet_when_stopping=service.quiet_when_stopping,
+            hidden=service.hidden,
         )
+
+    def _find_script(self, child: ChildProcess) -> None:
+        """The console script ``child`` runs, on PATH when it is not beside the
+        interpreter; a clear refusal when it is nowhere."""
+        script = Path(child.argv[0])
+        if script.exists():
+            return
+        found = shutil.which(script.name)
+        if found is None:
+            raise StackError(
+                f"{child.name}: no `{script.name}` beside {self.python} or on PATH. It comes "
+                "with the dev extras (pip install -e '.[dev]'); or set PAYMENTS_STRIPE_API_BASE "
+                "to a Stripe-compatible server of your own"
+            )
+        child.argv[0] = found
 
     def _temporal(self) -> DevServer:
         if self._dev_server is None:

@@ -64,7 +64,10 @@ and Refunds with ``created`` filters; a server that refuses them is listed
 whole and filtered here.
 Likewise PaymentIntents are limited to cards with the SDK's
 ``allowed_payment_method_types``, or, once a server refuses that, with the
-older ``payment_method_types`` localstripe knows.
+older ``payment_method_types`` localstripe knows; and a test payment method
+of Stripe's that a server refuses (localstripe knows few) is sent as its
+stand-in from then on, with Stripe's decline for the name reported
+(``gateway.localstripe``).
 
 This module is the client and the steps; it composes three others:
 ``gateway.stripe_mapping`` (Stripe's objects and the pure functions between
@@ -77,6 +80,7 @@ gaps is met).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -84,7 +88,15 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from gateway.localstripe import ServerSupport, refused, within
+from gateway.localstripe import (
+    STAND_INS,
+    ServerSupport,
+    as_stripe_declines,
+    lacks_payment_method,
+    lost_reference,
+    refused,
+    within,
+)
 from gateway.stripe_errors import answers
 from gateway.stripe_mapping import (
     AUTHORIZATION_ID,
@@ -104,6 +116,7 @@ from gateway.stripe_mapping import (
     to_stripe,
 )
 from payments.gateway import (
+    CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
     NotFound,
@@ -127,6 +140,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 # Capture time is the balance transaction's; the charge alone dates the authorization.
 _EXPAND = ["latest_charge.balance_transaction"]
 _EXPAND_LIST = ["data.latest_charge.balance_transaction"]
+# For a server that cannot expand every item's balance transaction: the charge
+# alone (localstripe embeds it in each PaymentIntent without being asked).
+_EXPAND_LIST_CHARGES = ["data.latest_charge"]
 
 
 class _HTTPXClient(stripe.HTTPXClient):
@@ -173,6 +189,37 @@ class StripeGateway:
         authorization_id: str | None = None,
         remember: Callable[[str], None] | None = None,
     ) -> GatewayOperation:
+        try:
+            return await self._authorize(
+                reference=reference,
+                amount=amount,
+                currency=currency,
+                payment_method=payment_method,
+                idempotency_key=idempotency_key,
+                since=since,
+                first_attempt=first_attempt,
+                authorization_id=authorization_id,
+                remember=remember,
+            )
+        except CardDeclined as declined:
+            reported = as_stripe_declines(payment_method, declined)
+            if reported is declined:
+                raise
+            raise reported from declined
+
+    async def _authorize(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        idempotency_key: str,
+        since: datetime | None,
+        first_attempt: bool,
+        authorization_id: str | None,
+        remember: Callable[[str], None] | None,
+    ) -> GatewayOperation:
         _check_amount(amount)
         stripe_amount = to_stripe(amount, currency)
         intent = None
@@ -193,7 +240,7 @@ class StripeGateway:
         with answers("confirm PaymentIntent", intent_id=intent.id):
             confirmed = await self._stripe.v1.payment_intents.confirm_async(
                 intent.id,
-                params=_confirm_params(intent, payment_method),
+                params=_confirm_params(intent, self._server.payment_method(payment_method)),
                 options={"idempotency_key": f"{idempotency_key}:confirm"},
             )
             intent = Intent.model_validate(confirmed.to_dict())
@@ -307,21 +354,21 @@ class StripeGateway:
             if known is not None:
                 return await self._operations_of(known)
         operations: list[GatewayOperation] = []
-        for intent in await self._intents_for(reference, since):
+        for intent in await self._dated(await self._intents_for(reference, since)):
             operations.extend(await self._operations_of(intent))
         return in_order(operations)
 
     async def list_operations(self, *, since: datetime, until: datetime) -> list[GatewayOperation]:
         end = math.ceil(until.timestamp())
-        intents = await self._list_intents(math.floor((since - self._lookback).timestamp()), end)
+        listed = await self._list_intents(math.floor((since - self._lookback).timestamp()), end)
+        # Those without our reference were not made by this service.
+        intents = await self._dated([i for i in listed if PAYMENT_ID in i.metadata])
         refunds = await self._list_refunds((math.floor(since.timestamp()), end))
         by_charge: dict[str, list[Refund]] = {}
         for refund in refunds:
             by_charge.setdefault(refund.charge or "", []).append(refund)
         operations: list[GatewayOperation] = []
         for intent in intents:
-            if PAYMENT_ID not in intent.metadata:
-                continue  # not made by this service
             charge = intent.latest_charge.id if intent.latest_charge else ""
             operations.extend(intent_operations(intent, by_charge.get(charge, [])))
         operations.extend(op for r in refunds if (op := refund_operation(r)) is not None)
@@ -388,24 +435,52 @@ class StripeGateway:
 
     async def _list_intents(self, since: int | None, until: int | None = None) -> list[Intent]:
         """PaymentIntents created from ``since`` to before ``until`` (seconds;
-        unbounded where ``None``), oldest first."""
-        params: PaymentIntentListParams = {"limit": _PAGE_SIZE, "expand": _EXPAND_LIST}
+        unbounded where ``None``), oldest first. Their captures are dated only
+        where the server expanded the balance transactions: see :meth:`_dated`."""
         window: tuple[int | None, int | None] = (since, until)
-        if since is not None and self._server.filters_by_created:
-            params["created"] = {"gte": since} if until is None else {"gte": since, "lt": until}
-        intents: list[Intent] = []
-        with answers("list PaymentIntents"):
-            try:
-                page = await self._stripe.v1.payment_intents.list_async(params)
-            except stripe.InvalidRequestError as err:
-                if "created" not in params or not refused(err, "created"):
+        while True:
+            server = self._server
+            expand = _EXPAND_LIST if server.expands_list_references else _EXPAND_LIST_CHARGES
+            params: PaymentIntentListParams = {"limit": _PAGE_SIZE, "expand": expand}
+            if since is not None and server.filters_by_created:
+                params["created"] = {"gte": since} if until is None else {"gte": since, "lt": until}
+            intents: list[Intent] = []
+            with answers("list PaymentIntents"):
+                try:
+                    page = await self._stripe.v1.payment_intents.list_async(params)
+                    async for item in page.auto_paging_iter():
+                        intents.append(Intent.model_validate(item.to_dict()))
+                except stripe.InvalidRequestError as err:
+                    # Each refusal is learnt once, and the listing starts again without it.
+                    if "created" in params and refused(err, "created"):
+                        server.filters_by_created = False
+                        continue
+                    if server.expands_list_references and lost_reference(err):
+                        server.expands_list_references = False
+                        continue
                     raise
-                self._server.filters_by_created = False
-                del params["created"]
-                page = await self._stripe.v1.payment_intents.list_async(params)
-            async for item in page.auto_paging_iter():
-                intents.append(Intent.model_validate(item.to_dict()))
-        return sorted((i for i in intents if within(i.created, window)), key=lambda i: i.created)
+            return sorted(
+                (i for i in intents if within(i.created, window)), key=lambda i: i.created
+            )
+
+    async def _dated(self, intents: list[Intent]) -> list[Intent]:
+        """``intents``, each captured one with its balance transaction (which dates
+        the capture), read one by one where the list left it an id: on a server
+        that could not expand it in a list (localstripe, see
+        ``gateway.localstripe``). Stripe's lists carry it: no request then."""
+        dated: list[Intent] = []
+        for intent in intents:
+            charge = intent.latest_charge
+            if (
+                intent.status == "succeeded"
+                and charge is not None
+                and isinstance(charge.balance_transaction, str)
+            ):
+                with contextlib.suppress(NotFound):
+                    # Lost too: the capture stays dated at its charge.
+                    intent = await self._retrieve(intent.id)
+            dated.append(intent)
+        return dated
 
     async def _list_refunds(self, window: tuple[int, int]) -> list[Refund]:
         """Refunds on every PaymentIntent created in the ``window``, oldest first."""
@@ -452,7 +527,7 @@ class StripeGateway:
         params: PaymentIntentCreateParams = {
             "amount": amount,
             "currency": currency,
-            "payment_method": payment_method,
+            "payment_method": self._server.payment_method(payment_method),
             "capture_method": "manual",
             "metadata": {PAYMENT_ID: reference, IDEMPOTENCY_KEY: idempotency_key},
             "expand": _EXPAND,
@@ -464,12 +539,20 @@ class StripeGateway:
                     params, {"idempotency_key": idempotency_key}
                 )
             except stripe.InvalidRequestError as err:
-                if not self._server.allowed_types_param or not refused(
-                    err, "allowed_payment_method_types"
-                ):
-                    raise
                 # Refused while validating: nothing was created, so asking again is safe.
-                self._server.allowed_types_param = False
+                server = self._server
+                if server.allowed_types_param and refused(err, "allowed_payment_method_types"):
+                    server.allowed_types_param = False
+                elif lacks_payment_method(err):
+                    if not server.knows_test_methods or payment_method not in STAND_INS:
+                        raise InvalidGatewayRequest(
+                            "resource_missing",
+                            "create PaymentIntent: this Stripe server knows no payment "
+                            f"method {payment_method!r}",
+                        ) from err
+                    server.knows_test_methods = False
+                else:
+                    raise
                 return await self._create_intent(
                     reference, amount, currency, payment_method, idempotency_key
                 )

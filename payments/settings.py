@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     simulator_host: str = "127.0.0.1"
     simulator_port: int = Field(default=8100, ge=1, le=65535)
+    # Where `make run` starts localstripe when PAYMENTS_GATEWAY=stripe and no
+    # PAYMENTS_STRIPE_API_BASE is given (localstripe binds every interface).
+    localstripe_port: int = Field(default=8420, ge=1, le=65535)
 
     # Where `make run` keeps the dev server's SQLite file and local keys.
     data_dir: Path = Path(".data")

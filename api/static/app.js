@@ -122,6 +122,29 @@ function follow(payment) {
   stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) stream = null; };
 }
 
+// The test payment methods come from the server: each gateway supports its own.
+async function loadConfig() {
+  try {
+    const response = await fetch("/demo/config");
+    if (!response.ok) throw new Error(response.statusText);
+    const config = await response.json();
+    const select = $("payment-method");
+    select.replaceChildren(...config.payment_methods.map((method) => {
+      const option = document.createElement("option");
+      option.value = method.id;
+      option.textContent = method.label;
+      return option;
+    }));
+    $("gateway").textContent = `Gateway: ${config.gateway}`;
+    $("pay").disabled = false;
+  } catch (error) {
+    $("form-error").textContent = `Could not load the test payment methods: ${error.message}`;
+    $("form-error").hidden = false;
+  }
+}
+
+loadConfig();
+
 $("pay-form").addEventListener("submit", async (submit) => {
   submit.preventDefault();
   $("form-error").hidden = true;

@@ -191,6 +191,12 @@ async def test_the_dev_server_keeps_its_database_in_wal_mode(
     assert wal.exists() and payment["id"].encode() in wal.read_bytes() + database.read_bytes()
 
 
+def test_the_banner_names_the_simulator_as_the_gateway(stack: Stack) -> None:
+    assert stack.process_names == ("temporal", "simulator", "worker", "api")
+    assert f"  Gateway      simulator  {stack.simulator_url}" in stack.banner()
+    assert "localstripe" not in stack.banner()
+
+
 def test_payments_survive_a_restart_of_the_stack(stack: Stack) -> None:
     # Last in this module: it restarts the shared stack on the same data dir.
     headers = {"Authorization": f"Bearer {stack.api_key}"}

@@ -5,13 +5,15 @@ Stripe-compatible server, started from the venv's console script) through
 ledger, or the PaymentIntents and Refunds localstripe lists), not what the
 adapter says alone.
 
+Declines are the same on both: localstripe knows few of Stripe's test payment
+methods, and declines only ``pm_card_chargeCustomerFail`` (``card_declined``,
+no ``decline_code``), so the adapter sends it for ``pm_card_chargeDeclined``,
+``..InsufficientFunds`` and ``..ExpiredCard`` and reports Stripe's codes for
+them (``gateway.localstripe``).
+
 What localstripe cannot do, and so is not tested on it:
 
-- Decline codes: of Stripe's test payment methods it declines only
-  ``pm_card_chargeCustomerFail`` (``card_declined``, no ``decline_code``).
-  ``pm_card_chargeDeclined``, ``..InsufficientFunds`` and ``..ExpiredCard``
-  do not exist there, and ``pm_card_visa_chargeDeclined`` is declined only
-  when attached to a customer, so it authorizes.
+- A capture that fails (``pm_card_captureFails``, the simulator's own).
 - Idempotency keys: ignored, as are over-refunds; the adapter's reads before
   writes are what the retry scenarios check.
 - Search, ``created`` filters on lists, ``canceled_at``: the adapter lists
@@ -74,6 +76,14 @@ class Subject:
     declines: list[Decline]
 
 
+# The declines of the README's table: the simulator's, and Stripe's for the same names.
+SIMULATOR_DECLINES = [
+    Decline("pm_card_chargeDeclined", "card_declined", "generic_decline"),
+    Decline("pm_card_chargeDeclinedInsufficientFunds", "card_declined", "insufficient_funds"),
+    Decline("pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"),
+]
+
+
 # -- the simulator --------------------------------------------------------------
 
 
@@ -96,15 +106,7 @@ async def simulator_subject() -> AsyncIterator[Subject]:
                 gateway,
                 authorizations,
                 refunds,
-                [
-                    Decline("pm_card_chargeDeclined", "card_declined", "generic_decline"),
-                    Decline(
-                        "pm_card_chargeDeclinedInsufficientFunds",
-                        "card_declined",
-                        "insufficient_funds",
-                    ),
-                    Decline("pm_card_chargeDeclinedExpiredCard", "expired_card", "expired_card"),
-                ],
+                SIMULATOR_DECLINES,
             )
         finally:
             await gateway.aclose()
@@ -144,7 +146,11 @@ async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
                 gateway,
                 authorizations,
                 refunds,
-                [Decline("pm_card_chargeCustomerFail", "card_declined", None)],
+                [
+                    *SIMULATOR_DECLINES,
+                    # localstripe's own decline, as it reports it.
+                    Decline("pm_card_chargeCustomerFail", "card_declined", None),
+                ],
             )
         finally:
             await gateway.aclose()
@@ -471,14 +477,17 @@ async def test_authorize_confirms_an_intent_an_earlier_attempt_left(
 
 
 async def test_localstripe_decline_limits(localstripe_subject: Subject, reference: str) -> None:
-    with pytest.raises(InvalidGatewayRequest) as refused:
-        await _authorize(localstripe_subject, reference, payment_method="pm_card_chargeDeclined")
-    assert refused.value.code == "resource_missing"
     # Declined by localstripe only when attached to a customer.
     auth = await _authorize(
         localstripe_subject, f"{reference}_v", payment_method="pm_card_visa_chargeDeclined"
     )
     assert auth.kind == "authorization"
+    # The simulator's capture failure has no Stripe card: refused, and named.
+    with pytest.raises(InvalidGatewayRequest) as refused:
+        await _authorize(localstripe_subject, reference, payment_method="pm_card_captureFails")
+    assert refused.value.code == "resource_missing"
+    assert "'pm_card_captureFails'" in refused.value.message
+    assert await localstripe_subject.authorizations(reference) == 0
 
 
 async def test_wrong_api_key_is_permanent(localstripe: str, reference: str) -> None:

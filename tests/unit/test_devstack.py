@@ -4,6 +4,7 @@ from, what children are told, and supervision of a stand-in child process."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import stat
@@ -17,15 +18,18 @@ import pytest
 from devstack import (
     DB_FILENAME,
     PROCESS_NAMES,
+    GatewayPlan,
     Stack,
     StackConfig,
     StackError,
     connect_host,
     dev_server_command,
+    free_ports,
     parse_host_port,
     same_search_attribute_type,
     url_port,
 )
+from devstack.services import access_log_line
 from payments.names import SEARCH_ATTRIBUTES
 
 
@@ -166,7 +170,7 @@ def test_children_are_the_contracts_entry_points(tmp_path: Path) -> None:
     assert stack.command("simulator") == ["py", "-m", "gateway.simulator"]
     assert stack.command("worker") == ["py", "worker.py"]
     assert stack.command("api") == ["py", "-m", "api"]
-    assert PROCESS_NAMES == ("temporal", "simulator", "worker", "api")
+    assert PROCESS_NAMES == ("temporal", "simulator", "localstripe", "worker", "api")
 
 
 def test_unknown_process_names_are_refused(tmp_path: Path) -> None:
@@ -174,12 +178,15 @@ def test_unknown_process_names_are_refused(tmp_path: Path) -> None:
         Stack(StackConfig(data_dir=tmp_path), processes=["frontend"])
 
 
-def test_banner_has_the_urls_key_and_a_curl_line(tmp_path: Path) -> None:
+def test_banner_has_the_urls_key_and_a_curl_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAYMENTS_GATEWAY", raising=False)
     stack = Stack(StackConfig(data_dir=tmp_path, api_key="sk_test_banner"))
     stack.processes = {name: stack._build(name) for name in ("simulator", "worker", "api")}
     banner = stack.banner()
     assert "http://127.0.0.1:8000/docs" in banner
-    assert "http://127.0.0.1:8100" in banner
+    assert "Gateway      simulator  http://127.0.0.1:8100" in banner
     assert "sk_test_banner" in banner
     assert "curl -sS -X POST http://127.0.0.1:8000/v1/payments" in banner
     assert "Authorization: Bearer sk_test_banner" in banner
@@ -258,6 +265,203 @@ def test_a_child_that_dies_while_starting_is_named_with_its_last_lines(
 
 def test_the_python_running_the_tests_is_the_default_interpreter(tmp_path: Path) -> None:
     assert Stack(StackConfig(data_dir=tmp_path)).python == sys.executable
+
+
+# --- the gateway: the simulator, a localstripe of the stack's own, or a given server --
+
+
+@pytest.fixture
+def no_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the developer's shell says about gateways, these tests say it themselves."""
+    for var in ("GATEWAY", "STRIPE_API_BASE", "STRIPE_API_KEY", "LOCALSTRIPE_PORT"):
+        monkeypatch.delenv(f"PAYMENTS_{var}", raising=False)
+
+
+def test_the_simulator_is_the_default_gateway(tmp_path: Path, no_gateway_env: None) -> None:
+    stack = Stack(StackConfig(data_dir=tmp_path))
+    assert stack.gateway == GatewayPlan("simulator")
+    assert stack.process_names == ("temporal", "simulator", "worker", "api")
+    assert "PAYMENTS_STRIPE_API_BASE" not in stack.env
+    assert stack.stripe_api_base is None
+
+
+def test_stripe_mode_runs_a_localstripe_of_its_own_from_scratch(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    config = StackConfig.on_free_ports(tmp_path)
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    stack = Stack(config, env={"PAYMENTS_GATEWAY": "stripe"}, python=str(venv_python))
+    assert stack.process_names == ("temporal", "localstripe", "worker", "api")
+    assert stack.command("localstripe") == [
+        str(venv_python.parent / "localstripe"),
+        "--port",
+        str(config.localstripe_port),
+        "--from-scratch",
+    ]
+    url = f"http://127.0.0.1:{config.localstripe_port}"
+    # The worker talks to it: the children are told where it is.
+    assert stack.env["PAYMENTS_STRIPE_API_BASE"] == url == stack.stripe_api_base
+    assert stack.env["PAYMENTS_LOCALSTRIPE_PORT"] == str(config.localstripe_port)
+    assert config.localstripe_port not in {config.api_port, config.simulator_port}
+
+
+def test_an_empty_stripe_base_is_no_base(tmp_path: Path, no_gateway_env: None) -> None:
+    env = {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_BASE": ""}
+    stack = Stack(StackConfig(data_dir=tmp_path), env=env)
+    assert "localstripe" in stack.process_names
+    assert stack.stripe_api_base == "http://127.0.0.1:8420"
+
+
+def test_the_localstripe_port_is_set_like_the_others(
+    monkeypatch: pytest.MonkeyPatch, no_gateway_env: None
+) -> None:
+    assert StackConfig.from_env().localstripe_port == 8420
+    monkeypatch.setenv("PAYMENTS_LOCALSTRIPE_PORT", "9420")
+    config = StackConfig.from_env()
+    assert config.localstripe_port == 9420
+    assert config.localstripe_url == "http://127.0.0.1:9420"
+
+
+def test_a_given_stripe_server_is_used_and_no_gateway_started(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    env = {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_BASE": "http://stripe.test:12111/"}
+    stack = Stack(StackConfig(data_dir=tmp_path), env=env)
+    assert stack.process_names == ("temporal", "worker", "api")
+    assert stack.gateway == GatewayPlan("stripe", "http://stripe.test:12111")
+    assert stack.stripe_api_base == "http://stripe.test:12111/"
+
+
+def test_an_unknown_gateway_is_refused(tmp_path: Path, no_gateway_env: None) -> None:
+    with pytest.raises(ValueError, match="PAYMENTS_GATEWAY must be one of simulator, stripe"):
+        Stack(StackConfig(data_dir=tmp_path), env={"PAYMENTS_GATEWAY": "paypal"})
+
+
+def _banner(stack: Stack) -> str:
+    stack.processes = {name: stack._build(name) for name in stack.process_names}
+    return stack.banner()
+
+
+def test_the_banner_names_the_stripe_gateway_and_its_localstripe(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    banner = _banner(Stack(StackConfig(data_dir=tmp_path), env={"PAYMENTS_GATEWAY": "stripe"}))
+    assert "Gateway      stripe     localstripe at http://127.0.0.1:8420" in banner
+    assert "simulator" not in banner.lower() and ":8100" not in banner
+
+
+def test_the_banner_names_a_given_stripe_server(tmp_path: Path, no_gateway_env: None) -> None:
+    env = {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_BASE": "https://api.stripe.com"}
+    banner = _banner(Stack(StackConfig(data_dir=tmp_path), env=env))
+    assert "Gateway      stripe     https://api.stripe.com" in banner
+    assert "localstripe" not in banner and "simulator" not in banner.lower()
+
+
+def test_localstripe_s_access_log_is_not_printed() -> None:
+    request = (
+        '::ffff:127.0.0.1 [02/Dec/2026:16:04:41 +0000] "POST /v1/payment_intents HTTP/1.1" '
+        '200 895 "-" "Stripe/v1 PythonBindings/16.1.0"'
+    )
+    assert access_log_line(request)
+    assert not access_log_line("======== Running on http://[::]:8420 ========")
+    assert not access_log_line("Traceback (most recent call last):")
+
+
+class _StripeStandIn:
+    """An HTTP server on a free port that answers every request with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        answer = status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(answer)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"object": "list", "data": [], "has_more": false}')
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _StripeStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _stripe_stack(tmp_path: Path, base: str, lines: _Lines, **env: str) -> Stack:
+    """A stack of a stand-in worker on the Stripe gateway at ``base``."""
+    (tmp_path / "worker.py").write_text(STAND_IN_WORKER)
+    return Stack(
+        StackConfig.on_free_ports(tmp_path / "data"),
+        processes=["worker"],
+        env={"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_BASE": base, **env},
+        output=lines,
+        cwd=tmp_path,
+        ready_timeout=20,
+        stop_timeout=5,
+        stripe_check_timeout=0.5,
+    )
+
+
+def test_a_stripe_server_that_answers_is_checked_first(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    lines = _Lines()
+    with _StripeStandIn(200) as stripe, _stripe_stack(tmp_path, stripe.url, lines) as stack:
+        assert stack.pid("worker") is not None
+    text = lines.text()
+    assert f"the Stripe server at {stripe.url} answers" in text
+    assert text.index("answers") < text.index("starting worker")
+
+
+def test_a_stripe_server_that_does_not_answer_stops_the_stack_from_starting(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    base = f"http://127.0.0.1:{port}"
+    stack = _stripe_stack(tmp_path, base, _Lines())
+    with pytest.raises(StackError) as failure:
+        stack.start()
+    message = str(failure.value)
+    assert f"the Stripe server at PAYMENTS_STRIPE_API_BASE={base} does not serve" in message
+    assert "nothing answers there" in message
+    assert "leave PAYMENTS_STRIPE_API_BASE unset" in message
+    # Said before anything was started.
+    assert stack.processes["worker"].pid is None
+
+
+def test_a_stripe_server_that_refuses_the_key_is_named_so(
+    tmp_path: Path, no_gateway_env: None
+) -> None:
+    lines = _Lines()
+    with _StripeStandIn(401) as stripe:
+        stack = _stripe_stack(tmp_path, stripe.url, lines, PAYMENTS_STRIPE_API_KEY="sk_wrong")
+        with pytest.raises(StackError, match="HTTP 401: the server refuses the key; check "):
+            stack.start()
+    assert "sk_wrong" not in lines.text()
+
+
+def test_a_missing_localstripe_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_gateway_env: None
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    stack = Stack(
+        StackConfig.on_free_ports(tmp_path / "data"),
+        processes=["localstripe"],
+        env={"PAYMENTS_GATEWAY": "stripe"},
+        python=str(tmp_path / "nowhere" / "python"),
+        output=_Lines(),
+    )
+    with pytest.raises(StackError, match=r"no `localstripe` beside .* or on PATH"):
+        stack.start()
 
 
 # --- what a local stack sets up before any child starts -----------------------------
