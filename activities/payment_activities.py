@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from payments import retries
 from payments.gateway import (
@@ -21,6 +21,7 @@ from payments.gateway import (
     GatewayOperation,
     InvalidGatewayRequest,
     NotFound,
+    PermanentGatewayError,
     TransientGatewayError,
 )
 from payments.ids import (
@@ -65,7 +66,9 @@ async def _heartbeating(call: Awaitable[T], details: Sequence[object] = ()) -> T
         task.cancel()
 
 
-async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] = ()) -> T:
+async def _gateway_call(
+    call: Awaitable[T], payment_id: str, heartbeat_details: Sequence[object] = ()
+) -> T:
     attempt = activity.info().attempt
     try:
         return await _heartbeating(call, heartbeat_details)
@@ -73,11 +76,13 @@ async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] 
         declined = GatewayFailure(
             code=err.code, decline_code=err.decline_code, message=err.message, attempt=attempt
         )
+        code = f"{err.code} ({err.decline_code})" if err.decline_code else err.code
         raise ApplicationError(
             err.message,
             declined.reported(),
             type=retries.CARD_DECLINED,
             non_retryable=True,
+            category=_category(err, payment_id, code),
         ) from None
     except InvalidGatewayRequest as err:
         raise ApplicationError(
@@ -85,6 +90,7 @@ async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] 
             GatewayFailure(code=err.code, message=err.message, attempt=attempt).reported(),
             type=retries.GATEWAY_REJECTED,
             non_retryable=True,
+            category=_category(err, payment_id, err.code),
         ) from None
     except NotFound as err:
         raise ApplicationError(
@@ -92,10 +98,24 @@ async def _gateway_call(call: Awaitable[T], heartbeat_details: Sequence[object] 
             GatewayFailure(code="not_found", message=str(err), attempt=attempt).reported(),
             type=retries.GATEWAY_NOT_FOUND,
             non_retryable=True,
+            category=_category(err, payment_id, "not_found"),
         ) from None
     except TransientGatewayError as err:
         activity.logger.warning("gateway unavailable (attempt %d): %s", attempt, err)
         raise ApplicationError(str(err), type=retries.GATEWAY_UNAVAILABLE) from None
+
+
+def _category(err: PermanentGatewayError, payment_id: str, code: str) -> ApplicationErrorCategory:
+    """How the failed attempt is logged. A business outcome (the port's
+    ``expected``: a decline, a refused capture) is one INFO line here, and
+    BENIGN, which the SDK logs at DEBUG only instead of a warning with the
+    traceback it gives any other failed attempt. Only the payment, the step and
+    the gateway's code: the gateway's message may quote what the client sent."""
+    if not err.expected:
+        return ApplicationErrorCategory.UNSPECIFIED
+    step = activity.info().activity_type
+    activity.logger.info("payment %s: %s refused by the gateway: %s", payment_id, step, code)
+    return ApplicationErrorCategory.BENIGN
 
 
 def _result(operation: GatewayOperation) -> GatewayResult:
@@ -135,6 +155,7 @@ class PaymentActivities:
                 authorization_id=remembered[0] if remembered else None,
                 remember=remember,
             ),
+            request.payment_id,
             heartbeat_details=remembered,
         )
         return _result(operation)
@@ -146,7 +167,8 @@ class PaymentActivities:
                 authorization_id=request.authorization_id,
                 amount=request.amount,
                 idempotency_key=idempotency_key(request.payment_id, CAPTURE_STEP, request.instance),
-            )
+            ),
+            request.payment_id,
         )
         return _result(operation)
 
@@ -159,7 +181,8 @@ class PaymentActivities:
             # this payment instance (its authorize key), nobody else's.
             key = idempotency_key(request.payment_id, AUTHORIZE_STEP, request.instance)
             operations = await _gateway_call(
-                self._gateway.find_by_reference(request.payment_id, since=request.created_at)
+                self._gateway.find_by_reference(request.payment_id, since=request.created_at),
+                request.payment_id,
             )
             authorizations = [
                 op for op in operations if op.kind == "authorization" and op.idempotency_key == key
@@ -171,7 +194,8 @@ class PaymentActivities:
             self._gateway.void(
                 authorization_id=authorization_id,
                 idempotency_key=idempotency_key(request.payment_id, VOID_STEP, request.instance),
-            )
+            ),
+            request.payment_id,
         )
         return _result(operation)
 
@@ -184,7 +208,8 @@ class PaymentActivities:
                 idempotency_key=idempotency_key(
                     request.payment_id, refund_step(request.refund_id), request.instance
                 ),
-            )
+            ),
+            request.payment_id,
         )
         return _result(operation)
 
@@ -197,7 +222,8 @@ class PaymentActivities:
                 request.payment_id,
                 since=request.created_at,
                 authorization_id=request.authorization_id,
-            )
+            ),
+            request.payment_id,
         )
         found = next((op for op in operations if op.idempotency_key == key), None)
         return _result(found) if found is not None else None
@@ -212,7 +238,8 @@ class PaymentActivities:
                 request.payment_id,
                 since=request.created_at,
                 authorization_id=request.authorization_id,
-            )
+            ),
+            request.payment_id,
         )
         committed = []
         for operation in operations:

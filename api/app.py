@@ -16,6 +16,7 @@ from api import demo, errors, reconciliation, routes, streaming, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter, StreamSlots
+from api.openapi import install_docs
 from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
@@ -41,6 +42,9 @@ def create_app(
         version="1",
         summary="Event-sourced payments: every payment a durable Temporal workflow.",
         lifespan=lifespan,
+        # Served by install_docs with local files, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # Where closed payments are read from once Temporal has forgotten them.
@@ -60,6 +64,7 @@ def create_app(
     # The operator key it asks for is checked (and its refusals charged) there.
     codec_app.state.rate_limiter = app.state.rate_limiter
     app.mount(CODEC_MOUNT, codec_app)
+    install_docs(app)
     return app
 
 

@@ -6,6 +6,10 @@ knows them all.
 These models only describe responses; the routes build the bodies themselves
 (:func:`api.rendering.render`). They forbid extra fields, so a body that grows a
 field the document does not name fails the schema tests.
+
+The pages that show the document, ``/docs`` (Swagger UI) and ``/redoc``, are
+here too (:func:`install_docs`), served with their scripts and styles from
+this server, so they work where no CDN can be reached.
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
 from payments import currencies
@@ -210,3 +222,80 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
             "required": model is CreatePayment,
         }
     }
+
+
+# -- the pages that show the document -------------------------------------------
+
+DOCS_URL = "/docs"
+REDOC_URL = "/redoc"
+OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+# Swagger UI's and ReDoc's files as the fastapi-offline wheel ships them
+# (swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png).
+DOCS_ASSETS_URL = "/docs/assets"
+DOCS_ASSETS_PACKAGE = ("fastapi_offline", "static")
+# The pages load from this server only, and the browser holds them to it:
+# ReDoc's sidebar would fetch its maker's logo from cdn.redoc.ly, whatever the
+# options. Inline scripts and styles are the pages' own (Swagger UI's set-up,
+# ReDoc's styled components); ReDoc's search index runs in a blob: worker.
+DOCS_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "worker-src 'self' blob:",
+        "connect-src 'self'",
+        "frame-ancestors 'self'",
+    )
+)
+
+
+def install_docs(app: FastAPI) -> None:
+    """FastAPI's recipe for self-hosted docs: the app is made with
+    ``docs_url=None, redoc_url=None`` and these routes take their place."""
+    assert app.docs_url is None and app.redoc_url is None, "the app would serve CDN pages too"
+    assert app.openapi_url is not None
+    openapi_url = app.openapi_url
+    app.mount(DOCS_ASSETS_URL, StaticFiles(packages=[DOCS_ASSETS_PACKAGE]), name="docs-assets")
+
+    def assets(request: Request) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_URL}"
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return _own_files_only(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
+                swagger_css_url=f"{assets(request)}/swagger-ui.css",
+                swagger_favicon_url=f"{assets(request)}/favicon.png",
+                oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_URL}",
+                # Swagger UI would otherwise send the document to
+                # validator.swagger.io for its badge: another host, and our document.
+                swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None},
+            )
+        )
+
+    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(REDOC_URL, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return _own_files_only(
+            get_redoc_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{assets(request)}/redoc.standalone.js",
+                redoc_favicon_url=f"{assets(request)}/favicon.png",
+                with_google_fonts=False,
+            )
+        )
+
+
+def _own_files_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page

@@ -28,6 +28,13 @@ Exceptions (the one place that says which gateway answers are which):
     └── TransientGatewayError   timeouts, resets, 5xx, rate limits, a request
                                 still in flight on the same key (Stripe's
                                 409): retry
+
+A permanent answer is ``expected`` when the payment's own facts explain it: a
+decline, a capture the issuer refuses, an amount over what is left. Those are
+business outcomes, and the worker logs each as one line. The rest are faults
+of ours or the operator's that someone should look at, logged with their
+traceback: ``NotFound`` (an authorization we hold that the gateway does not
+know) and the ``InvalidGatewayRequest`` codes in ``OUR_FAULTS``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class GatewayError(Exception):
 class PermanentGatewayError(GatewayError):
     """An answer that will be the same however often the call is retried."""
 
+    expected = True
+
 
 class CardDeclined(PermanentGatewayError):
     def __init__(self, code: str, decline_code: str | None, message: str) -> None:
@@ -55,15 +64,30 @@ class CardDeclined(PermanentGatewayError):
         self.message = message
 
 
+# Refusals of a request that our code or configuration got wrong, whatever
+# the payment: bad credentials, idempotency keys misused, a field left out.
+OUR_FAULTS = frozenset(
+    {
+        "authentication_failed",
+        "idempotency_key_reused",
+        "idempotency_key_invalid",
+        "parameter_missing",
+    }
+)
+
+
 class InvalidGatewayRequest(PermanentGatewayError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.expected = code not in OUR_FAULTS
 
 
 class NotFound(PermanentGatewayError):
     """The referenced authorization or capture does not exist."""
+
+    expected = False
 
 
 class TransientGatewayError(GatewayError):

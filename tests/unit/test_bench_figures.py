@@ -1,12 +1,20 @@
-"""The bench's arithmetic: requests counted from the dev server's metrics, and
-the targets judged from a result (bench/). The measuring itself is `make bench`."""
+"""The bench's arithmetic: requests counted from the dev server's metrics, the
+targets judged from a result, where a run writes and what it exits with
+(bench/). The measuring itself is `make bench`."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench import compare, report
+from bench.__main__ import RESULTS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRAPE = """\
 # HELP service_requests service_requests counter
@@ -85,3 +93,56 @@ def test_worker_memory_is_not_judged_below_the_cache() -> None:
         {"open_payments": 900, "worker_rss_mib": 290.0},
     ]
     assert not [target for target, _, _ in report.targets(small) if "RSS" in target]
+
+
+def _ignored_by_git(path: Path) -> bool:
+    # --no-index: whether .gitignore covers it, tracked or not.
+    found = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", str(path.relative_to(ROOT))], cwd=ROOT
+    )
+    assert found.returncode in (0, 1), found
+    return found.returncode == 0
+
+
+def test_a_quick_run_leaves_the_full_runs_files_alone() -> None:
+    full = report.outputs(RESULTS, quick=False)
+    quick = report.outputs(RESULTS, quick=True)
+    # The full run's are the ones the README quotes, committed.
+    assert (full.results.name, full.plot.name) == ("latest.json", "latency_vs_load.png")
+    assert {quick.results, quick.plot}.isdisjoint({full.results, full.plot})
+    assert (quick.results.parent, quick.plot.parent) == (RESULTS, RESULTS)
+    assert (quick.results.suffix, quick.plot.suffix) == (".json", ".png")
+    assert _ignored_by_git(quick.results) and _ignored_by_git(quick.plot)
+    assert not _ignored_by_git(full.results) and not _ignored_by_git(full.plot)
+
+
+JUDGED_ALL_MET = [("throughput", "0.9x", True), ("push latency", "20 ms", True)]
+JUDGED_ONE_MISSED = [("throughput", "0.7x", False), ("push latency", "20 ms", True)]
+
+
+def test_a_full_run_that_meets_every_target_exits_0() -> None:
+    verdict = report.verdict(JUDGED_ALL_MET, quick=False, report_only=False)
+    assert (verdict.lines[-1], verdict.exit_status) == ("2 of 2 targets met", 0)
+
+
+def test_a_full_run_that_misses_a_target_exits_1() -> None:
+    verdict = report.verdict(JUDGED_ONE_MISSED, quick=False, report_only=False)
+    assert (verdict.lines, verdict.exit_status) == (["1 of 2 targets met"], 1)
+
+
+def test_report_makes_a_full_run_a_report_that_exits_0() -> None:
+    verdict = report.verdict(JUDGED_ONE_MISSED, quick=False, report_only=True)
+    assert (verdict.lines[-1], verdict.exit_status) == ("1 of 2 targets met", 0)
+    assert "a report, not a check" in verdict.lines[0]
+
+
+@pytest.mark.parametrize("judged", [JUDGED_ALL_MET, JUDGED_ONE_MISSED])
+@pytest.mark.parametrize("report_only", [False, True])
+def test_a_quick_run_judges_nothing_and_exits_0(
+    judged: list[tuple[str, str, bool]], report_only: bool
+) -> None:
+    verdict = report.verdict(judged, quick=True, report_only=report_only)
+    assert verdict.exit_status == 0
+    assert verdict.lines[-1] == (
+        "quick run: a smoke test of the bench, its figures are not the targets' measure"
+    )
