@@ -20,7 +20,7 @@ import httpx
 import uvicorn
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -184,6 +184,21 @@ async def gone_from_temporal(client: Client, workflow_id: str, run_id: str | Non
             raise
         await asyncio.sleep(0.1)
     raise AssertionError(f"{workflow_id} is still in Temporal")
+
+
+async def run_closed(client: Client, payment_id: str) -> WorkflowExecutionStatus | None:
+    """Wait until the payment's last run closes (a failed payment's run
+    fails), and say how it closed."""
+    handle = client.get_workflow_handle(payment_id)
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return (await handle.describe()).status
+
+
+async def current_details(client: Client, payment_id: str) -> str:
+    """What the Temporal UI shows as the payment's current details."""
+    metadata = await client.get_workflow_handle(payment_id).query("__temporal_workflow_metadata")
+    return str(metadata.current_details)
 
 
 async def updates_in_history(client: Client, payment_id: str) -> tuple[list[str], int]:

@@ -36,11 +36,12 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
     from payments import memo, retries
     from payments.currencies import format_amount
+    from payments.details import current_details, until
     from payments.ids import CAPTURE_STEP, VOID_STEP, refund_of_step, refund_step
     from payments.models import (
         AuthorizeInput,
@@ -109,6 +110,8 @@ OPERATOR_CANCEL = "temporal-cancel-is-the-cancel-signal"
 RELEARN_DECISION = "later-runs-relearn-the-decision"
 RELEARN_REFUNDS = "later-runs-relearn-refunds"
 CANCELED_IN_TEMPORAL = "canceled in Temporal"
+# A failed payment ends its run failed, so the UI shows it red with the reason.
+FAILED_PAYMENT_FAILS_RUN = "a-failed-payment-fails-its-run"
 
 
 def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
@@ -123,6 +126,22 @@ def _failure_details(err: ActivityError) -> tuple[str | None, GatewayFailure]:
         details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         return cause.type, GatewayFailure.model_validate({"message": cause.message, **details})
     return None, GatewayFailure(message=str(cause or err))
+
+
+def _run_failed(state: PaymentState) -> ApplicationError:
+    """How a failed payment ends its run: failed, with the payment's failure
+    as the reason the UI shows. Benign: an expected outcome, which the SDK
+    neither logs as an error nor counts as a workflow failure in its metrics."""
+    failure = state.failure
+    code = failure.code if failure else "payment_failed"
+    reason = f"{code} ({failure.decline_code})" if failure and failure.decline_code else code
+    message = failure.message if failure else "the payment failed"
+    return ApplicationError(
+        f"payment failed: {reason}: {message}",
+        type=code,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 # Operators' signals take whatever they are sent: a wrong count of inputs is
@@ -158,6 +177,8 @@ class PaymentWorkflow:
         self._closing = False
         # Waiters let go when the payment moves to its next run.
         self._handing_over = False
+        # What the run waits for now, as the UI's current details say it.
+        self._waiting_for = "the workflow to start"
 
     # -- the saga ---------------------------------------------------------
 
@@ -168,7 +189,8 @@ class PaymentWorkflow:
         saga = asyncio.ensure_future(self._saga(input))
         while True:
             try:
-                return await asyncio.shield(saga)
+                state = await asyncio.shield(saga)
+                break
             except asyncio.CancelledError:
                 if not workflow.patched(OPERATOR_CANCEL):
                     # As recorded before: the cancellation reaches the saga.
@@ -178,9 +200,13 @@ class PaymentWorkflow:
                 if task is not None:
                     task.uncancel()
                 self._cancel_from_temporal()
+        if state.status is S.FAILED and workflow.patched(FAILED_PAYMENT_FAILS_RUN):
+            raise _run_failed(state)
+        return state
 
     async def _saga(self, input: PaymentInput) -> PaymentState:
         state = self._state
+        self._show()
         authorized = input.carried_state is None and await self._authorize()
         if authorized or state.status is S.REQUIRES_CAPTURE:
             await self._relearn_decision()
@@ -220,7 +246,7 @@ class PaymentWorkflow:
             return None
         state = self._state
         try:
-            committed: list[CommittedOperation] = await workflow.execute_activity(
+            committed: list[CommittedOperation] = await self._gateway(
                 Activities.COMMITTED_OPERATIONS,
                 LookUpPayment(
                     payment_id=state.id,
@@ -229,7 +255,7 @@ class PaymentWorkflow:
                     authorization_id=state.authorization_id,
                 ),
                 result_type=list[CommittedOperation],
-                **self._timeouts(retries.FIND),
+                policy=retries.FIND,
                 summary="look up what the gateway committed",
             )
         except ActivityError as err:
@@ -277,7 +303,7 @@ class PaymentWorkflow:
         """Authorize; True when the payment goes on to capture."""
         state = self._state
         try:
-            authorization = await workflow.execute_activity(
+            authorization = await self._gateway(
                 Activities.AUTHORIZE,
                 AuthorizeInput(
                     payment_id=state.id,
@@ -291,7 +317,7 @@ class PaymentWorkflow:
                     rerun=workflow.info().run_id != workflow.info().first_execution_run_id,
                 ),
                 result_type=GatewayResult,
-                **self._timeouts(retries.AUTHORIZE),
+                policy=retries.AUTHORIZE,
                 summary=f"authorize {self._money(state.amount)}",
             )
         except ActivityError as err:
@@ -344,6 +370,9 @@ class PaymentWorkflow:
         to continue as new first."""
         state = self._state
         expires_at = state.created_at + timedelta(seconds=self._input.authorization_window_seconds)
+        self._wait_for(
+            f"capture or cancel, until {until(expires_at)} (then the authorization is voided)"
+        )
         try:
             await workflow.wait_condition(
                 lambda: (
@@ -372,7 +401,7 @@ class PaymentWorkflow:
         state = self._state
         assert state.authorization_id is not None
         try:
-            capture = await workflow.execute_activity(
+            capture = await self._gateway(
                 Activities.CAPTURE,
                 CaptureInput(
                     payment_id=state.id,
@@ -381,7 +410,7 @@ class PaymentWorkflow:
                     instance=self._input.instance,
                 ),
                 result_type=GatewayResult,
-                **self._timeouts(retries.CAPTURE),
+                policy=retries.CAPTURE,
                 summary=f"capture {self._money(amount)}",
             )
         except ActivityError as err:
@@ -433,7 +462,7 @@ class PaymentWorkflow:
         if error_type in retries.PERMANENT_ERROR_TYPES:
             return None, True
         try:
-            found: GatewayResult | None = await workflow.execute_activity(
+            found: GatewayResult | None = await self._gateway(
                 Activities.FIND_OPERATION,
                 FindOperation(
                     payment_id=self._state.id,
@@ -442,8 +471,8 @@ class PaymentWorkflow:
                     created_at=self._state.created_at,
                     authorization_id=self._state.authorization_id,
                 ),
-                result_type=GatewayResult | None,  # type: ignore[arg-type]
-                **self._timeouts(retries.FIND),
+                result_type=GatewayResult | None,
+                policy=retries.FIND,
                 summary=f"look up {step}",
             )
         except ActivityError:
@@ -453,7 +482,7 @@ class PaymentWorkflow:
     async def _void(self, *, by_reference: bool = False) -> None:
         state = self._state
         try:
-            void = await workflow.execute_activity(
+            void = await self._gateway(
                 Activities.VOID,
                 VoidInput(
                     payment_id=state.id,
@@ -461,8 +490,8 @@ class PaymentWorkflow:
                     instance=self._input.instance,
                     created_at=state.created_at,
                 ),
-                result_type=GatewayResult | None,  # type: ignore[arg-type]
-                **self._timeouts(retries.VOID),
+                result_type=GatewayResult | None,
+                policy=retries.VOID,
                 summary=f"void {self._money(state.amount)}",
             )
         except ActivityError as err:
@@ -497,6 +526,7 @@ class PaymentWorkflow:
             remaining = self._refund_window_ends_at - workflow.now()
             if remaining <= timedelta(0):
                 return False
+            self._wait_for(f"refunds, until {until(self._refund_window_ends_at)}")
             try:
                 await workflow.wait_condition(
                     lambda: (
@@ -516,7 +546,7 @@ class PaymentWorkflow:
         state = self._state
         assert state.authorization_id is not None
         try:
-            result = await workflow.execute_activity(
+            result = await self._gateway(
                 Activities.REFUND,
                 RefundInput(
                     payment_id=state.id,
@@ -526,7 +556,7 @@ class PaymentWorkflow:
                     instance=self._input.instance,
                 ),
                 result_type=GatewayResult,
-                **self._timeouts(retries.REFUND),
+                policy=retries.REFUND,
                 summary=f"refund {self._money(refund.amount)}",
             )
         except ActivityError as err:
@@ -578,12 +608,14 @@ class PaymentWorkflow:
         self._closing = True
         while (pending := self._next_pending_refund()) is not None:
             await self._refund(pending)
+        self._wait_for("nothing: the payment is closed")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
     async def _hand_over(self) -> NoReturn:
         """Continue as new with everything this run knows."""
         self._handing_over = True
+        self._wait_for("its next run (continue-as-new)")
         await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.continue_as_new(
             self._input.model_copy(
@@ -620,6 +652,8 @@ class PaymentWorkflow:
         state = self._state
         if self._cancel is not None:
             raise rejection(Refusal(PAYMENT_NOT_CAPTURABLE, "the payment is being canceled"))
+        if capture_settled(state.status) and state.amount_captured:
+            raise rejection(Refusal(PAYMENT_NOT_CAPTURABLE, "this payment is already captured"))
         if self._capture is not None:
             raise rejection(Refusal(PAYMENT_NOT_CAPTURABLE, "a capture is already under way"))
         if not can_capture(state.status):
@@ -872,15 +906,31 @@ class PaymentWorkflow:
         workflow.upsert_memo(memo.recording(DomainEvent(type=event_type, data=data), state))
         if changed:
             workflow.upsert_search_attributes([STATUS.value_set(state.status.value)])
+        self._show()
 
     def _money(self, amount: int) -> str:
         return format_amount(amount, self._state.currency)
 
-    @staticmethod
-    def _timeouts(policy: retries.StepPolicy) -> dict[str, Any]:
-        return {
-            "start_to_close_timeout": policy.start_to_close,
-            "schedule_to_close_timeout": policy.schedule_to_close,
-            "heartbeat_timeout": policy.heartbeat,
-            "retry_policy": policy.retry,
-        }
+    async def _gateway(
+        self, activity: str, arg: Any, *, result_type: Any, policy: retries.StepPolicy, summary: str
+    ) -> Any:
+        """One gateway step under its retry policy; the UI says the run waits on it."""
+        self._wait_for(f"the gateway: {summary}")
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=policy.start_to_close,
+            schedule_to_close_timeout=policy.schedule_to_close,
+            heartbeat_timeout=policy.heartbeat,
+            retry_policy=policy.retry,
+            summary=summary,
+        )
+
+    def _wait_for(self, what: str) -> None:
+        self._waiting_for = what
+        self._show()
+
+    def _show(self) -> None:
+        """The UI's current details: the payment as it stands, what the run waits for."""
+        workflow.set_current_details(current_details(self._state, self._waiting_for))

@@ -68,14 +68,16 @@ async def deleted(stack: Stack, temporal: Client, payment_id: str) -> None:
 def payload_encodings(value: Any) -> set[str]:
     """The encodings of every payload (``{"metadata": {"encoding": ...}, "data": ...}``)
     anywhere in a JSON document, Temporal's proto JSON (base64) decoded; but for
-    search attributes, which the server indexes and so are plain by design."""
+    search attributes, which the server indexes and so are plain by design, and
+    the SDK's patch markers (``workflow.patched``), which hold only the patch's
+    id and which the SDK's core writes without the codec."""
     found: set[str] = set()
     if isinstance(value, dict):
         metadata = value.get("metadata")
         if isinstance(metadata, dict) and "encoding" in metadata:
             found.add(base64.b64decode(metadata["encoding"]).decode())
         for key, item in value.items():
-            if key != "searchAttributes":
+            if key not in ("searchAttributes", "patch-data"):
                 found |= payload_encodings(item)
     elif isinstance(value, list):
         for item in value:

@@ -73,6 +73,15 @@ async def capture_failed(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
+async def declined_run_fails(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A decline since failed payments fail their run (the UI shows them red)."""
+    return await declined(stack, env)
+
+
+async def capture_failed_run_fails(stack: Stack, env: WorkflowEnvironment) -> str:
+    return await capture_failed(stack, env)
+
+
 async def manual_partial_capture(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(capture_method="manual")
     await stack.wait_status(payment.id, "requires_capture")
@@ -276,6 +285,8 @@ DEV_SCENARIOS: list[Scenario] = [
     success,
     declined,
     capture_failed,
+    declined_run_fails,
+    capture_failed_run_fails,
     manual_partial_capture,
     cancel_manual,
     cancel_during_authorize,

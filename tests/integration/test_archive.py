@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import MERCHANT, Stack, gone_from_temporal, running_stack
+from support import MERCHANT, Stack, gone_from_temporal, run_closed, running_stack
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyType
 from temporalio.api.workflowservice.v1 import (
@@ -95,7 +95,7 @@ async def test_a_closed_payment_is_archived_whole_and_reads_the_same(
         await stack.wait_status(created.id, "requires_capture")
         await stack.update(created.id, "cancel", CancelPayment(reason="test"), PaymentState)
         canceled = await stack.wait_status(created.id, "canceled")
-        await dev_client.get_workflow_handle(created.id).result()
+        await run_closed(dev_client, created.id)
         record = await archived_until(dev_client, archive, created.id)
 
         runs = await events.fetch_runs(dev_client, created.id)
@@ -142,14 +142,14 @@ async def test_a_payment_that_cannot_be_archived_holds_up_no_other(
     archive = Refusing(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
         first = await stack.create(payment_method="pm_card_chargeDeclined")
-        await dev_client.get_workflow_handle(first.id).result()
+        await run_closed(dev_client, first.id)
         await archived_until(dev_client, archive, first.id)  # a first pass sets a cursor
         before = await archive.cursor()
         assert before is not None and before.retry == []
         stuck, fine = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in "ab"]
         archive.refused = stuck.id
         for payment in (stuck, fine):
-            await dev_client.get_workflow_handle(payment.id).result()
+            await run_closed(dev_client, payment.id)
         await asyncio.sleep(1)  # visibility has them closed
         report = await archive_pass(dev_client, archive)
         assert await archive.get(fine.id) is not None and await archive.get(stuck.id) is None
@@ -310,7 +310,7 @@ async def test_the_archiver_passes_again_and_again(
     archive = FilesystemArchive(tmp_path)
     async with running_stack(dev_client, task_queue) as stack:
         first = await stack.create(payment_method="pm_card_chargeDeclined")
-        await dev_client.get_workflow_handle(first.id).result()
+        await run_closed(dev_client, first.id)
         archiver_id = f"archiver-{uuid.uuid4()}"
         async with Worker(
             dev_client,
@@ -334,7 +334,7 @@ async def test_the_archiver_passes_again_and_again(
                 # A long interval now; a payment that closes is archived on request.
                 await handle.signal(ArchiveWorkflow.reconfigure, ArchiveRun(interval_seconds=3600))
                 second = await stack.create(payment_method="pm_card_chargeDeclined")
-                await dev_client.get_workflow_handle(second.id).result()
+                await run_closed(dev_client, second.id)
                 await asyncio.sleep(1)  # visibility has it closed
                 await handle.signal(ArchiveWorkflow.archive_now)
                 for _ in range(200):

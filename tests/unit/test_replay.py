@@ -22,6 +22,9 @@ EXPECTED_PATHS = {
     "success",
     "declined",
     "capture_failed",
+    # Recorded since a failed payment fails its run (workflow.patched).
+    "declined_run_fails",
+    "capture_failed_run_fails",
     "manual_partial_capture",
     "cancel_manual",
     "cancel_during_authorize",
