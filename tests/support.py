@@ -8,6 +8,8 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
+import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -290,3 +293,47 @@ def read_if_there(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         return b""
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's Chromium, never a downloaded one; no calls home on this closed network.
+BROWSER_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+@contextlib.asynccontextmanager
+async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
+    """Headless Chromium, closed afterwards whatever happened."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*BROWSER_FLAGS, *extra_flags]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def requests_sent(gateway: Any) -> list[httpx.Request]:
+    """Every request the adapter sends from now on, seen by an event hook on
+    the httpx client its SDK client was built with."""
+    sent: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    client = gateway._http._client_async
+    hooks = client.event_hooks
+    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), record]}
+    return sent
+
+
+def request_shape(request: httpx.Request) -> str:
+    """``POST /v1/payment_intents/{id}/confirm``: what a request does, ids aside."""
+    return request.method + " " + re.sub(r"/(pi|re|ch)_\w+", "/{id}", request.url.path)

@@ -12,8 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import Browser, Error, Page, Route, async_playwright, expect
-from support import serving
+from playwright.async_api import Browser, Error, Page, Route, expect
+from support import chromium, serving
 
 from api.app import create_app
 from payments.settings import Settings
@@ -21,20 +21,13 @@ from payments.settings import Settings
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "payments-docs-screenshots"
-CHROMIUM = "/usr/bin/chromium"
-# The e2e browser's flags (tests/e2e/conftest.py), and no way out: no name
-# resolves but loopback, and whatever is not loopback (an address written as
-# digits too) goes to a proxy port nobody listens on.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+# The e2e browser's flags, and no way out: no name resolves but loopback, and
+# whatever is not loopback (an address written as digits too) goes to a proxy
+# port nobody listens on.
+OFFLINE = (
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--proxy-server=http://127.0.0.1:9",
-]
+)
 
 
 @pytest.fixture
@@ -45,14 +38,8 @@ async def api_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def offline_browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium(*OFFLINE) as launched:
+        yield launched
 
 
 async def _page(browser: Browser, origin: str) -> tuple[Page, list[str]]:

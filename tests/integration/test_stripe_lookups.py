@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from support import localstripe_intents
+from support import localstripe_intents, request_shape, requests_sent
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
@@ -67,25 +66,6 @@ def reference() -> str:
     return f"pay_{uuid.uuid4().hex[:12]}"
 
 
-def _sent(gateway: StripeGateway) -> list[httpx.Request]:
-    """Every request the adapter sends from now on, seen by an event hook on
-    the httpx client its SDK client was built with."""
-    sent: list[httpx.Request] = []
-
-    async def record(request: httpx.Request) -> None:
-        sent.append(request)
-
-    client = gateway._http._client_async
-    hooks = client.event_hooks
-    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), record]}
-    return sent
-
-
-def _shape(request: httpx.Request) -> str:
-    """``POST /v1/payment_intents/{id}/confirm``: what a request does, ids aside."""
-    return request.method + " " + re.sub(r"/(pi|re|ch)_\w+", "/{id}", request.url.path)
-
-
 def _account_listings(sent: list[httpx.Request]) -> list[httpx.Request]:
     """Requests that list the account's PaymentIntents (not one PaymentIntent's refunds)."""
     return [r for r in sent if r.method == "GET" and r.url.path == "/v1/payment_intents"]
@@ -105,7 +85,7 @@ async def _crowd(control: httpx.AsyncClient, count: int) -> None:
 async def _whole_payment(gateway: StripeGateway, reference: str) -> list[str]:
     """The requests of one payment as the activities make them: authorize (a
     first attempt), capture, a refund, then a lookup with what they know."""
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     since = datetime.now(UTC)
     auth = await gateway.authorize(
         reference=reference,
@@ -129,7 +109,7 @@ async def _whole_payment(gateway: StripeGateway, reference: str) -> list[str]:
         ("refund", 500),
     ]
     assert _account_listings(sent) == []
-    return [_shape(request) for request in sent]
+    return [request_shape(request) for request in sent]
 
 
 async def test_a_payments_requests_do_not_grow_with_the_account(
@@ -175,12 +155,12 @@ async def test_a_retry_finds_the_payment_intent_its_first_attempt_remembered(
     with pytest.raises(TransientGatewayError):
         await gateway.authorize(**request, first_attempt=True, remember=remembered.append)
     [intent_id] = remembered
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     auth = await gateway.authorize(
         **request, authorization_id=intent_id, remember=remembered.append
     )
     assert (auth.id, auth.kind, auth.amount) == (intent_id, "authorization", 2000)
-    assert [_shape(r) for r in sent] == ["GET /v1/payment_intents/{id}"]
+    assert [request_shape(r) for r in sent] == ["GET /v1/payment_intents/{id}"]
     # Without the id (create's own reply lost), the retry must look the
     # reference up: on localstripe that lists the account; it finds the same one.
     sent.clear()
@@ -266,7 +246,7 @@ async def test_the_authorize_activity_remembers_across_attempts(
     heartbeat details and retrieves it; nothing lists the account, and
     localstripe holds one PaymentIntent for the payment."""
     lost = _lose_the_first_confirm_reply(gateway)
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     async with _worker(dev_client, task_queue, gateway):
         state = await _pay(dev_client, _settings(module_localstripe, task_queue))
     assert lost, "the fault never fired"
@@ -293,7 +273,7 @@ async def test_reconciliation_looks_payments_up_by_what_it_knows(
     window = Window(start=start, end=datetime.now(UTC) + timedelta(seconds=1))
     # The first listing learns that localstripe refuses ``created`` filters.
     await gateway.list_operations(since=window.start, until=window.end)
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     await gateway.list_operations(since=window.start, until=window.end)
     listing_alone = len(_account_listings(sent))
     sent.clear()

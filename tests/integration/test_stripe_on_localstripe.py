@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from support import localstripe_intents
+from support import localstripe_intents, request_shape, requests_sent
 
 from gateway.localstripe import STAND_INS
 from gateway.stripe_adapter import StripeGateway
@@ -51,23 +50,6 @@ def reference() -> str:
     return f"pay_{uuid.uuid4().hex[:12]}"
 
 
-def _sent(gateway: StripeGateway) -> list[httpx.Request]:
-    """Every request the adapter sends from now on (an event hook on its httpx client)."""
-    sent: list[httpx.Request] = []
-
-    async def record(request: httpx.Request) -> None:
-        sent.append(request)
-
-    client = gateway._http._client_async
-    hooks = client.event_hooks
-    client.event_hooks = {**hooks, "request": [*hooks.get("request", []), record]}
-    return sent
-
-
-def _shape(request: httpx.Request) -> str:
-    return request.method + " " + re.sub(r"/(pi|re|ch)_\w+", "/{id}", request.url.path)
-
-
 async def _authorize(
     gateway: StripeGateway, reference: str, payment_method: str = "pm_card_visa"
 ) -> GatewayOperation:
@@ -101,9 +83,9 @@ async def test_stripe_s_card_brands_authorize_as_localstripe_s_visa(
 async def test_a_stand_in_is_learnt_from_the_first_refusal_and_then_costs_nothing(
     gateway: StripeGateway, reference: str
 ) -> None:
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     await _authorize(gateway, f"{reference}_first", "pm_card_mastercard")
-    assert [_shape(r) for r in sent] == [
+    assert [request_shape(r) for r in sent] == [
         "POST /v1/payment_intents",  # refused: allowed_payment_method_types
         "POST /v1/payment_intents",  # refused: no pm_card_mastercard here
         "POST /v1/payment_intents",  # with pm_card_visa
@@ -114,7 +96,7 @@ async def test_a_stand_in_is_learnt_from_the_first_refusal_and_then_costs_nothin
     with pytest.raises(CardDeclined):
         await _authorize(gateway, f"{reference}_declined", "pm_card_chargeDeclined")
     # As many requests as pm_card_visa's authorize: create, confirm.
-    assert [_shape(r) for r in sent] == 2 * [
+    assert [request_shape(r) for r in sent] == 2 * [
         "POST /v1/payment_intents",
         "POST /v1/payment_intents/{id}/confirm",
     ]
@@ -199,7 +181,7 @@ async def test_lookups_and_reconciliation_survive_an_object_localstripe_lost(
     assert capture.created_at > auth.created_at
     await _lose_a_balance_transaction(control)
 
-    sent = _sent(gateway)
+    sent = requests_sent(gateway)
     # Without the authorization id: the lookup that lists the account.
     assert await gateway.find_by_reference(reference) == [auth, capture, refund]
     listed = [r for r in sent if r.method == "GET" and r.url.path == "/v1/payment_intents"]
