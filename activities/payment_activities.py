@@ -39,6 +39,7 @@ from payments.models import (
     FindOperation,
     GatewayFailure,
     GatewayResult,
+    GatewayStep,
     LookUpPayment,
     RefundInput,
     VoidInput,
@@ -53,7 +54,10 @@ async def _heartbeating(call: Awaitable[T], details: Sequence[object] = ()) -> T
     that dies mid-call is noticed within the heartbeat timeout, not after the
     whole start-to-close timeout, and the retry (same idempotency key) runs
     elsewhere at once. Each heartbeat repeats ``details`` as they are then:
-    the next attempt reads the last heartbeat's."""
+    the next attempt reads the last heartbeat's. A local activity (the fast
+    path's attempt) has no heartbeat: its workflow task is what keeps it."""
+    if activity.info().is_local:
+        return await call
     interval = (activity.info().heartbeat_timeout or timedelta(seconds=10)) / 3
     task = asyncio.ensure_future(call)
     try:
@@ -66,10 +70,16 @@ async def _heartbeating(call: Awaitable[T], details: Sequence[object] = ()) -> T
         task.cancel()
 
 
+def _attempt(request: GatewayStep) -> int:
+    """This attempt's number at the step, the fast path's local attempt counted."""
+    return request.earlier_attempts + activity.info().attempt
+
+
 async def _gateway_call(
-    call: Awaitable[T], payment_id: str, heartbeat_details: Sequence[object] = ()
+    call: Awaitable[T], request: GatewayStep, heartbeat_details: Sequence[object] = ()
 ) -> T:
-    attempt = activity.info().attempt
+    payment_id = request.payment_id
+    attempt = _attempt(request)
     try:
         return await _heartbeating(call, heartbeat_details)
     except CardDeclined as err:
@@ -118,9 +128,9 @@ def _category(err: PermanentGatewayError, payment_id: str, code: str) -> Applica
     return ApplicationErrorCategory.BENIGN
 
 
-def _result(operation: GatewayOperation) -> GatewayResult:
+def _result(operation: GatewayOperation, request: GatewayStep) -> GatewayResult:
     return GatewayResult(
-        operation_id=operation.id, amount=operation.amount, attempt=activity.info().attempt
+        operation_id=operation.id, amount=operation.amount, attempt=_attempt(request)
     )
 
 
@@ -132,6 +142,13 @@ class PaymentActivities:
 
     @activity.defn(name=Activities.AUTHORIZE)
     async def authorize(self, request: AuthorizeInput) -> GatewayResult:
+        if activity.info().is_local and not self._gateway.replays_by_key:
+            raise ApplicationError(
+                "the gateway may not replay a repeated authorize: not as a local activity",
+                type=retries.NOT_LOCAL,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            )
         # The authorization id an earlier attempt was given (see the port's
         # ``remember``), kept in this activity's heartbeat details.
         earlier = activity.info().heartbeat_details
@@ -139,7 +156,8 @@ class PaymentActivities:
 
         def remember(authorization_id: str) -> None:
             remembered[:] = [authorization_id]
-            activity.heartbeat(authorization_id)
+            if not activity.info().is_local:
+                activity.heartbeat(authorization_id)
 
         operation = await _gateway_call(
             self._gateway.authorize(
@@ -151,14 +169,16 @@ class PaymentActivities:
                     request.payment_id, AUTHORIZE_STEP, request.instance
                 ),
                 since=request.created_at,
-                first_attempt=activity.info().attempt == 1 and not request.rerun,
+                # A local attempt may be a repeat (its worker died), which a
+                # gateway that replays by key answers as the first.
+                first_attempt=_attempt(request) == 1 and not request.rerun,
                 authorization_id=remembered[0] if remembered else None,
                 remember=remember,
             ),
-            request.payment_id,
+            request,
             heartbeat_details=remembered,
         )
-        return _result(operation)
+        return _result(operation, request)
 
     @activity.defn(name=Activities.CAPTURE)
     async def capture(self, request: CaptureInput) -> GatewayResult:
@@ -168,9 +188,9 @@ class PaymentActivities:
                 amount=request.amount,
                 idempotency_key=idempotency_key(request.payment_id, CAPTURE_STEP, request.instance),
             ),
-            request.payment_id,
+            request,
         )
-        return _result(operation)
+        return _result(operation, request)
 
     @activity.defn(name=Activities.VOID)
     async def void(self, request: VoidInput) -> GatewayResult | None:
@@ -182,7 +202,7 @@ class PaymentActivities:
             key = idempotency_key(request.payment_id, AUTHORIZE_STEP, request.instance)
             operations = await _gateway_call(
                 self._gateway.find_by_reference(request.payment_id, since=request.created_at),
-                request.payment_id,
+                request,
             )
             authorizations = [
                 op for op in operations if op.kind == "authorization" and op.idempotency_key == key
@@ -195,9 +215,9 @@ class PaymentActivities:
                 authorization_id=authorization_id,
                 idempotency_key=idempotency_key(request.payment_id, VOID_STEP, request.instance),
             ),
-            request.payment_id,
+            request,
         )
-        return _result(operation)
+        return _result(operation, request)
 
     @activity.defn(name=Activities.REFUND)
     async def refund(self, request: RefundInput) -> GatewayResult:
@@ -209,9 +229,9 @@ class PaymentActivities:
                     request.payment_id, refund_step(request.refund_id), request.instance
                 ),
             ),
-            request.payment_id,
+            request,
         )
-        return _result(operation)
+        return _result(operation, request)
 
     @activity.defn(name=Activities.FIND_OPERATION)
     async def find_operation(self, request: FindOperation) -> GatewayResult | None:
@@ -223,10 +243,10 @@ class PaymentActivities:
                 since=request.created_at,
                 authorization_id=request.authorization_id,
             ),
-            request.payment_id,
+            request,
         )
         found = next((op for op in operations if op.idempotency_key == key), None)
-        return _result(found) if found is not None else None
+        return _result(found, request) if found is not None else None
 
     @activity.defn(name=Activities.COMMITTED_OPERATIONS)
     async def committed_operations(self, request: LookUpPayment) -> list[CommittedOperation]:
@@ -239,7 +259,7 @@ class PaymentActivities:
                 since=request.created_at,
                 authorization_id=request.authorization_id,
             ),
-            request.payment_id,
+            request,
         )
         committed = []
         for operation in operations:

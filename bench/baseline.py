@@ -1,11 +1,15 @@
-"""The ceiling: bare Temporal doing a workflow of a payment's shape.
+"""Bare Temporal, two workflows for ours to be measured against.
 
-``BarePaymentWorkflow`` takes an input of the size of a real ``PaymentInput``
-and runs two activities in a row (authorize, then capture), whose inputs and
-results are the size of ours, then returns. No API, no memo, no search
-attributes, no gateway: what Temporal itself costs for that much work.
+- The naive shape, ``BarePaymentWorkflow``: an input of the size of a real
+  ``PaymentInput``, two regular activities in a row (authorize, then capture)
+  whose inputs and results are the size of ours, started and awaited by the
+  SDK. No API, no memo, no search attributes, no gateway: what Temporal itself
+  costs for a payment done the obvious way.
+- The floor, ``FloorPaymentWorkflow``: the same input, returned at once with no
+  activity. What Temporal costs to start a workflow and hand back its result,
+  which no payment can beat.
 
-Its worker runs in a process of its own, as ours does:
+Their worker runs in a process of its own, as ours does:
 ``python -m bench.baseline --task-queue Q`` (Temporal from ``TEMPORAL_ADDRESS``).
 """
 
@@ -59,6 +63,13 @@ class BarePaymentWorkflow:
         return {"payment_id": payment["payment_id"], "status": "succeeded", "capture": captured}
 
 
+@workflow.defn(name="FloorPaymentWorkflow")
+class FloorPaymentWorkflow:
+    @workflow.run
+    async def run(self, payment: dict[str, Any]) -> dict[str, Any]:
+        return {"payment_id": payment["payment_id"], "status": "succeeded"}
+
+
 def bare_input(payment_id: str, padding: int) -> dict[str, Any]:
     """An input as large as a real payment's, ``padding`` bytes of it filler."""
     return {
@@ -84,7 +95,7 @@ async def run_worker(task_queue: str, address: str, namespace: str) -> None:
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[BarePaymentWorkflow],
+        workflows=[BarePaymentWorkflow, FloorPaymentWorkflow],
         activities=[bare_authorize, bare_capture],
     ):
         print(READY, flush=True)

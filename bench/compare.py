@@ -1,17 +1,22 @@
 """Ours against bare Temporal, side by side, in one run on one dev server.
 
 One stack as `make run` configures it (bench/stacks.py: devstack, dev server on
-SQLite, the simulator at zero latency), plus the baseline's own worker process on the same
-server (bench/baseline.py). Measured, each as a ratio to the baseline of the
-same run:
+SQLite, the simulator at zero latency), plus the bare workflows' own worker
+process on the same server (bench/baseline.py). Four paths: the floor (a bare
+workflow with no activity) and the naive shape (a bare workflow with two
+activities), each started and awaited with the SDK; ours asynchronous (``202``
+then the settled event on the stream) and ours synchronous (``Prefer: wait``).
+In the results the naive shape is ``baseline``. Measured, each as a ratio to
+the naive shape and to the floor of the same run:
 
-- throughput at saturation (closed loop): baseline start-and-await, ours
-  asynchronous (``202`` then the settled event on the stream), ours synchronous
-  (``Prefer: wait``);
-- latency p50/p95/p99 under open-loop load at 25%, 50% and 75% of the
-  baseline's saturation rate (arrivals on a schedule, latency counted from the
+- sequential: latency p50/p95/p99 one payment at a time (closed loop,
+  concurrency 1);
+- throughput at saturation (closed loop), with the CPU each process spent and
+  the requests to Temporal, per payment;
+- latency p50/p95/p99 under open-loop load at 25%, 50% and 75% of the naive
+  shape's saturation rate (arrivals on a schedule, latency counted from the
   scheduled time, so queueing shows);
-- time to ``202`` against the baseline's ``start_workflow``;
+- time to ``202`` against the naive shape's ``start_workflow``;
 - push latency (capture completed -> SSE event), see bench/push_latency.py;
 - memory (RSS) of the worker and the API as open payments pile up, and with
   500 SSE streams open;
@@ -41,9 +46,10 @@ import httpx
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
+from temporalio.types import MethodAsyncSingleParam
 
 from bench import push_latency
-from bench.baseline import READY, BarePaymentWorkflow, bare_input
+from bench.baseline import READY, BarePaymentWorkflow, FloorPaymentWorkflow, bare_input
 from bench.measure import cpu_by_process, percentile, rss_mib
 from devstack import ROOT, Stack
 from payments.models import CreatePayment, PaymentInput
@@ -52,6 +58,8 @@ CARD = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa"}
 TERMINAL_EVENTS = ("event: payment.captured", "event: payment.failed", "event: payment.canceled")
 
 Op = Callable[[], Awaitable["Sample"]]
+# Every phase drives these, in this order, under these names in the results.
+PATHS = ("floor", "baseline", "ours_async", "ours_sync")
 
 
 @dataclass
@@ -59,6 +67,8 @@ class Profile:
     """How long and how hard; `make bench` runs FULL, `make bench-quick` QUICK."""
 
     name: str
+    # One payment at a time, for each path.
+    sequential_seconds: float
     saturation_seconds: float
     concurrency: int
     load_seconds: float
@@ -74,9 +84,33 @@ class Profile:
 
 
 FULL = Profile(
-    "full", 40, 48, 25, (0.25, 0.5, 0.75), 100, (2000, 3000, 5000), 500, 25, (1, 2, 4), 15
+    name="full",
+    sequential_seconds=20,
+    saturation_seconds=40,
+    concurrency=48,
+    load_seconds=25,
+    load_levels=(0.25, 0.5, 0.75),
+    push_payments=100,
+    open_payments=(2000, 3000, 5000),
+    streams=500,
+    scaling_seconds=25,
+    workers=(1, 2, 4),
+    settle_seconds=15,
 )
-QUICK = Profile("quick", 5, 32, 3, (0.25, 0.5, 0.75), 12, (150, 150), 100, 3, (1, 2, 4), 2)
+QUICK = Profile(
+    name="quick",
+    sequential_seconds=3,
+    saturation_seconds=5,
+    concurrency=32,
+    load_seconds=3,
+    load_levels=(0.25, 0.5, 0.75),
+    push_payments=12,
+    open_payments=(150, 150),
+    streams=100,
+    scaling_seconds=3,
+    workers=(1, 2, 4),
+    settle_seconds=2,
+)
 
 
 @dataclass
@@ -214,7 +248,7 @@ async def _guarded(op: Op) -> Sample:
         return Sample((time.monotonic() - began) * 1000, ok=False)
 
 
-# -- the three ways of paying -----------------------------------------------------------
+# -- the four ways of paying ----------------------------------------------------------
 
 
 class Paths:
@@ -226,19 +260,42 @@ class Paths:
         # The workflow each path ran last, to count what one payment left in Temporal.
         self.last: dict[str, str] = {}
 
+    def by_name(self) -> dict[str, Op]:
+        """Each path under its name in the results, in the order of ``PATHS``."""
+        ops: dict[str, Op] = {
+            "floor": self.floor,
+            "baseline": self.baseline,
+            "ours_async": self.ours_async,
+            "ours_sync": self.ours_sync,
+        }
+        return {name: ops[name] for name in PATHS}
+
+    async def floor(self) -> Sample:
+        return await self._bare("floor", FloorPaymentWorkflow.run, prefix="floor")
+
     async def baseline(self) -> Sample:
+        return await self._bare("baseline", BarePaymentWorkflow.run, prefix="bare")
+
+    async def _bare(
+        self,
+        name: str,
+        run: MethodAsyncSingleParam[Any, dict[str, Any], dict[str, Any]],
+        *,
+        prefix: str,
+    ) -> Sample:
+        """One bare workflow started and awaited with the SDK."""
         began = time.monotonic()
         handle = await self.bare.start_workflow(
-            BarePaymentWorkflow.run,
-            bare_input(f"bare_{uuid.uuid4().hex}", self.padding),
-            id=f"bare-{uuid.uuid4().hex}",
+            run,
+            bare_input(f"{prefix}_{uuid.uuid4().hex}", self.padding),
+            id=f"{prefix}-{uuid.uuid4().hex}",
             task_queue=self.task_queue,
         )
-        self.last["baseline"] = handle.id
+        self.last[name] = handle.id
         started = time.monotonic()
         result = await handle.result()
         if result["status"] != "succeeded":
-            raise RuntimeError(f"baseline ended {result['status']}")
+            raise RuntimeError(f"{name} ended {result['status']}")
         ended = time.monotonic()
         return Sample((ended - began) * 1000, first_ms=(started - began) * 1000)
 
@@ -269,7 +326,7 @@ class Paths:
 
 
 def _padding() -> int:
-    """Filler that makes the baseline's input as large as a real PaymentInput."""
+    """Filler that makes the bare workflows' input as large as a real PaymentInput."""
     real = PaymentInput(
         payment_id="pay_" + "x" * 24,
         merchant_id="demo",
@@ -444,22 +501,26 @@ async def streams_open(http: httpx.AsyncClient, payment_ids: list[str]) -> Async
 
 
 def planned_seconds(profile: Profile) -> float:
-    load = profile.load_seconds * len(profile.load_levels) * 3
+    """The run's length as the progress bar counts it: each phase's planned
+    seconds and one settle before each phase that has one."""
+    paths = len(PATHS)
+    settles = paths * (2 + len(profile.load_levels)) + 1 + len(profile.workers)
     return (
-        profile.saturation_seconds * 3
-        + load
+        profile.sequential_seconds * paths
+        + profile.saturation_seconds * paths
+        + profile.load_seconds * len(profile.load_levels) * paths
         + profile.push_payments * 0.4
         + sum(profile.open_payments) / 8
         + 20
         + profile.scaling_seconds * len(profile.workers)
-        + profile.settle_seconds * (3 + 3 * len(profile.load_levels) + 1 + len(profile.workers))
+        + profile.settle_seconds * settles
     )
 
 
 @contextlib.asynccontextmanager
 async def drivers(stack: Stack) -> AsyncIterator[tuple[Paths, list[str]]]:
-    """The three ways of paying, ready to drive against ``stack``, and the
-    command that starts the baseline's worker on their task queue."""
+    """The four ways of paying, ready to drive against ``stack``, and the
+    command that starts the bare workflows' worker on their task queue."""
     bare = await Client.connect(
         stack.temporal_address, namespace=stack.namespace, data_converter=pydantic_data_converter
     )
@@ -489,17 +550,25 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
             pids["bench client"] = os.getpid()
             cpu_per_payment: dict[str, dict[str, float]] = {}
             requests: dict[str, dict[str, float]] = {}
-            # Warm both up: imports, caches, connections.
-            for op in (paths.baseline, paths.ours_async, paths.ours_sync):
+            # Warm every path up: imports, caches, connections.
+            for op in paths.by_name().values():
                 for _ in range(5):
                     await op()
 
+            sequential: dict[str, dict[str, Any]] = {}
+            for name, op in paths.by_name().items():
+                await settle(pids, profile.settle_seconds)
+                progress.phase(f"sequential: {name}", profile.sequential_seconds)
+                run = await closed_loop(op, 1, profile.sequential_seconds, progress)
+                sequential[name] = {
+                    "latency_ms": run.latency(),
+                    "first_ms": run.first(),
+                    "failed": len(run.samples) - len(run.ok),
+                }
+            result["sequential"] = sequential
+
             saturation: dict[str, Run] = {}
-            for name, op in (
-                ("baseline", paths.baseline),
-                ("ours_async", paths.ours_async),
-                ("ours_sync", paths.ours_sync),
-            ):
+            for name, op in paths.by_name().items():
                 await settle(pids, profile.settle_seconds)
                 progress.phase(f"saturation: {name}", profile.saturation_seconds)
                 before = cpu_by_process(pids)
@@ -518,6 +587,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
                 requests[name] = per_payment(
                     requests_before, requests_by_operation(metrics_url), done
                 )
+            # Every path's load levels are shares of the naive shape's rate, the floor's too.
             ceiling = saturation["baseline"].throughput
             result["saturation"] = {
                 name: {
@@ -537,11 +607,7 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
             load: dict[str, list[dict[str, Any]]] = {}
             for level in profile.load_levels:
                 rate = ceiling * level
-                for name, op in (
-                    ("baseline", paths.baseline),
-                    ("ours_async", paths.ours_async),
-                    ("ours_sync", paths.ours_sync),
-                ):
+                for name, op in paths.by_name().items():
                     await settle(pids, profile.settle_seconds)
                     progress.phase(f"load {level:.0%} ({rate:.1f}/s): {name}", profile.load_seconds)
                     run = await open_loop(op, rate, profile.load_seconds, progress)

@@ -3,8 +3,9 @@
 
 Baseline, measured in the same run on the same payments: a bare Temporal
 client long-polling the same history (``wait_new_event``) for the same event,
-with no API, projection or HTTP in between. Both are timed from the
-``ActivityTaskCompleted`` event of the capture (server clock, same machine).
+with no API, projection or HTTP in between. Both are timed from the capture's
+completion: its ``ActivityTaskCompleted`` event, or on the fast path its local
+activity marker's completion time (see ``_capture_completed_at``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ async def _sdk_received(client: Client, payment_id: str, after: int, ready: asyn
 
 
 async def _capture_completed_at(client: Client, payment_id: str) -> float:
+    """When the gateway's capture answer reached the worker: the capture
+    activity's ``ActivityTaskCompleted`` (server clock), or on the fast path
+    the local activity marker's ``complete_time`` (worker clock; same machine)."""
     history = await client.get_workflow_handle(payment_id).fetch_history()
     scheduled = {
         raw.event_id: raw.activity_task_scheduled_event_attributes.activity_type.name
@@ -76,6 +80,12 @@ async def _capture_completed_at(client: Client, payment_id: str) -> float:
             attributes = raw.activity_task_completed_event_attributes
             if scheduled.get(attributes.scheduled_event_id) == "capture":
                 return raw.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        marker = raw.marker_recorded_event_attributes
+        if raw.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and "result" in marker.details:
+            local = json.loads(marker.details["data"].payloads[0].data)
+            if local["activity_type"] == "capture":
+                done = local["complete_time"]
+                return float(done["seconds"]) + done.get("nanos", 0) / 1e9
     raise RuntimeError("no completed capture")
 
 

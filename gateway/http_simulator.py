@@ -43,6 +43,9 @@ class _OperationList(BaseModel):
 
 
 class SimulatorGateway:
+    # The simulator keeps every key's first outcome (in its ledger file).
+    replays_by_key = True
+
     def __init__(self, base_url: str, timeout: float) -> None:
         self._timeout = timeout
         self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)

@@ -14,6 +14,9 @@ from payments.gateway import GatewayOperation
 
 
 class InMemoryGateway:
+    # The simulator's core, which keeps every key's first outcome.
+    replays_by_key = True
+
     def __init__(self, ledger: SimulatorLedger | None = None) -> None:
         self.ledger = ledger or SimulatorLedger()
 

@@ -134,6 +134,7 @@ if TYPE_CHECKING:
     )
 
 _PAGE_SIZE = 100
+STRIPE_API_HOST = "api.stripe.com"
 # Lookups by reference start this long before the payment was requested, in
 # case our clock runs ahead of Stripe's (see the module's docstring).
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -173,6 +174,9 @@ class StripeGateway:
         # PaymentIntent was created: list_operations looks back that far.
         self._lookback = settings.authorization_window
         self._server = ServerSupport()
+        # Stripe's own API replays a key's first answer for 24 hours; a
+        # Stripe-compatible server (localstripe) may ignore the header.
+        self.replays_by_key = settings.stripe_api_base.host == STRIPE_API_HOST
 
     # -- the port -------------------------------------------------------------
 

@@ -15,6 +15,12 @@ that assigns the authorization's id before it is authorized may hand it to
 ``remember``; the caller passes it back as ``authorization_id`` on its next
 attempt, so that attempt finds the earlier one's work without a search.
 
+``replays_by_key`` says whether the gateway itself answers a repeated call
+with the first one's outcome, authorize included, even when nothing of the
+first call was kept on our side. Only then may authorize run as the fast
+path's local attempt: a local activity has no heartbeat to carry an
+authorization id, and one whose worker died runs again from nothing.
+
 Exceptions (the one place that says which gateway answers are which):
 
     GatewayError
@@ -111,6 +117,8 @@ class GatewayOperation(BaseModel):
 
 
 class Gateway(Protocol):
+    replays_by_key: bool
+
     async def authorize(
         self,
         *,

@@ -306,16 +306,26 @@ class PaymentInput(BaseModel):
         )
 
 
-# Activity inputs and results. Each gateway step names the payment instance its
-# idempotency key belongs to (None: a payment from before instances).
+# Activity inputs and results.
 
 
-class AuthorizeInput(BaseModel):
+class GatewayStep(BaseModel):
+    """What every gateway activity's input carries."""
+
     payment_id: str
+    # The payment instance its idempotency key belongs to (None: a payment from
+    # before instances).
+    instance: str | None = None
+    # Attempts at this step before this activity was scheduled: the fast
+    # path's local attempt when it got no answer (see PaymentWorkflow._gateway).
+    # Counted in the attempts a result or a failure reports.
+    earlier_attempts: int = 0
+
+
+class AuthorizeInput(GatewayStep):
     amount: int
     currency: str
     payment_method: str
-    instance: str | None = None
     # When the payment was requested: a lookup for an earlier attempt's work
     # need not look further back.
     created_at: datetime | None = None
@@ -324,45 +334,35 @@ class AuthorizeInput(BaseModel):
     rerun: bool = False
 
 
-class CaptureInput(BaseModel):
-    payment_id: str
+class CaptureInput(GatewayStep):
     authorization_id: str
     amount: int
-    instance: str | None = None
 
 
-class VoidInput(BaseModel):
-    payment_id: str
+class VoidInput(GatewayStep):
     # None when authorize's outcome is unknown: look the payment up by reference.
     authorization_id: str | None
-    instance: str | None = None
     created_at: datetime | None = None
 
 
-class RefundInput(BaseModel):
-    payment_id: str
+class RefundInput(GatewayStep):
     authorization_id: str
     refund_id: str
     amount: int
-    instance: str | None = None
 
 
-class FindOperation(BaseModel):
+class FindOperation(GatewayStep):
     """Ask the gateway whether one step of a payment was committed after all."""
 
-    payment_id: str
     step: str  # "capture", "refund:<refund id>": the idempotency key's step
-    instance: str | None = None
     # Hints that keep the gateway's search small.
     created_at: datetime | None = None
     authorization_id: str | None = None
 
 
-class LookUpPayment(BaseModel):
+class LookUpPayment(GatewayStep):
     """Ask the gateway what it committed for one payment instance, every step."""
 
-    payment_id: str
-    instance: str | None = None
     created_at: datetime | None = None
     authorization_id: str | None = None
 

@@ -12,6 +12,10 @@ charging again.
 | request refused (invalid, too much)| GatewayRejected     | no      |
 | unknown authorization / capture    | GatewayNotFound     | no      |
 | timeout, reset, 5xx, 429           | GatewayUnavailable  | yes     |
+
+The fast path: a step with a ``fast_attempt`` tries first as a local activity
+(one attempt, within that budget); a refusal there is final, anything else
+hands the step to the regular activity and the policy below.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ GATEWAY_NOT_FOUND = "GatewayNotFound"
 GATEWAY_UNAVAILABLE = "GatewayUnavailable"
 
 PERMANENT_ERROR_TYPES = (CARD_DECLINED, GATEWAY_REJECTED, GATEWAY_NOT_FOUND)
+# A local attempt the activity declines before calling the gateway (see
+# ``Gateway.replays_by_key``): the regular activity makes the first attempt.
+NOT_LOCAL = "NotALocalStep"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class StepPolicy:
     # Activities heartbeat while they wait on the gateway: a dead worker's
     # attempt is retried elsewhere after this long.
     heartbeat: timedelta = timedelta(seconds=5)
+    # The fast path: the step's first attempt runs as a local activity, in
+    # the workflow task, for at most this long; no answer by then (or an
+    # error that is not a refusal) and the regular activity above takes over.
+    # None: the step always runs as a regular activity.
+    fast_attempt: timedelta | None = None
 
 
 def _retry(maximum_interval: timedelta) -> RetryPolicy:
@@ -51,12 +63,31 @@ def _retry(maximum_interval: timedelta) -> RetryPolicy:
     )
 
 
+# A gateway's usual answer comes well within a second. Past that the payment is
+# better off as a regular activity: it holds no workflow task, the UI shows it
+# pending with its attempts, and an update (a cancel) reaches the run at once.
+FAST_ATTEMPT = timedelta(seconds=1)
+
 # A customer may be waiting on authorize: give up after minutes, then void by
 # reference in case the gateway did authorize. Capture, void and refund move
 # money we already promised: keep trying for a day.
-AUTHORIZE = StepPolicy(timedelta(seconds=30), timedelta(minutes=10), _retry(timedelta(seconds=30)))
-CAPTURE = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
-VOID = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
-REFUND = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
-# Asking what happened after a step gave up: a read, retried for a day too.
-FIND = StepPolicy(timedelta(seconds=30), timedelta(days=1), _retry(timedelta(minutes=5)))
+_DAY = timedelta(days=1)
+AUTHORIZE = StepPolicy(
+    timedelta(seconds=30),
+    timedelta(minutes=10),
+    _retry(timedelta(seconds=30)),
+    fast_attempt=FAST_ATTEMPT,
+)
+CAPTURE = StepPolicy(
+    timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)), fast_attempt=FAST_ATTEMPT
+)
+VOID = StepPolicy(
+    timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)), fast_attempt=FAST_ATTEMPT
+)
+REFUND = StepPolicy(
+    timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)), fast_attempt=FAST_ATTEMPT
+)
+# Asking what happened after a step gave up, or what a reset run must re-learn:
+# a read on a path that is already slow or unusual, shown in the UI as it runs;
+# retried for a day too.
+FIND = StepPolicy(timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)))

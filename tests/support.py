@@ -286,6 +286,26 @@ def stripe_signature(
     return {"Stripe-Signature": f"t={timestamp},v1={digest.hexdigest()}"}
 
 
+# What Temporal's core writes in its markers for itself, never through a codec:
+# a patch's id (``workflow.patched``), a local activity's sequence number,
+# attempt and times. A local activity's result and failure are ours, and sealed.
+CORE_BOOKKEEPING = {"core_patch": "patch-data", "core_local_activity": "data"}
+
+
+def without_core_bookkeeping(node: Any) -> Any:
+    """A history in Temporal's JSON (``temporal workflow show -o json``, an
+    archived record) without what core writes in markers for itself."""
+    if isinstance(node, list):
+        return [without_core_bookkeeping(child) for child in node]
+    if not isinstance(node, dict):
+        return node
+    kept = {key: without_core_bookkeeping(child) for key, child in node.items()}
+    skipped = CORE_BOOKKEEPING.get(node.get("markerName", ""))
+    if skipped and isinstance(kept.get("details"), dict):
+        kept["details"] = {k: v for k, v in kept["details"].items() if k != skipped}
+    return kept
+
+
 def read_if_there(path: Path) -> bytes:
     """A file of a running server's data directory, or nothing: SQLite's rollback
     journal comes and goes with each write."""

@@ -36,7 +36,13 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ApplicationErrorCategory,
+    FailureError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from payments import memo, retries
@@ -57,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         GatewayEvent,
         GatewayFailure,
         GatewayResult,
+        GatewayStep,
         Keyed,
         LookUpPayment,
         PaymentInput,
@@ -112,6 +119,9 @@ RELEARN_REFUNDS = "later-runs-relearn-refunds"
 CANCELED_IN_TEMPORAL = "canceled in Temporal"
 # A failed payment ends its run failed, so the UI shows it red with the reason.
 FAILED_PAYMENT_FAILS_RUN = "a-failed-payment-fails-its-run"
+# Each gateway step tries first as a local activity (see _gateway).
+FAST_PATH = "gateway-steps-try-a-local-activity-first"
+ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 
 
 def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
@@ -119,13 +129,31 @@ def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
     return data if source is None else {**data, "source": source}
 
 
-def _failure_details(err: ActivityError) -> tuple[str | None, GatewayFailure]:
-    """The ApplicationError type and details an activity failed with."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-        return cause.type, GatewayFailure.model_validate({"message": cause.message, **details})
-    return None, GatewayFailure(message=str(cause or err))
+class StepFailed(Exception):
+    """A gateway step that ended without a result: the ``ApplicationError``
+    type its last attempt failed with (:mod:`payments.retries`; None for a
+    timeout) and what it reported."""
+
+    def __init__(self, error_type: str | None, details: GatewayFailure) -> None:
+        super().__init__(details.message)
+        self.error_type = error_type
+        self.details = details
+
+    @classmethod
+    def of(cls, err: FailureError) -> "StepFailed":
+        """From a regular activity's ``ActivityError``, or what a local activity
+        out of attempts raises: an ``ActivityError``, or its cause alone (an
+        ``ApplicationError``, a ``TimeoutError``), by how the attempt ended and
+        whether it is replayed from its marker."""
+        cause = err.cause if isinstance(err, ActivityError) else err
+        if isinstance(cause, ApplicationError):
+            details = (
+                cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+            )
+            return cls(
+                cause.type, GatewayFailure.model_validate({"message": cause.message, **details})
+            )
+        return cls(None, GatewayFailure(message=str(cause or err)))
 
 
 def _run_failed(state: PaymentState) -> ApplicationError:
@@ -258,10 +286,9 @@ class PaymentWorkflow:
                 policy=retries.FIND,
                 summary="look up what the gateway committed",
             )
-        except ActivityError as err:
+        except StepFailed as err:
             # The run goes on with what it knows; reconciliation reports a gap.
-            _, details = _failure_details(err)
-            self._emit("payment.lookup_failed", details.reported())
+            self._emit("payment.lookup_failed", err.details.reported())
             return None
         return committed
 
@@ -320,7 +347,7 @@ class PaymentWorkflow:
                 policy=retries.AUTHORIZE,
                 summary=f"authorize {self._money(state.amount)}",
             )
-        except ActivityError as err:
+        except StepFailed as err:
             await self._authorize_failed(err)
             return False
         state.authorization_id = authorization.operation_id
@@ -341,8 +368,8 @@ class PaymentWorkflow:
             return False
         return True
 
-    async def _authorize_failed(self, err: ActivityError) -> None:
-        error_type, details = _failure_details(err)
+    async def _authorize_failed(self, err: StepFailed) -> None:
+        error_type, details = err.error_type, err.details
         if error_type == retries.CARD_DECLINED:
             failure = Failure(
                 type="card_error",
@@ -413,8 +440,8 @@ class PaymentWorkflow:
                 policy=retries.CAPTURE,
                 summary=f"capture {self._money(amount)}",
             )
-        except ActivityError as err:
-            error_type, details = _failure_details(err)
+        except StepFailed as err:
+            error_type, details = err.error_type, err.details
             # Retries ran out without an answer: the capture may have happened.
             found, known = await self._committed(CAPTURE_STEP, error_type)
             if found is not None:
@@ -475,7 +502,7 @@ class PaymentWorkflow:
                 policy=retries.FIND,
                 summary=f"look up {step}",
             )
-        except ActivityError:
+        except StepFailed:
             return None, False
         return found, True
 
@@ -494,10 +521,9 @@ class PaymentWorkflow:
                 policy=retries.VOID,
                 summary=f"void {self._money(state.amount)}",
             )
-        except ActivityError as err:
+        except StepFailed as err:
             # Nothing more the workflow can do; the event tells an operator.
-            _, details = _failure_details(err)
-            self._emit("payment.void_failed", details.reported())
+            self._emit("payment.void_failed", err.details.reported())
             return
         state.amount_capturable = 0
         if void is not None:
@@ -559,8 +585,8 @@ class PaymentWorkflow:
                 policy=retries.REFUND,
                 summary=f"refund {self._money(refund.amount)}",
             )
-        except ActivityError as err:
-            error_type, details = _failure_details(err)
+        except StepFailed as err:
+            error_type, details = err.error_type, err.details
             found, known = await self._committed(refund_step(refund.id), error_type)
             if found is None:
                 refund.status = "failed"
@@ -912,20 +938,55 @@ class PaymentWorkflow:
         return format_amount(amount, self._state.currency)
 
     async def _gateway(
-        self, activity: str, arg: Any, *, result_type: Any, policy: retries.StepPolicy, summary: str
+        self,
+        activity: str,
+        arg: GatewayStep,
+        *,
+        result_type: Any,
+        policy: retries.StepPolicy,
+        summary: str,
     ) -> Any:
-        """One gateway step under its retry policy; the UI says the run waits on it."""
+        """One gateway step under its retry policy; the UI says the run waits on it.
+
+        The fast path: the step's first attempt runs as a local activity, in
+        the workflow task that reached the step, so a payment whose gateway
+        answers at once settles in one workflow task instead of a round trip to
+        the server for each step. A gateway's refusal is its answer. Anything
+        else (no answer within ``policy.fast_attempt``, a timeout, a 5xx) hands
+        the step to the regular activity, with today's retries and heartbeats,
+        the same idempotency key, and the local attempt counted: from then on
+        the UI shows it pending, and the run takes updates while it waits.
+        """
         self._wait_for(f"the gateway: {summary}")
-        return await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=policy.start_to_close,
-            schedule_to_close_timeout=policy.schedule_to_close,
-            heartbeat_timeout=policy.heartbeat,
-            retry_policy=policy.retry,
-            summary=summary,
-        )
+        try:
+            if policy.fast_attempt is not None and workflow.patched(FAST_PATH):
+                try:
+                    return await workflow.execute_local_activity(
+                        activity,
+                        arg,
+                        result_type=result_type,
+                        schedule_to_close_timeout=policy.fast_attempt,
+                        retry_policy=ONE_ATTEMPT,
+                        summary=summary,
+                    )
+                except FailureError as err:
+                    error_type = StepFailed.of(err).error_type
+                    if error_type in retries.PERMANENT_ERROR_TYPES:
+                        raise
+                    if error_type != retries.NOT_LOCAL:
+                        arg = arg.model_copy(update={"earlier_attempts": arg.earlier_attempts + 1})
+            return await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=policy.start_to_close,
+                schedule_to_close_timeout=policy.schedule_to_close,
+                heartbeat_timeout=policy.heartbeat,
+                retry_policy=policy.retry,
+                summary=summary,
+            )
+        except FailureError as err:
+            raise StepFailed.of(err) from err
 
     def _wait_for(self, what: str) -> None:
         self._waiting_for = what

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, expect
-from support import read_if_there
+from support import read_if_there, without_core_bookkeeping
 
 from devstack import Stack
 
@@ -61,7 +61,7 @@ def shown(stack: Stack, payment_id: str, *codec: str) -> dict[str, Any]:
         text=True,
         timeout=30,
     )
-    history: dict[str, Any] = json.loads(run.stdout)
+    history: dict[str, Any] = without_core_bookkeeping(json.loads(run.stdout))
     return history
 
 

@@ -81,12 +81,18 @@ async def test_card_payment_succeeds_and_is_visible_in_temporal(
         assert (await browser.get(ui_link)).status_code == 200
     description = await temporal.get_workflow_handle(payment["id"]).describe()
     assert await description.static_summary() == "19.99 USD · pm_card_visa · cus_42"
-    # The UI's timeline names each gateway call with its amount.
+    # The UI's timeline names each gateway call with its amount: on the fast
+    # path, the local activity's marker (a regular activity's scheduled event
+    # when the step falls back).
     history = await temporal.get_workflow_handle(payment["id"]).fetch_history()
     sealed = [
         event.user_metadata.summary
         for event in history.events
-        if event.HasField("activity_task_scheduled_event_attributes")
+        if event.HasField("user_metadata")
+        and (
+            event.HasField("activity_task_scheduled_event_attributes")
+            or event.HasField("marker_recorded_event_attributes")
+        )
     ]
     # Sealed in history like every payload; the stack's keys open them.
     assert {payload.metadata["encoding"] for payload in sealed} == {b"binary/encrypted"}

@@ -1,10 +1,13 @@
 """The Temporal Web UI as an operator reads payments (issue 19), in headless
 Chromium against the stack's own UI: the list with the payment columns the
-README says how to add, a failed payment shown failed, and a payment's
-current details. Screenshots go to tests/artifacts/."""
+README says how to add, a failed payment shown failed, a payment's current
+details, and a payment whose gateway is down (issue 13: what the fast path
+leaves the UI to show). Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from support import simulator_ledger
 
 from devstack import Stack
 
@@ -98,3 +102,47 @@ async def current_details(page: Page) -> str:
                 return " ".join(text.split())
         await page.wait_for_timeout(200)
     raise AssertionError("no current details on the page")
+
+
+async def test_a_payment_whose_gateway_is_down_shows_what_it_waits_for(
+    stack: Stack, http: httpx.AsyncClient, simulator: httpx.AsyncClient, browser: Browser
+) -> None:
+    """The fast path's local attempt gets a 503 and hands the step to the
+    regular activity: the UI shows authorize pending, with its attempts and
+    the gateway's error, and the current details say what the run waits for.
+    When the gateway is back, the payment settles, authorized and captured once."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    await simulator.put("/_faults", json={"error_rate": 1.0})
+    card = {"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa"}
+    created = await http.post("/v1/payments", json=card)
+    assert created.status_code == 202, created.text
+    payment_id = created.json()["id"]
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await page.goto(f"{stack.temporal_ui_url}/namespaces/default/workflows/{payment_id}")
+
+    await page.get_by_role("tab", name=re.compile("Pending Activities")).click()
+    pending = page.get_by_text("GatewayUnavailable").first
+    for _ in range(20):  # the first retry's failure shows once it is recorded
+        if await pending.count():
+            break
+        await page.wait_for_timeout(500)
+        await page.reload()
+        await page.get_by_role("tab", name=re.compile("Pending Activities")).click()
+    await expect(pending).to_be_visible()
+    await expect(page.get_by_text("authorize", exact=True).first).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "temporal-ui-gateway-down.png", full_page=True)
+
+    await page.get_by_role("tab", name="User Metadata").click()
+    details = await current_details(page)
+    assert details.startswith("processing · 25.00 USD"), details
+    assert "waiting for: the gateway: authorize 25.00 USD" in details
+
+    await simulator.delete("/_faults")
+    for _ in range(300):  # the next retry comes within its backoff
+        payment = (await http.get(f"/v1/payments/{payment_id}")).json()
+        if payment["status"] != "processing":
+            break
+        await asyncio.sleep(0.1)
+    assert (payment["status"], payment["amount_captured"]) == ("succeeded", 2500)
+    ledger = await simulator_ledger(stack.simulator_url, payment_id)
+    assert [entry["kind"] for entry in ledger] == ["authorization", "capture"]

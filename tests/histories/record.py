@@ -108,6 +108,33 @@ async def cancel_during_authorize(stack: Stack, env: WorkflowEnvironment) -> str
     return payment.id
 
 
+async def fast_path(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Since gateway steps try a local activity first: authorize, capture and a
+    refund, each answered within its fast attempt."""
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_a", amount=500), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    return payment.id
+
+
+async def fast_path_declined(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A decline on the fast path: the local attempt's refusal is the answer."""
+    payment = await stack.create(payment_method="pm_card_chargeDeclined")
+    await stack.wait_status(payment.id, "failed")
+    return payment.id
+
+
+async def fast_path_fallback(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A gateway slower than the fast attempt: each step's local attempt times
+    out, and its regular activity carries the step out."""
+    stack.gateway.ledger.faults = Faults(latency_ms=1500)
+    payment = await stack.create()
+    await stack.wait_status(payment.id, "succeeded", within=30)
+    stack.gateway.ledger.faults = Faults()
+    return payment.id
+
+
 async def refunds(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create()
     await stack.wait_status(payment.id, "succeeded")
@@ -300,6 +327,9 @@ DEV_SCENARIOS: list[Scenario] = [
     canceled_in_temporal_after_capture,
     keyed_updates,
     reset_after_refund,
+    fast_path,
+    fast_path_declined,
+    fast_path_fallback,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 

@@ -9,8 +9,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from google.protobuf.message import Message
-from support import event_types, running_stack
+from support import CORE_BOOKKEEPING, event_types, running_stack
 from temporalio.api.common.v1 import Payload, SearchAttributes
+from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -30,8 +31,17 @@ def with_keys(client: Client, keys: Sequence[EncryptionKey]) -> Client:
 
 def payloads_in(message: Message) -> Iterator[Payload]:
     """Every payload anywhere in ``message``, search attributes aside (they are
-    indexed by the server, so they stay readable by design)."""
+    indexed by the server, so they stay readable by design), and core's own
+    bookkeeping in markers."""
     if isinstance(message, SearchAttributes):
+        return
+    if isinstance(message, MarkerRecordedEventAttributes):
+        skipped = CORE_BOOKKEEPING.get(message.marker_name)
+        for key, payloads in message.details.items():
+            if key != skipped:
+                yield from payloads_in(payloads)
+        if message.HasField("failure"):
+            yield from payloads_in(message.failure)
         return
     if isinstance(message, Payload):
         yield message
@@ -92,6 +102,15 @@ async def test_history_is_sealed_and_a_key_rotation_loses_nothing(
     history = await handle.fetch_history()
     payloads = [p for event in history.events for p in payloads_in(event)]
     sealed_with = {p.metadata[KEY_ID_METADATA] for p in payloads if is_sealed(p)}
+    # The fast path's gateway results sit in local activity markers: sealed too.
+    local_results = [
+        p
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        for p in event.marker_recorded_event_attributes.details["result"].payloads
+    ]
+    assert len(local_results) == 3  # authorize, capture, refund
+    assert all(is_sealed(p) for p in local_results)
     assert sealed_with == {b"2026-01", b"2026-06"}
     # The one payload in the clear is the one the operator typed.
     clear = [p.data for p in payloads if not is_sealed(p)]
