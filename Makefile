@@ -55,7 +55,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
-# A smoke test of the bench: a short subset (about 2.5 minutes; rough figures, not
+# A smoke test of the bench: a short subset (about 3.5 minutes; rough figures, not
 # judged) into bench/results/quick.json and quick_latency_vs_load.png (gitignored).
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick

@@ -2,7 +2,7 @@
 stack. Prints the Markdown table, writes bench/results/latest.json and
 latency_vs_load.png, and ends with "N of M targets met": it exits 1 when one is
 missed, unless `--report`. `--quick` (`make bench-quick`) is the short subset,
-about 2.5 minutes: a smoke test of the bench, writing quick.json and
+about 3.5 minutes: a smoke test of the bench, writing quick.json and
 quick_latency_vs_load.png instead, and exiting 0 whatever its figures
 (bench/report.py says why)."""
 
@@ -43,7 +43,7 @@ async def main(quick: bool, report_only: bool) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the short subset (about 2.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="the short subset (about 3.5 minutes)")
     parser.add_argument("--report", action="store_true", help="exit 0 even when a target is missed")
     arguments = parser.parse_args()
     sys.exit(asyncio.run(main(arguments.quick, arguments.report)))

@@ -85,7 +85,7 @@ async def _capture_completed_at(client: Client, payment_id: str) -> float:
             local = json.loads(marker.details["data"].payloads[0].data)
             if local["activity_type"] == "capture":
                 done = local["complete_time"]
-                return float(done["seconds"]) + done.get("nanos", 0) / 1e9
+                return float(done["seconds"]) + float(done.get("nanos", 0)) / 1e9
     raise RuntimeError("no completed capture")
 
 
