@@ -2,7 +2,7 @@
 
 ``python -m bench.profile --path async --seconds 30`` starts the bench's stack
 (as `make run` has it, plus the dev server's Prometheus metrics: bench/stacks.py), drives one
-path (``baseline``, ``async`` or ``sync``) at saturation, or open-loop with
+path (``floor``, ``baseline``, ``async`` or ``sync``) at saturation, or open-loop with
 ``--rate``, and meanwhile
 
 - samples the worker and the API with py-spy, 200 times a second, into
@@ -92,7 +92,12 @@ async def _profile(
     top: int,
 ) -> dict[str, Any]:
     async with compare.drivers(stack) as (paths, baseline_worker):
-        op = {"baseline": paths.baseline, "async": paths.ours_async, "sync": paths.ours_sync}[path]
+        op = {
+            "floor": paths.floor,
+            "baseline": paths.baseline,
+            "async": paths.ours_async,
+            "sync": paths.ours_sync,
+        }[path]
         with compare.processes(baseline_worker, stack.env, 1, READY) as children:
             pids = {name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")}
             pids["baseline worker"] = children[0].pid
@@ -101,7 +106,7 @@ async def _profile(
                 await op()
             RESULTS.mkdir(exist_ok=True)
             profiled = {"worker": pids["worker"], "api": pids["api"]}
-            if path == "baseline":
+            if path in ("floor", "baseline"):
                 profiled = {"baseline worker": pids["baseline worker"]}
             spies = {
                 name: _spy(pid, RESULTS / f"profile-{path}-{name.replace(' ', '_')}", seconds)
@@ -172,7 +177,7 @@ def _spy(pid: int | None, stem: Path, seconds: float) -> subprocess.Popen[bytes]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", choices=("baseline", "async", "sync"), default="async")
+    parser.add_argument("--path", choices=("floor", "baseline", "async", "sync"), default="async")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=compare.FULL.concurrency)
     parser.add_argument(
