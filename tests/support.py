@@ -12,13 +12,14 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
@@ -29,8 +30,9 @@ from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
 from gateway.memory import InMemoryGateway
+from gateway.simulator.core import SimulatorLedger
 from payments import events
-from payments.gateway import GatewayOperation
+from payments.gateway import GatewayOperation, InvalidGatewayRequest
 from payments.models import CreatePayment, Event, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
 from payments.service import PaymentService
@@ -304,6 +306,31 @@ def without_core_bookkeeping(node: Any) -> Any:
     if skipped and isinstance(kept.get("details"), dict):
         kept["details"] = {k: v for k, v in kept["details"].items() if k != skipped}
     return kept
+
+
+async def authorize_in(
+    ledger: SimulatorLedger,
+    key: str = "pay_1:authorize",
+    *,
+    amount: int = 1000,
+    payment_method: str = "pm_card_visa",
+    reference: str = "pay_1",
+) -> GatewayOperation:
+    """An authorization of 10.00 USD straight on a simulator ledger."""
+    return await ledger.authorize(
+        reference=reference,
+        amount=amount,
+        currency="usd",
+        payment_method=payment_method,
+        idempotency_key=key,
+    )
+
+
+async def refused_with(code: str, call: Awaitable[object]) -> None:
+    """``call`` is refused as an invalid request with ``code``."""
+    with pytest.raises(InvalidGatewayRequest) as refused:
+        await call
+    assert refused.value.code == code
 
 
 def read_if_there(path: Path) -> bytes:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+from support import authorize_in, refused_with
 
 from gateway.factory import build_gateway
 from gateway.http_simulator import SimulatorGateway
@@ -32,32 +32,9 @@ from payments.gateway import (
 from payments.settings import Settings
 
 
-async def _authorize(
-    ledger: SimulatorLedger,
-    key: str = "pay_1:authorize",
-    *,
-    amount: int = 1000,
-    payment_method: str = "pm_card_visa",
-    reference: str = "pay_1",
-) -> GatewayOperation:
-    return await ledger.authorize(
-        reference=reference,
-        amount=amount,
-        currency="usd",
-        payment_method=payment_method,
-        idempotency_key=key,
-    )
-
-
-async def _refused(code: str, call: Awaitable[object]) -> None:
-    with pytest.raises(InvalidGatewayRequest) as refused:
-        await call
-    assert refused.value.code == code
-
-
 async def test_authorize_commits_one_operation() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger)
+    auth = await authorize_in(ledger)
     assert auth.id.startswith("auth_")
     assert (auth.kind, auth.amount, auth.currency, auth.reference) == (
         "authorization",
@@ -72,17 +49,17 @@ async def test_authorize_commits_one_operation() -> None:
 
 async def test_same_key_same_request_replays_without_committing() -> None:
     ledger = SimulatorLedger()
-    first = await _authorize(ledger)
-    again = await _authorize(ledger)
+    first = await authorize_in(ledger)
+    again = await authorize_in(ledger)
     assert again == first
     assert ledger.ledger() == [first]
 
 
 async def test_same_key_other_request_is_refused() -> None:
     ledger = SimulatorLedger()
-    first = await _authorize(ledger)
-    await _refused("idempotency_key_reused", _authorize(ledger, amount=999))
-    await _refused(
+    first = await authorize_in(ledger)
+    await refused_with("idempotency_key_reused", authorize_in(ledger, amount=999))
+    await refused_with(
         "idempotency_key_reused",
         ledger.void(authorization_id=first.id, idempotency_key="pay_1:authorize"),
     )
@@ -91,14 +68,14 @@ async def test_same_key_other_request_is_refused() -> None:
 
 async def test_concurrent_calls_with_one_key_commit_once() -> None:
     ledger = SimulatorLedger()
-    results = await asyncio.gather(*(_authorize(ledger) for _ in range(50)))
+    results = await asyncio.gather(*(authorize_in(ledger) for _ in range(50)))
     assert len({result.id for result in results}) == 1
     assert len(ledger.ledger()) == 1
 
 
 async def test_concurrent_captures_with_different_keys_capture_once() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger)
+    auth = await authorize_in(ledger)
     results = await asyncio.gather(
         *(
             ledger.capture(authorization_id=auth.id, amount=1000, idempotency_key=f"cap-{n}")
@@ -131,27 +108,29 @@ async def test_declines_carry_codes_and_replay(
     ledger = SimulatorLedger()
     for _ in range(2):
         with pytest.raises(CardDeclined) as declined:
-            await _authorize(ledger, payment_method=payment_method)
+            await authorize_in(ledger, payment_method=payment_method)
         assert (declined.value.code, declined.value.decline_code) == (code, decline_code)
         assert declined.value.message
     assert ledger.ledger() == []
     # The key is spent on the decline, even for a card that would succeed.
-    await _refused("idempotency_key_reused", _authorize(ledger, payment_method="pm_card_visa"))
+    await refused_with(
+        "idempotency_key_reused", authorize_in(ledger, payment_method="pm_card_visa")
+    )
 
 
 @pytest.mark.parametrize("payment_method", ["pm_card_mastercard", "pm_card_amex", "tok_visa"])
 async def test_other_test_cards_succeed(payment_method: str) -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger, payment_method=payment_method)
+    auth = await authorize_in(ledger, payment_method=payment_method)
     assert ledger.ledger() == [auth]
 
 
 async def test_bad_authorizations_are_refused_and_store_nothing() -> None:
     ledger = SimulatorLedger()
-    await _refused("resource_missing", _authorize(ledger, payment_method="4242424242424242"))
-    await _refused("amount_too_small", _authorize(ledger, amount=0))
-    await _refused("amount_too_large", _authorize(ledger, amount=100_000_000))
-    await _refused(
+    await refused_with("resource_missing", authorize_in(ledger, payment_method="4242424242424242"))
+    await refused_with("amount_too_small", authorize_in(ledger, amount=0))
+    await refused_with("amount_too_large", authorize_in(ledger, amount=100_000_000))
+    await refused_with(
         "invalid_currency",
         ledger.authorize(
             reference="pay_1",
@@ -161,27 +140,27 @@ async def test_bad_authorizations_are_refused_and_store_nothing() -> None:
             idempotency_key="k",
         ),
     )
-    await _refused("idempotency_key_invalid", _authorize(ledger, key=""))
+    await refused_with("idempotency_key_invalid", authorize_in(ledger, key=""))
     assert ledger.ledger() == []
     # Nothing was stored for the key, so a corrected request may use it.
-    assert await _authorize(ledger, amount=1) == ledger.ledger()[0]
+    assert await authorize_in(ledger, amount=1) == ledger.ledger()[0]
 
 
 async def test_partial_capture_once() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger)
-    await _refused(
+    auth = await authorize_in(ledger)
+    await refused_with(
         "amount_too_large",
         ledger.capture(authorization_id=auth.id, amount=1001, idempotency_key="c0"),
     )
-    await _refused(
+    await refused_with(
         "amount_too_small", ledger.capture(authorization_id=auth.id, amount=0, idempotency_key="c0")
     )
     capture = await ledger.capture(authorization_id=auth.id, amount=600, idempotency_key="c1")
     assert capture.id.startswith("cap_")
     assert (capture.kind, capture.amount, capture.authorization_id) == ("capture", 600, auth.id)
     assert capture.reference == "pay_1"
-    await _refused(
+    await refused_with(
         "already_captured",
         ledger.capture(authorization_id=auth.id, amount=400, idempotency_key="c2"),
     )
@@ -193,9 +172,9 @@ async def test_partial_capture_once() -> None:
 
 async def test_capture_fails_card_is_refused_and_can_be_voided() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger, payment_method="pm_card_captureFails")
+    auth = await authorize_in(ledger, payment_method="pm_card_captureFails")
     for key in ("c1", "c1", "c2"):
-        await _refused(
+        await refused_with(
             "capture_refused",
             ledger.capture(authorization_id=auth.id, amount=1000, idempotency_key=key),
         )
@@ -207,21 +186,23 @@ async def test_capture_fails_card_is_refused_and_can_be_voided() -> None:
 
 async def test_void_rules() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger)
+    auth = await authorize_in(ledger)
     void = await ledger.void(authorization_id=auth.id, idempotency_key="v1")
     assert await ledger.void(authorization_id=auth.id, idempotency_key="v1") == void
-    await _refused("already_voided", ledger.void(authorization_id=auth.id, idempotency_key="v2"))
-    await _refused(
+    await refused_with(
+        "already_voided", ledger.void(authorization_id=auth.id, idempotency_key="v2")
+    )
+    await refused_with(
         "authorization_voided",
         ledger.capture(authorization_id=auth.id, amount=1, idempotency_key="c1"),
     )
-    await _refused(
+    await refused_with(
         "not_captured", ledger.refund(authorization_id=auth.id, amount=1, idempotency_key="r1")
     )
 
-    captured = await _authorize(ledger, "pay_2:authorize", reference="pay_2")
+    captured = await authorize_in(ledger, "pay_2:authorize", reference="pay_2")
     await ledger.capture(authorization_id=captured.id, amount=1000, idempotency_key="c2")
-    await _refused(
+    await refused_with(
         "already_captured", ledger.void(authorization_id=captured.id, idempotency_key="v3")
     )
     assert [op.kind for op in ledger.ledger("pay_1")] == ["authorization", "void"]
@@ -229,20 +210,20 @@ async def test_void_rules() -> None:
 
 async def test_refunds_are_bounded_by_the_capture() -> None:
     ledger = SimulatorLedger()
-    auth = await _authorize(ledger)
-    await _refused(
+    auth = await authorize_in(ledger)
+    await refused_with(
         "not_captured", ledger.refund(authorization_id=auth.id, amount=1, idempotency_key="r0")
     )
     await ledger.capture(authorization_id=auth.id, amount=600, idempotency_key="c1")
     first = await ledger.refund(authorization_id=auth.id, amount=400, idempotency_key="r1")
     assert first.id.startswith("re_")
     assert await ledger.refund(authorization_id=auth.id, amount=400, idempotency_key="r1") == first
-    await _refused(
+    await refused_with(
         "amount_too_large",
         ledger.refund(authorization_id=auth.id, amount=201, idempotency_key="r2"),
     )
     await ledger.refund(authorization_id=auth.id, amount=200, idempotency_key="r2")
-    await _refused(
+    await refused_with(
         "amount_too_large", ledger.refund(authorization_id=auth.id, amount=1, idempotency_key="r3")
     )
     refunds = [op.amount for op in ledger.ledger() if op.kind == "refund"]
@@ -263,8 +244,8 @@ async def test_list_operations_by_reference_and_time_window() -> None:
     start = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
     ticks = iter(start + timedelta(minutes=n) for n in range(10))
     ledger = SimulatorLedger(clock=lambda: next(ticks))
-    one = await _authorize(ledger, "k1", reference="pay_1")  # 10:00
-    two = await _authorize(ledger, "k2", reference="pay_2")  # 10:01
+    one = await authorize_in(ledger, "k1", reference="pay_1")  # 10:00
+    two = await authorize_in(ledger, "k2", reference="pay_2")  # 10:01
     cap = await ledger.capture(authorization_id=one.id, amount=5, idempotency_key="k3")  # 10:02
     assert one.created_at == "2026-11-26T10:00:00.000000Z"
     assert ledger.find_by_reference("pay_1") == [one, cap]
@@ -285,21 +266,21 @@ async def test_error_rate_refuses_before_committing() -> None:
     ledger = SimulatorLedger()
     ledger.faults = Faults(error_rate=1.0)
     with pytest.raises(GatewayUnavailable):
-        await ledger.run(lambda: _authorize(ledger))
+        await ledger.run(lambda: authorize_in(ledger))
     assert ledger.ledger() == []
     ledger.faults = Faults()
-    assert len([await ledger.run(lambda: _authorize(ledger))]) == len(ledger.ledger()) == 1
+    assert len([await ledger.run(lambda: authorize_in(ledger))]) == len(ledger.ledger()) == 1
 
 
 async def test_dropped_reply_commits_and_the_retry_replays() -> None:
     ledger = SimulatorLedger()
     ledger.faults = Faults(drop_reply_rate=1.0)
     with pytest.raises(ReplyDropped):
-        await ledger.run(lambda: _authorize(ledger))
+        await ledger.run(lambda: authorize_in(ledger))
     committed = ledger.ledger()
     assert len(committed) == 1
     ledger.faults = Faults()
-    assert await ledger.run(lambda: _authorize(ledger)) == committed[0]
+    assert await ledger.run(lambda: authorize_in(ledger)) == committed[0]
     assert ledger.ledger() == committed
 
 
@@ -307,10 +288,10 @@ async def test_dropped_decline_replays_the_decline() -> None:
     ledger = SimulatorLedger()
     ledger.faults = Faults(drop_reply_rate=1.0)
     with pytest.raises(ReplyDropped):
-        await ledger.run(lambda: _authorize(ledger, payment_method="pm_card_chargeDeclined"))
+        await ledger.run(lambda: authorize_in(ledger, payment_method="pm_card_chargeDeclined"))
     ledger.faults = Faults()
     with pytest.raises(CardDeclined):
-        await ledger.run(lambda: _authorize(ledger, payment_method="pm_card_chargeDeclined"))
+        await ledger.run(lambda: authorize_in(ledger, payment_method="pm_card_chargeDeclined"))
     assert ledger.ledger() == []
 
 
@@ -319,7 +300,7 @@ async def test_latency_comes_after_the_commit() -> None:
     ledger.faults = Faults(latency_ms=10_000)
     # A caller that gives up waiting is left with a committed, unknown outcome.
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(ledger.run(lambda: _authorize(ledger)), timeout=0.05)
+        await asyncio.wait_for(ledger.run(lambda: authorize_in(ledger)), timeout=0.05)
     assert len(ledger.ledger()) == 1
 
 
@@ -330,7 +311,9 @@ async def test_seeded_faults_are_reproducible_and_mixed() -> None:
         seen = []
         for n in range(100):
             try:
-                await ledger.run(functools.partial(_authorize, ledger, f"k{n}", reference=f"p{n}"))
+                await ledger.run(
+                    functools.partial(authorize_in, ledger, f"k{n}", reference=f"p{n}")
+                )
                 seen.append("ok")
             except GatewayUnavailable:
                 seen.append("unavailable")

@@ -4,14 +4,15 @@ the same refusals, and no card number written."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support import authorize_in, refused_with
 
 from gateway.simulator.core import Faults, ReplyDropped, SimulatorLedger
-from payments.gateway import CardDeclined, GatewayOperation, InvalidGatewayRequest
+from payments.gateway import CardDeclined, InvalidGatewayRequest
 
 
 @pytest.fixture
@@ -43,37 +44,14 @@ def _reopen(ledger: SimulatorLedger, path: Path, opened: list[SimulatorLedger]) 
     return _open(path, opened)
 
 
-async def _authorize(
-    ledger: SimulatorLedger,
-    key: str,
-    *,
-    reference: str = "pay_1",
-    amount: int = 1000,
-    payment_method: str = "pm_card_visa",
-) -> GatewayOperation:
-    return await ledger.authorize(
-        reference=reference,
-        amount=amount,
-        currency="usd",
-        payment_method=payment_method,
-        idempotency_key=key,
-    )
-
-
-async def _refused(code: str, call: Awaitable[object]) -> None:
-    with pytest.raises(InvalidGatewayRequest) as refused:
-        await call
-    assert refused.value.code == code
-
-
 async def test_a_reopened_ledger_has_the_same_operations(
     path: Path, opened: list[SimulatorLedger]
 ) -> None:
     ledger = _open(path, opened)
-    paid = await _authorize(ledger, "pay_1:authorize")
+    paid = await authorize_in(ledger, "pay_1:authorize")
     await ledger.capture(authorization_id=paid.id, amount=800, idempotency_key="pay_1:capture")
     await ledger.refund(authorization_id=paid.id, amount=300, idempotency_key="pay_1:refund:1")
-    held = await _authorize(ledger, "pay_2:authorize", reference="pay_2")
+    held = await authorize_in(ledger, "pay_2:authorize", reference="pay_2")
     await ledger.void(authorization_id=held.id, idempotency_key="pay_2:void")
     before = ledger.ledger()
 
@@ -91,7 +69,7 @@ async def test_a_reopened_ledger_keeps_the_time_window_reconciliation_reads(
     ticks = iter(start + timedelta(minutes=n) for n in range(10))
     ledger = _open(path, opened, clock=lambda: next(ticks))
     for n in range(3):
-        await _authorize(ledger, f"k{n}", reference=f"pay_{n}")
+        await authorize_in(ledger, f"k{n}", reference=f"pay_{n}")
     window = {"since": start + timedelta(minutes=1), "until": start + timedelta(minutes=2)}
     before = ledger.list_operations(**window)
     assert [op.reference for op in before] == ["pay_1"]
@@ -105,14 +83,14 @@ async def test_a_retry_after_reopening_replays_without_committing(
     path: Path, opened: list[SimulatorLedger]
 ) -> None:
     ledger = _open(path, opened)
-    auth = await _authorize(ledger, "pay_1:authorize")
+    auth = await authorize_in(ledger, "pay_1:authorize")
     capture = await ledger.capture(
         authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture"
     )
 
     again = _reopen(ledger, path, opened)
 
-    assert await _authorize(again, "pay_1:authorize") == auth
+    assert await authorize_in(again, "pay_1:authorize") == auth
     replayed = await again.capture(
         authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture"
     )
@@ -124,18 +102,18 @@ async def test_a_different_request_under_a_key_is_refused_after_reopening(
     path: Path, opened: list[SimulatorLedger]
 ) -> None:
     ledger = _open(path, opened)
-    auth = await _authorize(ledger, "pay_1:authorize")
+    auth = await authorize_in(ledger, "pay_1:authorize")
     await ledger.capture(authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture")
 
     again = _reopen(ledger, path, opened)
 
-    await _refused("idempotency_key_reused", _authorize(again, "pay_1:authorize", amount=999))
-    await _refused(
+    await refused_with("idempotency_key_reused", authorize_in(again, "pay_1:authorize", amount=999))
+    await refused_with(
         "idempotency_key_reused",
         again.capture(authorization_id=auth.id, amount=500, idempotency_key="pay_1:capture"),
     )
     # The state of the book came back too, not only its list.
-    await _refused(
+    await refused_with(
         "already_captured",
         again.capture(authorization_id=auth.id, amount=1000, idempotency_key="pay_1:capture:2"),
     )
@@ -145,17 +123,17 @@ async def test_a_different_request_under_a_key_is_refused_after_reopening(
 async def test_a_decline_replays_after_reopening(path: Path, opened: list[SimulatorLedger]) -> None:
     ledger = _open(path, opened)
     with pytest.raises(CardDeclined):
-        await _authorize(ledger, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
+        await authorize_in(ledger, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
 
     again = _reopen(ledger, path, opened)
 
     with pytest.raises(CardDeclined) as declined:
-        await _authorize(again, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
+        await authorize_in(again, "pay_1:authorize", payment_method="pm_card_chargeDeclined")
     assert (declined.value.code, declined.value.decline_code) == (
         "card_declined",
         "generic_decline",
     )
-    await _refused("idempotency_key_reused", _authorize(again, "pay_1:authorize"))
+    await refused_with("idempotency_key_reused", authorize_in(again, "pay_1:authorize"))
     assert again.ledger() == []
 
 
@@ -165,14 +143,14 @@ async def test_a_dropped_reply_was_committed_to_the_file(
     ledger = _open(path, opened)
     ledger.faults = Faults(drop_reply_rate=1.0)
     with pytest.raises(ReplyDropped):
-        await ledger.run(lambda: _authorize(ledger, "pay_1:authorize"))
+        await ledger.run(lambda: authorize_in(ledger, "pay_1:authorize"))
 
     again = _reopen(ledger, path, opened)
 
     # Faults are not kept: the restarted simulator injects none.
     assert again.faults == Faults()
     (committed,) = again.ledger()
-    assert await again.run(lambda: _authorize(again, "pay_1:authorize")) == committed
+    assert await again.run(lambda: authorize_in(again, "pay_1:authorize")) == committed
     assert again.ledger() == [committed]
 
 
@@ -182,10 +160,12 @@ async def test_a_card_number_is_refused_and_never_written(
     ledger = _open(path, opened)
     for payment_method in ("4242424242424242", "pm_card_4242424242424242"):
         with pytest.raises(InvalidGatewayRequest) as refused:
-            await _authorize(ledger, f"pay_1:{len(payment_method)}", payment_method=payment_method)
+            await authorize_in(
+                ledger, f"pay_1:{len(payment_method)}", payment_method=payment_method
+            )
         assert refused.value.code == "resource_missing"
         assert "4242" not in refused.value.message
-    await _authorize(ledger, "pay_1:authorize")
+    await authorize_in(ledger, "pay_1:authorize")
     ledger.close()
 
     written = b"".join(
