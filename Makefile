@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list bench-webhooks clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-profile: $(BENCH_STAMP)
 # one merchant: wall time and Temporal requests; bench/results/list_pages.json.
 bench-list: $(STAMP)
 	$(BIN)/python -m bench.list_pages $(ARGS)
+
+# Throughput with zero, one and five webhook endpoints, and no event lost;
+# bench/results/webhooks.json. ARGS="--payments 100 --rounds 2" shortens it.
+bench-webhooks: $(STAMP)
+	$(BIN)/python -m bench.webhooks $(ARGS)
 
 clean:
 	rm -f $(STAMP) $(BENCH_STAMP)

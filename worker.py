@@ -14,12 +14,14 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
+from payments.outbound import Outbound
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities, ensure_archiver
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.webhooks import WebhookActivities
 from archive import build_archive
 from gateway.factory import build_gateway
 from payments.archive import Archive
@@ -32,6 +34,7 @@ from payments.temporal import connect, retention
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 log = logging.getLogger("worker")
 ROOT = Path(__file__).resolve().parent
@@ -47,17 +50,32 @@ def bytecode_for_the_sandbox() -> None:
         compileall.compile_dir(ROOT / package, quiet=2)
 
 
+WORKFLOWS = [
+    PaymentWorkflow,
+    ReconciliationWorkflow,
+    ArchiveWorkflow,
+    WebhookEndpointsWorkflow,
+    WebhookDeliveryWorkflow,
+]
+
+
 def build_worker(
-    client: Client, settings: Settings, gateway: Gateway, archive: Archive, **options: object
+    client: Client,
+    settings: Settings,
+    gateway: Gateway,
+    archive: Archive,
+    outbound: Outbound,
+    **options: object,
 ) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PaymentWorkflow, ReconciliationWorkflow, ArchiveWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             *PaymentActivities(gateway).all(),
             *ReconciliationActivities(gateway, client, archive).all(),
             *ArchiveActivities(client, archive).all(),
+            *WebhookActivities(client, settings, outbound).all(),
         ],
         graceful_shutdown_timeout=timedelta(seconds=20),
         **options,  # type: ignore[arg-type]
@@ -91,13 +109,14 @@ async def main() -> None:
     bytecode_for_the_sandbox()
     client = await connect(settings)
     gateway = build_gateway(settings)
+    outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await warn_about_retention(client, settings)
-        worker = build_worker(client, settings, gateway, build_archive(settings))
+        worker = build_worker(client, settings, gateway, build_archive(settings), outbound)
         runs = ReconciliationService(client, settings.task_queue)
         if await runs.ensure_schedule(settings.reconciliation_interval):
             log.info(
@@ -119,6 +138,7 @@ async def main() -> None:
             log.info("shutting down: finishing in-flight activities")
     finally:
         await gateway.aclose()
+        await outbound.aclose()
     log.info("worker stopped")
 
 

@@ -3,6 +3,7 @@ the lifespan (or handed in by tests), the routes, and the error handlers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from urllib.parse import unquote_plus
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import demo, errors, reconciliation, routes, streaming, webhooks
+from api import demo, errors, reconciliation, routes, streaming, webhook_endpoints, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter, StreamSlots
@@ -24,6 +25,7 @@ from payments.ids import TOKEN_TAG
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
+from payments.webhook_service import EndpointDirectory
 
 
 def create_app(
@@ -35,7 +37,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
         app.state.temporal_client = client or await connect(settings, lazy=True)
+        app.state.webhook_endpoints = EndpointDirectory(app.state.temporal_client)
+        registering = (
+            asyncio.create_task(demo.keep_demo_endpoint(app)) if settings.demo_merchant else None
+        )
         yield
+        if registering is not None:
+            registering.cancel()
 
     app = FastAPI(
         title="Payments",
@@ -59,6 +67,7 @@ def create_app(
     app.include_router(streaming.router)
     app.include_router(reconciliation.router)
     app.include_router(webhooks.router)
+    app.include_router(webhook_endpoints.router)
     app.include_router(demo.router)
     codec_app = create_codec_app(settings)
     # The operator key it asks for is checked (and its refusals charged) there.

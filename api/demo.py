@@ -6,27 +6,36 @@ payments through ``/demo/payments`` (as the demo merchant, server side) and
 follows each one with that payment's client secret. A client secret only
 reads, so the demo's capture, cancel and refund endpoints ask for the
 payment's ``demo_token`` instead, which only ``/demo/payments`` hands out.
-``PAYMENTS_DEMO_MERCHANT`` empty turns all of it off (and production refuses
-to start with it set). ``/demo/config`` tells the page what it needs, the
-test payment methods of the configured gateway among it.
+The demo merchant's backend is played by ``/demo/webhook``: the API
+registers it as the merchant's webhook endpoint when it starts
+(:func:`keep_demo_endpoint`), checks each delivery's signature there, and the
+page shows the payment's deliveries. ``PAYMENTS_DEMO_MERCHANT`` empty turns
+all of it off (and production refuses to start with it set). ``/demo/config``
+tells the page what it needs, the test payment methods of the configured
+gateway among it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from standardwebhooks import Webhook, WebhookVerificationError
 
-from api.deps import ServiceDep, SettingsDep, refusals_spend, spend
+from api.deps import ServiceDep, SettingsDep, WebhooksDep, refusals_spend, spend
 from api.errors import AuthenticationFailed, InvalidRequest, not_found
 from api.parsing import parse_body
 from api.rendering import render, render_refund
 from payments.ids import demo_token, verify_demo_token
 from payments.models import CancelPayment, CapturePayment, CreatePayment, RefundPayment
 from payments.settings import Settings
+from payments.webhook_service import WebhookService
 
+log = logging.getLogger("api.demo")
 STATIC = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
 Token = Annotated[str, Query(max_length=200)]
@@ -153,3 +162,66 @@ async def refund(
     if sent.refund.status == "failed":
         raise InvalidRequest(409, "refund_failed", "the refund failed")
     return JSONResponse(render_refund(sent.refund, None), status_code=202)
+
+
+# -- the demo merchant's webhook endpoint --------------------------------------
+
+DEMO_ENDPOINT_PATH = "/demo/webhook"
+DEMO_ENDPOINT_DESCRIPTION = "the demo page's own receiver"
+
+
+def demo_endpoint_url(settings: Settings) -> str:
+    host = settings.api_host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.api_port}{DEMO_ENDPOINT_PATH}"
+
+
+async def keep_demo_endpoint(app: FastAPI) -> None:
+    """Register ``/demo/webhook`` as the demo merchant's endpoint, once Temporal
+    and a worker answer, and keep its secret (this process's alone: a restart
+    rotates it, the old one signing for a day more)."""
+    settings: Settings = app.state.settings
+    webhooks = WebhookService(app.state.temporal_client, settings)
+    pause = 1.0
+    while True:
+        try:
+            made = await webhooks.ensure_endpoint(
+                settings.demo_merchant, demo_endpoint_url(settings), DEMO_ENDPOINT_DESCRIPTION
+            )
+        except Exception as err:  # Temporal or the worker not there yet: try again
+            log.debug("demo webhook endpoint not registered yet: %s", err)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+            continue
+        app.state.demo_webhook_secret = made.secret
+        log.info("the demo page receives its webhooks at %s", made.endpoint.url)
+        return
+
+
+@router.post(DEMO_ENDPOINT_PATH)
+async def demo_receiver(request: Request, settings: SettingsDep) -> JSONResponse:
+    """The demo merchant's backend: believes a delivery only with its signature."""
+    _demo_merchant(settings)
+    secret = getattr(request.app.state, "demo_webhook_secret", None)
+    if secret is None:
+        return JSONResponse({"received": False}, status_code=503)
+    body = await request.body()
+    try:
+        Webhook(secret).verify(body, dict(request.headers))
+    except WebhookVerificationError:
+        raise InvalidRequest(
+            400, "signature_invalid", "the webhook signature is not valid"
+        ) from None
+    return JSONResponse({"received": True})
+
+
+@router.get("/demo/payments/{payment_id}/deliveries")
+async def deliveries(
+    payment_id: str, request: Request, demo_token: Token, webhooks: WebhooksDep
+) -> dict[str, Any]:
+    merchant_id = _acting(request, webhooks.settings, payment_id, demo_token)
+    found = await webhooks.payment_deliveries(merchant_id, payment_id)
+    return {"data": [delivery.view() for delivery in found]}

@@ -31,6 +31,7 @@ from payments.ids import verify_client_secret
 from payments.reconciliation_service import ReconciliationService
 from payments.service import PaymentService
 from payments.settings import Settings
+from payments.webhook_service import WebhookService
 
 
 async def get_settings(request: Request) -> Settings:
@@ -42,7 +43,9 @@ async def get_service(connection: HTTPConnection) -> PaymentService:
     """The service layer the routes call, over the app's client and archive
     (a light object: building one per request costs nothing)."""
     state = connection.app.state
-    return PaymentService(state.temporal_client, state.settings, state.archive)
+    # Set in the lifespan; an app driven without one reads endpoints each time.
+    endpoints = getattr(state, "webhook_endpoints", None)
+    return PaymentService(state.temporal_client, state.settings, state.archive, endpoints)
 
 
 async def get_reconciliation(connection: HTTPConnection) -> ReconciliationService:
@@ -51,9 +54,16 @@ async def get_reconciliation(connection: HTTPConnection) -> ReconciliationServic
     return ReconciliationService(state.temporal_client, state.settings.task_queue)
 
 
+async def get_webhooks(connection: HTTPConnection) -> WebhookService:
+    """The merchant's webhook endpoints' use cases, over the app's client."""
+    state = connection.app.state
+    return WebhookService(state.temporal_client, state.settings)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[PaymentService, Depends(get_service)]
 ReconciliationDep = Annotated[ReconciliationService, Depends(get_reconciliation)]
+WebhooksDep = Annotated[WebhookService, Depends(get_webhooks)]
 
 # These only declare the schemes in the OpenAPI document (so /docs can send a
 # key); the header itself is checked below, into the contract's 401.

@@ -121,7 +121,11 @@ class ServiceUnavailable(ApiError):
 
 # A payment's refusals (payments/refusals.py) as HTTP answers: the one table.
 # Every code not named here is a conflict with the payment's state (409).
-_REFUSAL_STATUS = {refusals.RESOURCE_MISSING: 404}
+_REFUSAL_STATUS = {
+    refusals.RESOURCE_MISSING: 404,
+    refusals.URL_INVALID: 422,
+    refusals.URL_NOT_ALLOWED: 422,
+}
 
 
 def refused(refusal: Refusal) -> ApiError:

@@ -4,7 +4,7 @@ it can give, so a client generated from ``/openapi.json`` (or schemathesis)
 knows them all.
 
 These models only describe responses; the routes build the bodies themselves
-(:func:`api.rendering.render`). They forbid extra fields, so a body that grows a
+(:func:`payments.rendering.render`). They forbid extra fields, so a body that grows a
 field the document does not name fails the schema tests.
 
 The pages that show the document, ``/docs`` (Swagger UI) and ``/redoc``, are
@@ -39,6 +39,7 @@ from payments.models import (
 )
 from payments.reconciliation import ReconciliationReport
 from payments.status import PaymentStatus
+from payments.webhooks import CreateEndpoint
 
 
 class _Body(BaseModel):
@@ -203,6 +204,10 @@ def settled_or_accepted(model: type[BaseModel], what: str) -> dict[int | str, di
     }
 
 
+# The bodies a request cannot do without (others: an empty body is no change).
+_BODY_REQUIRED: frozenset[type[BaseModel]] = frozenset({CreatePayment, CreateEndpoint})
+
+
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The request body a route reads itself (``api.parsing``), as the document shows it."""
     schema = model.model_json_schema()
@@ -218,10 +223,30 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
         )
     return {
         "requestBody": {
-            "content": {"application/json": {"schema": schema}},
-            "required": model is CreatePayment,
+            "content": {"application/json": {"schema": _inlined(schema)}},
+            "required": model in _BODY_REQUIRED,
         }
     }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` put in place of each reference to them: a
+    request body's schema sits inside the document, where ``#/$defs`` means
+    nothing (ReDoc refuses it)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 # -- the pages that show the document -------------------------------------------

@@ -9,23 +9,11 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from payments.ids import client_secret
-from payments.models import INTERNAL_FIELDS, PaymentState, Refund
+from payments.models import PaymentState, Refund
+from payments.rendering import render
 from payments.settings import Settings
 
-
-def render(state: PaymentState, settings: Settings, namespace: str) -> dict[str, Any]:
-    """The payment object of CONTRACT §4."""
-    body = state.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
-    key = settings.client_secret_key.get_secret_value().encode()
-    body["client_secret"] = client_secret(state.id, key)
-    base = f"/v1/payments/{state.id}"
-    body["links"] = {
-        "events": f"{base}/events",
-        "stream": f"{base}/stream",
-        "temporal_ui": f"{settings.temporal_ui_base()}/namespaces/{namespace}/workflows/{state.id}",
-    }
-    return body
+__all__ = ["etag", "payment_response", "render", "render_refund"]
 
 
 def render_refund(refund: Refund, payment_id: str | None) -> dict[str, Any]:

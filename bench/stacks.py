@@ -39,6 +39,7 @@ def bench_stack(
     *,
     output: Callable[[str], None] = _discard,
     prefix: str = "payments-bench-",
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[Stack, str]]:
     """The bench's stack, started, and the URL of the dev server's metrics; stopped
     and its data directory removed on the way out. Its output goes to ``output``."""
@@ -46,5 +47,6 @@ def bench_stack(
     with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
         args = ["--metrics-port", str(metrics_port), *dev_server_args]
         config = bench_config(Path(data_dir))
-        with Stack(config, env=BENCH_ENV, output=output, dev_server_args=args) as stack:
+        merged = {**BENCH_ENV, **(env or {})}
+        with Stack(config, env=merged, output=output, dev_server_args=args) as stack:
             yield stack, f"http://127.0.0.1:{metrics_port}/metrics"

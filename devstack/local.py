@@ -29,6 +29,8 @@ LOCAL_DEFAULTS = {
     "PAYMENTS_ENV": "development",
     "PAYMENTS_DEMO_MERCHANT": "demo-page",
     "PAYMENTS_CODEC_ALLOW_ANONYMOUS": "true",
+    # `payments listen` and a local receiver are on this machine.
+    "PAYMENTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
 }
 # variable -> (file in the data directory, how a new one is made)
 LOCAL_SECRETS: dict[str, tuple[str, Callable[[], str]]] = {

@@ -206,7 +206,7 @@ class Followed:
     event: HistoryEvent
 
 
-_CLOSED = frozenset(
+CLOSED = frozenset(
     {
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
@@ -239,7 +239,7 @@ async def follow_history(
             if following is not None:
                 offset = next_offset(offset, raw)
                 break
-            if raw.event_type in _CLOSED:
+            if raw.event_type in CLOSED:
                 return
         if following is None:
             return

@@ -102,6 +102,11 @@ def verify_client_secret(payment_id: str, secret: str, key: bytes) -> bool:
     return hmac.compare_digest(client_secret(payment_id, key).encode(), secret.encode())
 
 
+def random_id(prefix: str) -> str:
+    """``prefix`` and 24 random lowercase base32 characters."""
+    return prefix + _b32(secrets.token_bytes(16))
+
+
 def instance_id() -> str:
     """Drawn once per payment when it is started (see the module's docstring)."""
     return "ins_" + _b32(secrets.token_bytes(10))[:16]

@@ -254,3 +254,8 @@ async def _a_payment_in(client: Client, query: str, lo: int | None, hi: int) -> 
         if created is not None:
             return _millis(created)
     return None
+
+
+def quote(value: str) -> str:
+    """``value`` as a string literal of Temporal's visibility query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -283,6 +283,9 @@ class PaymentInput(BaseModel):
     # Drawn by the API at start (payments.ids.instance_id); gateway idempotency
     # keys carry it. None in payments started before it existed.
     instance: str | None = None
+    # The merchant has webhook endpoints: the run announces its events to them
+    # (workflows/payment.py, _announce). False in payments started before.
+    webhooks: bool = False
 
     def first_state(self) -> PaymentState:
         """The payment as this run starts: as it was carried over from the run

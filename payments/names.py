@@ -28,6 +28,8 @@ class Signals:
     CANCEL: Final = "cancel"
     REFUND: Final = "refund"
     GATEWAY_EVENT: Final = "gateway_event"
+    # From the merchant's endpoints workflow, when its first endpoint appears.
+    WEBHOOKS_ON: Final = "webhooks_on"
 
 
 STATE_QUERY: Final = "state"
@@ -53,6 +55,48 @@ CURRENCY = SearchAttributeKey.for_keyword("PaymentCurrency")
 CREATED_AT = SearchAttributeKey.for_datetime("PaymentCreatedAt")
 RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches")
 
+# Webhooks to merchants (payments/webhooks.py): never rename one of these.
+WEBHOOK_ENDPOINTS_WORKFLOW_TYPE = "WebhookEndpointsWorkflow"
+WEBHOOK_DELIVERY_WORKFLOW_TYPE = "WebhookDeliveryWorkflow"
+
+
+class EndpointUpdates:
+    """A merchant's endpoints workflow: the API's changes to its endpoints."""
+
+    ADD: Final = "add_endpoint"
+    CHANGE: Final = "change_endpoint"
+    DELETE: Final = "delete_endpoint"
+    ROTATE: Final = "rotate_secret"
+
+
+class EndpointQueries:
+    # For the API: no secrets.
+    ENDPOINTS: Final = "endpoints"
+    # For the worker, which signs.
+    STORED: Final = "stored_endpoints"
+
+
+DELIVERIES_QUERY: Final = "deliveries"
+
+
+class DeliverySignals:
+    ANNOUNCE: Final = "announce"
+    REDELIVER: Final = "redeliver"
+
+
+class WebhookActivities:
+    ANNOUNCE: Final = "announce_events"
+    NEW_DELIVERIES: Final = "new_deliveries"
+    REDELIVERY: Final = "redelivery"
+    DELIVER: Final = "deliver_webhook"
+    TELL_PAYMENTS: Final = "tell_payments_of_webhooks"
+
+
+# On delivery workflows: the endpoints a run delivers to, for the deliveries list.
+WEBHOOK_ENDPOINT_IDS = SearchAttributeKey.for_keyword_list("WebhookEndpointIds")
+# A delivery workflow's memo key: its deliveries, as the list shows them.
+DELIVERIES_MEMO: Final = "deliveries"
+
 RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
 RECONCILIATION_SCHEDULE_ID = "payments-reconciliation"
 ARCHIVE_WORKFLOW_TYPE = "ArchiveWorkflow"
@@ -70,6 +114,8 @@ SEARCH_ATTRIBUTES: dict[str, str] = {
     "PaymentCreatedAt": "Datetime",
     # Not on payments: on reconciliation runs, so runs that found something filter out.
     "ReconciliationMismatches": "Int",
+    # Not on payments: on their webhook delivery workflows.
+    "WebhookEndpointIds": "KeywordList",
 }
 
 # Memo keys and the memo's layout: payments/memo.py.

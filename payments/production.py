@@ -114,6 +114,13 @@ def problems(settings: Settings) -> list[str]:
             "unset it (the codec then wants an operator key)",
         )
 
+    if settings.webhook_allow_private_addresses:
+        refuse(
+            "webhook_allow_private_addresses",
+            "is true: webhook endpoints could reach this network's private addresses",
+            "unset it (endpoints are then https and public only)",
+        )
+
     if settings.demo_merchant:
         refuse(
             "demo_merchant",

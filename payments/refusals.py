@@ -14,6 +14,9 @@ the service raises it as :class:`Refused`.
 | idempotency_key_reused  | a key sent again with another request               |
 | resource_missing        | names something the payment does not have           |
 | invalid_signal          | an operator's signal whose input does not parse     |
+| url_invalid             | a webhook URL that is not one (422)                 |
+| url_not_allowed         | a webhook URL this service will not call (422)      |
+| endpoint_limit_reached  | a webhook endpoint beyond the merchant's limit      |
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ AMOUNT_TOO_LARGE: Final = "amount_too_large"
 IDEMPOTENCY_KEY_REUSED: Final = "idempotency_key_reused"
 RESOURCE_MISSING: Final = "resource_missing"
 INVALID_SIGNAL: Final = "invalid_signal"
+URL_INVALID: Final = "url_invalid"
+URL_NOT_ALLOWED: Final = "url_not_allowed"
+ENDPOINT_LIMIT_REACHED: Final = "endpoint_limit_reached"
 
 # Not a refusal: the failure code of a step whose outcome stayed unknown.
 OUTCOME_UNKNOWN: Final = "outcome_unknown"
@@ -76,4 +82,5 @@ KEY_REUSED = Refusal(
 )
 # Another merchant's payment answers exactly like one that does not exist.
 NO_SUCH_PAYMENT = Refusal(RESOURCE_MISSING, "no such payment", "id")
+NO_SUCH_ENDPOINT = Refusal(RESOURCE_MISSING, "no such webhook endpoint", "id")
 CLOSED = Refusal(PAYMENT_CLOSED, "this payment is closed and accepts no more changes")

@@ -74,6 +74,7 @@ from payments.models import (
 from payments.refusals import CLOSED, KEY_REUSED, NO_SUCH_PAYMENT, Refused, refusal_of
 from payments.settings import Settings
 from payments.status import cancel_settled, capture_settled
+from payments.webhook_service import EndpointDirectory
 
 T = TypeVar("T")
 
@@ -116,10 +117,19 @@ class Sent:
 class PaymentService:
     """The use cases over one Temporal client (and the archive, once there is one)."""
 
-    def __init__(self, client: Client, settings: Settings, archive: Archive | None = None):
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        archive: Archive | None = None,
+        endpoints: EndpointDirectory | None = None,
+    ):
         self.client = client
         self.settings = settings
         self.archive = archive
+        # Whether a merchant has webhook endpoints, as this process last read
+        # it (an API keeps one for all its requests; without, read each time).
+        self.endpoints = endpoints or EndpointDirectory(client, ttl=0)
 
     # -- writes -------------------------------------------------------------
 
@@ -151,6 +161,7 @@ class PaymentService:
             authorization_window_seconds=self.settings.authorization_window.total_seconds(),
             refund_window_seconds=self.settings.refund_window.total_seconds(),
             instance=instance_id(),
+            webhooks=await self.endpoints.any_enabled(merchant_id),
         )
         state = workflow_input.first_state()
         attributes: list[SearchAttributePair[Any]] = [
@@ -300,15 +311,15 @@ class PaymentService:
     ) -> tuple[list[PaymentState], bool]:
         """A page of the merchant's payments, newest first, and whether more follow."""
         clauses = [
-            f"WorkflowType = {_quote(names.WORKFLOW_TYPE)}",
-            f"MerchantId = {_quote(merchant_id)}",
+            f"WorkflowType = {listing.quote(names.WORKFLOW_TYPE)}",
+            f"MerchantId = {listing.quote(merchant_id)}",
             # A payment that continued as new is listed once, by its current run.
             "ExecutionStatus != 'ContinuedAsNew'",
         ]
         if status:
-            clauses.append(f"PaymentStatus = {_quote(status)}")
+            clauses.append(f"PaymentStatus = {listing.quote(status)}")
         if customer_id:
-            clauses.append(f"CustomerId = {_quote(customer_id)}")
+            clauses.append(f"CustomerId = {listing.quote(customer_id)}")
         query = " AND ".join(clauses)
         client, archive = self.client, self.archive
         if not starting_after:
@@ -562,7 +573,3 @@ def _owned(state: PaymentState | None, merchant_id: str | None) -> PaymentState:
         # Another merchant's payment answers exactly like one that does not exist.
         raise Refused(NO_SUCH_PAYMENT)
     return state
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     # operator key. The local UI has no login to pass one; `make run` opens it.
     codec_allow_anonymous: bool = False
 
+    # Webhook endpoints may point at loopback and private addresses, over
+    # plain http (CONTRACT §12): for a receiver on this machine. `make run` and
+    # the tests turn it on; production refuses it (payments/production.py).
+    webhook_allow_private_addresses: bool = False
+
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from payments.outbound import Outbound
 from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -29,15 +30,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
+from activities.webhooks import WebhookActivities
 from gateway.memory import InMemoryGateway
 from gateway.simulator.core import SimulatorLedger
 from payments import events
-from payments.gateway import GatewayOperation, InvalidGatewayRequest
+from payments.gateway import Gateway, GatewayOperation, InvalidGatewayRequest
 from payments.models import CreatePayment, Event, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
 from payments.service import PaymentService
 from payments.settings import Settings
+from payments.webhook_service import WebhookService
 from workflows.payment import PaymentWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 MERCHANT = "acme"
 BIN = Path(sys.executable).parent
@@ -54,6 +58,7 @@ async def register_search_attributes(client: Client) -> None:
         "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
         "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
         "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+        "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
     }
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
@@ -92,8 +97,12 @@ class Stack:
     def service(self) -> PaymentService:
         return PaymentService(self.client, self.settings)
 
-    async def get(self, payment_id: str) -> PaymentState:
-        return await self.service.get(payment_id, MERCHANT)
+    @property
+    def webhooks(self) -> WebhookService:
+        return WebhookService(self.client, self.settings)
+
+    async def get(self, payment_id: str, merchant: str = MERCHANT) -> PaymentState:
+        return await self.service.get(payment_id, merchant)
 
     async def query(self, payment_id: str) -> PaymentState:
         return await self.client.get_workflow_handle(payment_id).query(
@@ -108,11 +117,13 @@ class Stack:
     async def events(self, payment_id: str) -> list[Event]:
         return await self.service.payment_events(payment_id, MERCHANT)
 
-    async def wait_for(self, payment_id: str, predicate: Any, within: float = 20.0) -> PaymentState:
+    async def wait_for(
+        self, payment_id: str, predicate: Any, within: float = 20.0, merchant: str = MERCHANT
+    ) -> PaymentState:
         """Poll (the describe memo) until ``predicate(state)`` holds."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            state = await self.get(payment_id)
+            state = await self.get(payment_id, merchant)
             if predicate(state):
                 return state
             if asyncio.get_running_loop().time() > deadline:
@@ -120,9 +131,9 @@ class Stack:
             await asyncio.sleep(0.05)
 
     async def wait_status(
-        self, payment_id: str, *statuses: str, within: float = 20.0
+        self, payment_id: str, *statuses: str, within: float = 20.0, merchant: str = MERCHANT
     ) -> PaymentState:
-        return await self.wait_for(payment_id, lambda s: s.status in statuses, within)
+        return await self.wait_for(payment_id, lambda s: s.status in statuses, within, merchant)
 
     def ledger(self, payment_id: str) -> list[GatewayOperation]:
         return self.gateway.ledger.ledger(payment_id)
@@ -140,15 +151,33 @@ async def running_stack(
         task_queue=task_queue,
         authorization_window=timedelta(days=7),
         refund_window=timedelta(days=180),
+        webhook_allow_private_addresses=True,
     )
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[PaymentWorkflow],
-        activities=PaymentActivities(gateway).all(),
-        **worker_options,
-    ):
+    async with payment_worker(client, settings, gateway, **worker_options):
         yield Stack(client, settings, gateway)
+
+
+@contextlib.asynccontextmanager
+async def payment_worker(
+    client: Client, settings: Settings, gateway: Gateway, **worker_options: Any
+) -> AsyncIterator[Worker]:
+    """A worker for payments and their webhooks on ``settings.task_queue``; the
+    webhooks may go to loopback receivers."""
+    outbound = Outbound(allow_private=True)
+    try:
+        async with Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[PaymentWorkflow, WebhookEndpointsWorkflow, WebhookDeliveryWorkflow],
+            activities=[
+                *PaymentActivities(gateway).all(),
+                *WebhookActivities(client, settings, outbound).all(),
+            ],
+            **worker_options,
+        ) as worker:
+            yield worker
+    finally:
+        await outbound.aclose()
 
 
 def event_types(events: list[Event]) -> list[str]:
@@ -237,7 +266,8 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
 
     Stopped on the way out, also when the test fails.
     """
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", **options)
+    options.setdefault("port", 0)
+    config = uvicorn.Config(app, host="127.0.0.1", log_level="critical", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -250,6 +280,65 @@ async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+# -- A merchant's webhook endpoint ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request a :class:`Receiver` took, and what it answered."""
+
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A merchant's webhook endpoint, as an ASGI app to serve on loopback
+    (:func:`serving`): it keeps every request and answers each with what
+    ``answer`` says (by the number of requests before it), 200 by default."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.received: list[Received] = []
+        self.answer = answer or (lambda _: 200)
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status = int(self.answer(len(self.received)))
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.received.append(Received(headers, body, status))
+        self._arrived.set()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def delivered(self) -> list[Received]:
+        return [r for r in self.received if 200 <= r.answered < 300]
+
+    async def wait_for(self, predicate: Any, within: float = 20.0) -> list[Received]:
+        """Until ``predicate(received)`` holds; the requests so far."""
+        deadline = time.monotonic() + within
+        while not predicate(self.received):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out; received {[r.json()['type'] for r in self.received]}"
+                )
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
+        return self.received
 
 
 # -- Stripe webhooks, as Stripe sends them -------------------------------------------

@@ -31,6 +31,7 @@ The Temporal UI's own buttons mean what an operator means (CONTRACT §7):
 """
 
 import asyncio
+import bisect
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         Activities,
         Signals,
         Updates,
+        WebhookActivities,
     )
     from payments.refusals import (
         AMOUNT_TOO_LARGE,
@@ -106,6 +108,7 @@ with workflow.unsafe.imports_passed_through():
         is_settled,
         status_after_refund,
     )
+    from payments.webhooks import Announcement, WebhooksOn
 
 S = PaymentStatus
 
@@ -122,6 +125,8 @@ FAILED_PAYMENT_FAILS_RUN = "a-failed-payment-fails-its-run"
 # Each gateway step tries first as a local activity (see _gateway).
 FAST_PATH = "gateway-steps-try-a-local-activity-first"
 ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
+# Until the announcement goes out: it waits on Temporal, so it never gives up.
+ANNOUNCE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 
 def _with_source(data: dict[str, Any], source: str | None) -> dict[str, Any]:
@@ -207,6 +212,18 @@ class PaymentWorkflow:
         self._handing_over = False
         # What the run waits for now, as the UI's current details say it.
         self._waiting_for = "the workflow to start"
+        # The events this run has recorded (its first run's first is the
+        # request), their types and times, and how many went to the webhooks.
+        # Only while the merchant has endpoints (see _announce).
+        first_run = input.carried_state is None
+        self._recorded_types = ["payment.requested"] if first_run else []
+        self._recorded_at = [input.created_at] if first_run else []
+        self._announced = 0
+        self._announcing = input.webhooks
+        # A gateway step's local attempt is in flight: what this workflow task
+        # records is announced once, after it.
+        self._local_step = False
+        self._announcer: asyncio.Task[None] | None = None
 
     # -- the saga ---------------------------------------------------------
 
@@ -214,6 +231,8 @@ class PaymentWorkflow:
     async def run(self, input: PaymentInput) -> PaymentState:
         """The saga, shielded from Temporal's cancellation, which becomes the
         operator's cancel instead of stopping whatever the saga awaits."""
+        # Runs as long as the run, and does nothing while the merchant has no endpoint.
+        self._announcer = asyncio.ensure_future(self._announce())
         saga = asyncio.ensure_future(self._saga(input))
         while True:
             try:
@@ -228,6 +247,7 @@ class PaymentWorkflow:
                 if task is not None:
                     task.uncancel()
                 self._cancel_from_temporal()
+        await self._all_announced()
         if state.status is S.FAILED and workflow.patched(FAILED_PAYMENT_FAILS_RUN):
             raise _run_failed(state)
         return state
@@ -643,6 +663,7 @@ class PaymentWorkflow:
         self._handing_over = True
         self._wait_for("its next run (continue-as-new)")
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._all_announced()
         workflow.continue_as_new(
             self._input.model_copy(
                 update={
@@ -650,6 +671,7 @@ class PaymentWorkflow:
                     "refund_window_ends_at": self._refund_window_ends_at,
                     "pending_capture": self._capture,
                     "pending_cancel": self._cancel,
+                    "webhooks": self._announcing,
                 }
             ),
             memo=memo.at_start(self._state, self._input.request_fingerprint),
@@ -930,9 +952,62 @@ class PaymentWorkflow:
             state.status = check_transition(state.status, status)
         state.updated_at = workflow.now()
         workflow.upsert_memo(memo.recording(DomainEvent(type=event_type, data=data), state))
+        self._recorded_types.append(event_type)
+        self._recorded_at.append(state.updated_at)
         if changed:
             workflow.upsert_search_attributes([STATUS.value_set(state.status.value)])
         self._show()
+
+    async def _announce(self) -> None:
+        """Tell the webhooks, after each workflow task that recorded events,
+        which ones: a local activity, in the same task (the delivery workflow
+        reads the events themselves from this history). Only while the
+        merchant has endpoints: the API says so at the start, and the
+        merchant's first endpoint tells every running payment
+        (``webhooks_on``); a merchant without endpoints pays nothing. The
+        local attempts of a fast path's steps come first, so that a payment
+        authorized and captured in one task announces its events once."""
+        info = workflow.info()
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._announcing
+                    and not self._local_step
+                    and self._announced < len(self._recorded_types)
+                )
+            )
+            first, end = self._announced, len(self._recorded_types)
+            await workflow.execute_local_activity(
+                WebhookActivities.ANNOUNCE,
+                Announcement(
+                    payment_id=self._state.id,
+                    merchant_id=self._state.merchant_id,
+                    run_id=info.run_id,
+                    first=first,
+                    end=end,
+                    types=self._recorded_types[first:end],
+                ),
+                result_type=bool,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=ANNOUNCE_RETRY,
+                summary="announce events to webhooks",
+            )
+            self._announced = end
+
+    async def _all_announced(self) -> None:
+        """Before the run ends: no event it recorded is left unannounced."""
+        await workflow.wait_condition(
+            lambda: not self._announcing or self._announced == len(self._recorded_types)
+        )
+
+    @workflow.signal(name=Signals.WEBHOOKS_ON)
+    def webhooks_on(self, turned_on: WebhooksOn) -> None:
+        """The merchant registered its first endpoint: announce from now on,
+        and the events of this run recorded since it did."""
+        if self._announcing:
+            return
+        self._announced = bisect.bisect_left(self._recorded_at, turned_on.since)
+        self._announcing = True
 
     def _money(self, amount: int) -> str:
         return format_amount(amount, self._state.currency)
@@ -960,6 +1035,7 @@ class PaymentWorkflow:
         self._wait_for(f"the gateway: {summary}")
         try:
             if policy.fast_attempt is not None and workflow.patched(FAST_PATH):
+                self._local_step = True
                 try:
                     return await workflow.execute_local_activity(
                         activity,
@@ -975,6 +1051,8 @@ class PaymentWorkflow:
                         raise
                     if error_type != retries.NOT_LOCAL:
                         arg = arg.model_copy(update={"earlier_attempts": arg.earlier_attempts + 1})
+                finally:
+                    self._local_step = False
             return await workflow.execute_activity(
                 activity,
                 arg,

@@ -98,6 +98,31 @@ function addToTimeline(event) {
   $("timeline").append(item);
 }
 
+// The deliveries of the payment's events to the demo merchant's webhook
+// endpoint, read again after each event (a delivery follows its event).
+let deliveriesTimer = null;
+
+function showDeliveries(deliveries) {
+  $("deliveries").replaceChildren(...deliveries.map((d) => {
+    const item = document.createElement("li");
+    item.dataset.type = d.type;
+    item.dataset.status = d.status;
+    const code = d.last_status_code ? ` · HTTP ${d.last_status_code}` : (d.last_error ? ` · ${d.last_error}` : "");
+    item.textContent = `${d.type} (seq ${d.seq}): ${d.status}, ${d.attempts} attempt${d.attempts === 1 ? "" : "s"}${code}`;
+    return item;
+  }));
+}
+
+async function loadDeliveries(payment, tries = 10) {
+  clearTimeout(deliveriesTimer);
+  const response = await fetch(`/demo/payments/${payment.id}/deliveries?${tokenQuery(payment)}`);
+  if (!response.ok) return;
+  const deliveries = (await response.json()).data;
+  showDeliveries(deliveries);
+  const done = deliveries.length > 0 && deliveries.every((d) => d.status !== "pending");
+  if (!done && tries > 0) deliveriesTimer = setTimeout(() => loadDeliveries(payment, tries - 1), 500);
+}
+
 async function refresh() {
   const response = await fetch(`/v1/payments/${current.id}?${secretQuery(current)}`);
   if (response.ok) show(await response.json());
@@ -106,11 +131,13 @@ async function refresh() {
 function follow(payment) {
   if (stream) stream.close();
   $("timeline").replaceChildren();
+  $("deliveries").replaceChildren();
   // follow=true: later captures and refunds appear too, until the workflow closes.
   stream = new EventSource(`${payment.links.stream}?${secretQuery(payment)}&follow=true`);
   const onEvent = (message) => {
     addToTimeline(JSON.parse(message.data));
     refresh();
+    loadDeliveries(current);
   };
   for (const type of ["payment.requested", "payment.authorized", "payment.declined",
     "payment.capture_requested", "payment.captured", "payment.capture_failed", "payment.voided",

@@ -65,3 +65,23 @@ async def test_capture_later_from_the_page(stack: Stack, browser: Browser) -> No
     await page.click("#capture")
     await expect(status).to_have_attribute("data-status", "succeeded", timeout=20_000)
     assert "payment.captured" in await timeline(page)
+
+
+async def test_the_page_shows_its_payments_webhook_deliveries(
+    stack: Stack, browser: Browser
+) -> None:
+    """The demo merchant's endpoint is the API's /demo/webhook, which checks
+    each signature: every event of the payment is delivered and says so."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1200, "height": 1100})
+    await page.goto(f"{stack.api_url}/")
+    await pay(page, "pm_card_visa")
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-status", "succeeded", timeout=20_000
+    )
+    delivered = page.locator('#deliveries li[data-status="succeeded"]')
+    await expect(delivered).to_have_count(3, timeout=20_000)
+    kinds = await delivered.evaluate_all("items => items.map(i => i.dataset.type)")
+    assert kinds == ["payment.requested", "payment.authorized", "payment.captured"]
+    await expect(delivered.first).to_contain_text("HTTP 200")
+    await page.screenshot(path=ARTIFACTS / "demo-page-webhook-deliveries.png", full_page=True)

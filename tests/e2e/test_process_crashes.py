@@ -2,7 +2,8 @@
 `make run`'s supervisor restarting them: the Temporal dev server with
 payments in flight (same SQLite file: nothing lost, one authorization and one
 capture each), and the API under open event streams (clients resume with
-Last-Event-ID and miss nothing, see nothing twice)."""
+Last-Event-ID and miss nothing, see nothing twice); and each of the worker,
+the API and Temporal with webhook deliveries pending (all of them arrive)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support import simulator_ledger
+from standardwebhooks import Webhook
+from support import Received, Receiver, serving, simulator_ledger
 
 from devstack import Stack, StackConfig
 
@@ -101,3 +103,57 @@ async def test_api_killed_under_open_streams(own_stack: Stack) -> None:
         await asyncio.wait_for(second, 60)  # fully refunded: the workflow closes, the stream ends
         logged = (await http.get(f"/v1/payments/{payment['id']}/events")).json()["data"]
         assert seen == [event["seq"] for event in logged]  # nothing missed, nothing twice
+
+
+# -- webhooks: each process killed with deliveries pending ---------------------------
+
+
+async def _deliveries_survive(own_stack: Stack, process: str, ready_within: float) -> None:
+    """A receiver that is down (503) while ``process`` is killed and comes back:
+    every event of every payment arrives, in ``seq`` order per payment, signed."""
+    receiver = Receiver(lambda _: 503)
+    headers = {"Authorization": f"Bearer {own_stack.api_key}"}
+    async with (
+        serving(receiver) as url,
+        httpx.AsyncClient(base_url=own_stack.api_url, headers=headers, timeout=30) as http,
+    ):
+        made = await http.post("/v1/webhook_endpoints", json={"url": url, "enabled_events": ["*"]})
+        assert made.status_code == 201, made.text
+        endpoint = made.json()
+        paid = [(await http.post("/v1/payments", json=VISA)).json()["id"] for _ in range(3)]
+        for payment_id in paid:
+            assert await status_of(http, payment_id, "succeeded") == "succeeded"
+        await receiver.wait_for(lambda r: len(r) >= 3)  # first attempts refused
+        await asyncio.to_thread(own_stack.kill, process)
+        receiver.answer = lambda _: 200
+        await asyncio.to_thread(own_stack.wait_ready, process, ready_within)
+
+        def all_in(received: list[Received]) -> bool:
+            types = {(r.json()["payment_id"], r.json()["type"]) for r in receiver.delivered()}
+            return all((p, "payment.captured") in types for p in paid)
+
+        await receiver.wait_for(all_in, within=90)
+        await http.delete(f"/v1/webhook_endpoints/{endpoint['id']}")
+    for payment_id in paid:
+        delivered = [r.json() for r in receiver.delivered() if r.json()["payment_id"] == payment_id]
+        seqs = [body["seq"] for body in delivered]
+        assert seqs == sorted(set(seqs)), (payment_id, seqs)  # in order, each once delivered
+        assert [body["type"] for body in delivered] == [
+            "payment.requested",
+            "payment.authorized",
+            "payment.captured",
+        ]
+    for request in receiver.delivered():
+        Webhook(endpoint["secret"]).verify(request.body, request.headers)
+
+
+async def test_webhook_deliveries_survive_the_worker_killed(own_stack: Stack) -> None:
+    await _deliveries_survive(own_stack, "worker", 60)
+
+
+async def test_webhook_deliveries_survive_temporal_killed(own_stack: Stack) -> None:
+    await _deliveries_survive(own_stack, "temporal", 90)
+
+
+async def test_webhook_deliveries_survive_the_api_killed(own_stack: Stack) -> None:
+    await _deliveries_survive(own_stack, "api", 60)

@@ -24,10 +24,12 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent)]
 from support import (  # noqa: E402
     TEMPORAL_CLI,
     TEST_SERVER,
+    Receiver,
     Stack,
     dev_server_args,
     register_search_attributes,
     running_stack,
+    serving,
 )
 from temporalio.api.common.v1 import WorkflowExecution  # noqa: E402
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
@@ -44,11 +46,21 @@ from payments.models import (  # noqa: E402
     CancelPayment,
     CaptureCommand,
     CapturePayment,
+    CreatePayment,
     GatewayEvent,
     Keyed,
     PaymentState,
     Refund,
     RefundCommand,
+    RefundPayment,
+)
+from payments.webhooks import (  # noqa: E402
+    CreateEndpoint,
+    Delivery,
+    EndpointStatus,
+    UpdateEndpoint,
+    deliveries_workflow_id,
+    endpoints_workflow_id,
 )
 from workflows.archive import ArchiveWorkflow  # noqa: E402
 
@@ -308,6 +320,62 @@ async def archiver(stack: Stack, env: WorkflowEnvironment) -> str:
     return handle.id
 
 
+WEBHOOK_MERCHANT = "acme"
+
+
+async def webhook_payment(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A payment whose merchant has an endpoint: its runs announce their events."""
+    async with serving(Receiver()) as url:
+        await stack.webhooks.create(WEBHOOK_MERCHANT, CreateEndpoint(url=url, enabled_events=["*"]))
+        payment = await stack.create()
+        await stack.wait_status(payment.id, "succeeded")
+        await stack.service.refund(payment.id, WEBHOOK_MERCHANT, RefundPayment(amount=500))
+        await stack.wait_status(payment.id, "partially_refunded")
+        await asyncio.sleep(1)  # the last announcement goes out
+    return payment.id
+
+
+async def webhook_deliveries(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A payment's deliveries: one refused and retried 5 s later, the rest in
+    turn behind it, then one delivered again on request."""
+    receiver = Receiver(lambda count: 500 if count == 0 else 200)
+    # A merchant of its own: one scenario's endpoints workflow is on its own task queue.
+    merchant = f"record-{uuid.uuid4().hex[:8]}"
+    async with serving(receiver) as url:
+        made = await stack.webhooks.create(merchant, CreateEndpoint(url=url, enabled_events=["*"]))
+        request = CreatePayment(amount=1999, currency="usd", payment_method="pm_card_visa")
+        payment = (await stack.service.start(merchant, request)).payment
+        await receiver.wait_for(lambda r: len(r) == 4, within=30)
+        first = receiver.received[1].headers["webhook-id"]
+        await stack.webhooks.redeliver(merchant, made.endpoint.id, first)
+        await receiver.wait_for(lambda r: len(r) == 5)
+        handle = stack.client.get_workflow_handle(deliveries_workflow_id(payment.id))
+        for _ in range(100):
+            deliveries = await handle.query("deliveries", result_type=list[Delivery])
+            if sum(d.attempts for d in deliveries) == 5:
+                break
+            await asyncio.sleep(0.1)
+    return handle.id
+
+
+async def webhook_endpoints(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A merchant's endpoints: added (one leased), changed, rotated, removed."""
+    merchant = f"record-{uuid.uuid4().hex[:8]}"
+    webhooks = stack.webhooks
+    made = await webhooks.create(
+        merchant, CreateEndpoint(url="http://127.0.0.1:9/", enabled_events=["*"])
+    )
+    await webhooks.create(
+        merchant,
+        CreateEndpoint(url="http://127.0.0.1:9/l", enabled_events=["*"], lease_seconds=30),
+    )
+    endpoint_id = made.endpoint.id
+    await webhooks.update(merchant, endpoint_id, UpdateEndpoint(status=EndpointStatus.DISABLED))
+    await webhooks.rotate(merchant, endpoint_id)
+    await webhooks.delete(merchant, endpoint_id)
+    return endpoints_workflow_id(merchant)
+
+
 DEV_SCENARIOS: list[Scenario] = [
     success,
     declined,
@@ -330,6 +398,9 @@ DEV_SCENARIOS: list[Scenario] = [
     fast_path,
     fast_path_declined,
     fast_path_fallback,
+    webhook_payment,
+    webhook_deliveries,
+    webhook_endpoints,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 

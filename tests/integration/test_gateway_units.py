@@ -15,12 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support import MERCHANT, running_stack
+from support import MERCHANT, payment_worker, running_stack
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
 
-from activities.payment_activities import PaymentActivities
 from api.app import create_app
 from gateway.stripe_adapter import StripeGateway
 from payments.ids import payment_id_for
@@ -28,7 +26,6 @@ from payments.models import CapturePayment, CreatePayment, PaymentState, Refund,
 from payments.reconciliation import compare
 from payments.service import PaymentService
 from payments.settings import Settings
-from workflows.payment import PaymentWorkflow
 
 STRIPE_KEY = "sk_test_units"
 
@@ -55,12 +52,7 @@ async def stripe_worker(
     )
     gateway = StripeGateway(settings)
     try:
-        async with Worker(
-            dev_client,
-            task_queue=task_queue,
-            workflows=[PaymentWorkflow],
-            activities=PaymentActivities(gateway).all(),
-        ):
+        async with payment_worker(dev_client, settings, gateway):
             yield settings, gateway
     finally:
         await gateway.aclose()

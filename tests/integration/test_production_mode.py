@@ -136,6 +136,11 @@ REFUSALS: list[tuple[str, dict[str, str | None], str]] = [
         "PAYMENTS_CODEC_ALLOW_ANONYMOUS",
     ),
     ("demo page", {"PAYMENTS_DEMO_MERCHANT": "demo-page"}, "PAYMENTS_DEMO_MERCHANT"),
+    (
+        "webhooks to private addresses",
+        {"PAYMENTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true"},
+        "PAYMENTS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+    ),
 ]
 # Each refusal on each entry point in turn: all of them share one check.
 CASES = [

@@ -17,12 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from support import localstripe_intents, request_shape, requests_sent
+from support import localstripe_intents, payment_worker, request_shape, requests_sent
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Worker
 
-from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
 from gateway.stripe_adapter import StripeGateway
 from payments.gateway import TransientGatewayError
@@ -30,7 +28,6 @@ from payments.models import CreatePayment, PaymentState
 from payments.reconciliation import Window
 from payments.service import PaymentService
 from payments.settings import Settings
-from workflows.payment import PaymentWorkflow
 
 API_KEY = "sk_test_lookups"
 MERCHANT = "acme"
@@ -211,12 +208,7 @@ def _lose_the_first_confirm_reply(gateway: StripeGateway) -> list[httpx.Response
 
 @contextlib.asynccontextmanager
 async def _worker(client: Client, task_queue: str, gateway: StripeGateway) -> AsyncIterator[None]:
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[PaymentWorkflow],
-        activities=PaymentActivities(gateway).all(),
-    ):
+    async with payment_worker(client, Settings(task_queue=task_queue), gateway):
         yield
 
 

@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 EXPECTED_PATHS = {
@@ -46,6 +47,11 @@ EXPECTED_PATHS = {
     "fast_path",
     "fast_path_declined",
     "fast_path_fallback",
+    # Recorded since runs announce their events to webhooks (workflow.patched),
+    # and the webhooks' own workflows.
+    "webhook_payment",
+    "webhook_deliveries",
+    "webhook_endpoints",
 }
 
 
@@ -77,7 +83,13 @@ def test_the_corpus_covers_every_path() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[PaymentWorkflow, ArchiveWorkflow], data_converter=pydantic_data_converter
+        workflows=[
+            PaymentWorkflow,
+            ArchiveWorkflow,
+            WebhookEndpointsWorkflow,
+            WebhookDeliveryWorkflow,
+        ],
+        data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -8,19 +8,51 @@ import pytest
 from temporalio import activity, workflow
 
 from activities.payment_activities import PaymentActivities
+from activities.webhooks import WebhookActivities
 from api.errors import IdempotencyConflict, InvalidRequest, refused
 from gateway.memory import InMemoryGateway
 from payments import refusals
 from payments.refusals import Refusal
 from workflows.payment import PaymentWorkflow
+from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 
 def test_the_workflow_answers_to_the_names_running_payments_use() -> None:
     definition = workflow._Definition.must_from_class(PaymentWorkflow)
     assert definition.name == "PaymentWorkflow"
     assert set(definition.updates) == {"capture", "cancel", "refund", "wait_settled"}
-    assert set(definition.signals) == {"cancel", "refund", "gateway_event"}
+    assert set(definition.signals) == {"cancel", "refund", "gateway_event", "webhooks_on"}
     assert set(definition.queries) == {"state"}
+
+
+def test_the_webhook_workflows_answer_to_their_names() -> None:
+    endpoints = workflow._Definition.must_from_class(WebhookEndpointsWorkflow)
+    assert endpoints.name == "WebhookEndpointsWorkflow"
+    assert set(endpoints.updates) == {
+        "add_endpoint",
+        "change_endpoint",
+        "delete_endpoint",
+        "rotate_secret",
+    }
+    assert set(endpoints.queries) == {"endpoints", "stored_endpoints"}
+    deliveries = workflow._Definition.must_from_class(WebhookDeliveryWorkflow)
+    assert deliveries.name == "WebhookDeliveryWorkflow"
+    assert set(deliveries.signals) == {"announce", "redeliver"}
+    assert set(deliveries.queries) == {"deliveries"}
+
+
+def test_the_webhook_activities_keep_their_names() -> None:
+    names = {
+        activity._Definition.must_from_callable(fn).name
+        for fn in WebhookActivities(None, None, None).all()  # type: ignore[arg-type]
+    }
+    assert names == {
+        "announce_events",
+        "new_deliveries",
+        "redelivery",
+        "deliver_webhook",
+        "tell_payments_of_webhooks",
+    }
 
 
 def test_the_activities_keep_their_names() -> None:
@@ -47,8 +79,16 @@ CODES = [
 
 def test_every_refusal_code_is_in_the_table() -> None:
     documented = refusals.__doc__ or ""
-    assert len(CODES) == 8
+    assert len(CODES) == 11
     assert all(f"| {code} " in documented for code in CODES)
+
+
+# Every other code is a conflict with the state of what it names.
+EXPECTED_STATUS = {
+    refusals.RESOURCE_MISSING: 404,
+    refusals.URL_INVALID: 422,
+    refusals.URL_NOT_ALLOWED: 422,
+}
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -59,5 +99,5 @@ def test_each_refusal_has_one_http_answer(code: str) -> None:
         assert (answer.status_code, answer.type) == (409, "idempotency_error")
     else:
         assert isinstance(answer, InvalidRequest) and answer.type == "invalid_request_error"
-        assert answer.status_code == (404 if code == refusals.RESOURCE_MISSING else 409)
+        assert answer.status_code == EXPECTED_STATUS.get(code, 409)
     assert (answer.code, answer.message) == (code, "why")

@@ -1,0 +1,1 @@
+"""The ``payments`` command (CONTRACT §13)."""

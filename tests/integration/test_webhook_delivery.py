@@ -1,0 +1,329 @@
+"""Webhooks to merchants (CONTRACT §12) on a real dev server, delivered over
+real sockets to a receiver listening on loopback: what arrives, signed how,
+in which order, to whom; retries, redelivery, rotation, disabling, removal.
+Signatures are checked with the ``standardwebhooks`` library, as a merchant
+would check them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+from support import Received, Receiver, Stack, running_stack, serving
+from temporalio.client import Client
+
+from payments.models import CapturePayment, CreatePayment, RefundPayment
+from payments.refusals import Refused
+from payments.webhooks import CreateEndpoint, EndpointStatus, UpdateEndpoint, event_id
+
+
+@pytest.fixture
+async def stack(dev_client: Client, task_queue: str) -> AsyncIterator[Stack]:
+    async with running_stack(dev_client, task_queue) as running:
+        yield running
+
+
+# Each test its own merchant: endpoints belong to a merchant, and the dev server is shared.
+def _merchant() -> str:
+    return f"m-{uuid.uuid4().hex[:12]}"
+
+
+async def _endpoint(stack: Stack, merchant: str, url: str, events: list[str] | None = None) -> Any:
+    return await stack.webhooks.create(
+        merchant, CreateEndpoint(url=url, enabled_events=events or ["*"])
+    )
+
+
+async def _pay(stack: Stack, merchant: str, **fields: Any) -> str:
+    request = CreatePayment.model_validate(
+        {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", **fields}
+    )
+    started = await stack.service.start(merchant, request)
+    return started.payment.id
+
+
+def _types(received: list[Received]) -> list[str]:
+    return [r.json()["type"] for r in received]
+
+
+def _has(*types: str) -> Any:
+    return lambda received: all(t in _types(received) for t in types)
+
+
+async def test_a_payments_events_arrive_signed_in_order_with_the_payment(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url)
+        payment_id = await _pay(stack, merchant)
+        received = await receiver.wait_for(_has("payment.captured"))
+
+    assert _types(received) == ["payment.requested", "payment.authorized", "payment.captured"]
+    history = await stack.service.payment_events(payment_id, merchant)
+    assert [r.json()["seq"] for r in received] == [e.seq for e in history]
+    for request in received:
+        # The merchant's check, with the library: raises unless signed with the secret.
+        body = Webhook(made.secret).verify(request.body, request.headers)
+        assert request.headers["webhook-id"] == body["id"] == event_id(payment_id, body["seq"])
+        assert body["object"] == "event"
+        assert body["payment_id"] == payment_id
+        assert request.headers["content-type"] == "application/json"
+    captured = received[-1].json()
+    assert captured["data"]["object"]["status"] == "succeeded"
+    assert captured["data"]["object"]["amount_captured"] == 1999
+    assert captured["data"]["event"]["amount"] == 1999
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 44).verify(received[0].body, received[0].headers)
+
+
+async def test_an_endpoint_gets_only_the_events_it_asked_for(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        await _endpoint(stack, merchant, url, ["payment.captured", "refund.succeeded"])
+        payment_id = await _pay(stack, merchant, capture_method="manual")
+        await stack.wait_status(payment_id, "requires_capture", merchant=merchant)
+        await stack.service.capture(payment_id, merchant, CapturePayment())
+        await receiver.wait_for(_has("payment.captured"))
+        await stack.service.refund(payment_id, merchant, RefundPayment(amount=500))
+        received = await receiver.wait_for(_has("refund.succeeded"))
+    assert _types(received) == ["payment.captured", "refund.succeeded"]
+
+
+async def test_merchants_see_and_receive_only_their_own(stack: Stack) -> None:
+    ours, theirs = _merchant(), _merchant()
+    our_receiver, their_receiver = Receiver(), Receiver()
+    async with serving(our_receiver) as our_url, serving(their_receiver) as their_url:
+        mine = await _endpoint(stack, ours, our_url)
+        await _endpoint(stack, theirs, their_url)
+        payment_id = await _pay(stack, ours)
+        await our_receiver.wait_for(_has("payment.captured"))
+        # The other merchant's endpoint never hears of it; its list holds only its own.
+        assert their_receiver.received == []
+        listed, _ = await stack.webhooks.list_endpoints(theirs)
+        assert mine.endpoint.id not in [e.id for e in listed]
+        with pytest.raises(Refused) as refused:
+            await stack.webhooks.get(theirs, mine.endpoint.id)
+        assert refused.value.code == "resource_missing"
+        with pytest.raises(Refused):
+            await stack.webhooks.delete(theirs, mine.endpoint.id)
+        with pytest.raises(Refused):
+            await stack.webhooks.redeliver(theirs, mine.endpoint.id, event_id(payment_id, 1))
+    assert {r.json()["payment_id"] for r in our_receiver.received} == {payment_id}
+
+
+async def test_a_failed_delivery_is_retried_and_later_events_wait_their_turn(stack: Stack) -> None:
+    merchant = _merchant()
+    # The first request fails: the schedule's first retry is 5 s later.
+    receiver = Receiver(lambda count: 500 if count == 0 else 200)
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url)
+        payment_id = await _pay(stack, merchant)
+        received = await receiver.wait_for(_has("payment.captured"), within=30)
+        deliveries, _ = await stack.webhooks.deliveries(merchant, made.endpoint.id)
+
+    assert [(r.json()["type"], r.answered) for r in received] == [
+        ("payment.requested", 500),
+        ("payment.requested", 200),
+        ("payment.authorized", 200),
+        ("payment.captured", 200),
+    ]
+    assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"]
+    by_type = {d.type: d for d in deliveries}
+    assert by_type["payment.requested"].attempts == 2
+    assert by_type["payment.requested"].status == "succeeded"
+    assert by_type["payment.captured"].attempts == 1
+    assert by_type["payment.captured"].last_status_code == 200
+    # Newest first.
+    assert [d.seq for d in deliveries] == sorted((d.seq for d in deliveries), reverse=True)
+    assert {d.payment_id for d in deliveries} == {payment_id}
+
+
+async def test_a_receiver_that_is_down_for_a_while_gets_everything_once_it_is_back(
+    stack: Stack,
+) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as first:
+        port = int(first.rsplit(":", 1)[1])
+    # Nothing listens on the port now: connections are refused.
+    made = await _endpoint(stack, merchant, f"http://127.0.0.1:{port}/hooks")
+    payment_id = await _pay(stack, merchant)
+    await stack.wait_status(payment_id, "succeeded", merchant=merchant)
+    deliveries, _ = await _wait_deliveries(
+        stack, merchant, made.endpoint.id, lambda d: any(x.attempts for x in d)
+    )
+    # The first event failed once and waits for its retry, 5 s on; the others wait behind it.
+    first = next(d for d in deliveries if d.type == "payment.requested")
+    assert (first.status, first.attempts, first.last_error) == ("pending", 1, "connection_failed")
+    assert first.next_attempt_at is not None
+    assert all(d.attempts == 0 for d in deliveries if d is not first)
+    async with serving(receiver, port=port):
+        received = await receiver.wait_for(_has("payment.captured"), within=30)
+    assert _types(received) == ["payment.requested", "payment.authorized", "payment.captured"]
+
+
+async def test_a_redelivery_sends_the_same_event_again_now(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url)
+        payment_id = await _pay(stack, merchant)
+        received = await receiver.wait_for(_has("payment.captured"))
+        authorized = next(r for r in received if r.json()["type"] == "payment.authorized")
+        again = await stack.webhooks.redeliver(
+            merchant, made.endpoint.id, authorized.headers["webhook-id"]
+        )
+        assert again.status == "pending"
+        received = await receiver.wait_for(lambda r: len(r) == 4)
+        deliveries, _ = await _wait_deliveries(
+            stack,
+            merchant,
+            made.endpoint.id,
+            lambda d: any(x.type == "payment.authorized" and x.attempts == 2 for x in d),
+        )
+    assert received[-1].body == authorized.body
+    assert received[-1].headers["webhook-id"] == authorized.headers["webhook-id"]
+    Webhook(made.secret).verify(received[-1].body, received[-1].headers)
+    assert {d.status for d in deliveries} == {"succeeded"}
+    assert {d.payment_id for d in deliveries} == {payment_id}
+
+
+async def test_after_a_rotation_both_secrets_sign(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url, ["payment.captured"])
+        rotated = await stack.webhooks.rotate(merchant, made.endpoint.id)
+        assert rotated.secret != made.secret
+        await _pay(stack, merchant)
+        [received] = await receiver.wait_for(lambda r: len(r) == 1)
+    signatures = received.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    for secret in (made.secret, rotated.secret):
+        Webhook(secret).verify(received.body, received.headers)
+    for signature in signatures:
+        # Each on its own verifies with exactly one of the two.
+        alone = {**received.headers, "webhook-signature": signature}
+        verified = []
+        for secret in (made.secret, rotated.secret):
+            try:
+                Webhook(secret).verify(received.body, alone)
+                verified.append(secret)
+            except WebhookVerificationError:
+                pass
+        assert len(verified) == 1
+
+
+async def test_a_disabled_endpoint_receives_nothing_until_enabled_again(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url, ["payment.captured"])
+        changed = await stack.webhooks.update(
+            merchant, made.endpoint.id, UpdateEndpoint(status=EndpointStatus.DISABLED)
+        )
+        assert changed.status == "disabled"
+        quiet = await _pay(stack, merchant)
+        await stack.wait_status(quiet, "succeeded", merchant=merchant)
+        await stack.webhooks.update(
+            merchant, made.endpoint.id, UpdateEndpoint(status=EndpointStatus.ENABLED)
+        )
+        await _settle_caches()
+        heard = await _pay(stack, merchant)
+        [received] = await receiver.wait_for(lambda r: len(r) == 1)
+    assert received.json()["payment_id"] == heard
+
+
+async def test_deleting_an_endpoint_stops_its_pending_deliveries(stack: Stack) -> None:
+    merchant = _merchant()
+    receiver = Receiver(lambda _: 503)
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url, ["payment.captured"])
+        await _pay(stack, merchant)
+        await receiver.wait_for(lambda r: len(r) == 1)
+        removed = await stack.webhooks.delete(merchant, made.endpoint.id)
+        assert removed.id == made.endpoint.id
+        with pytest.raises(Refused):
+            await stack.webhooks.get(merchant, made.endpoint.id)
+        # The retry 5 s later finds the endpoint gone and sends nothing.
+        await _settle_caches(seconds=7)
+    assert len(receiver.received) == 1
+
+
+async def _settle_caches(seconds: float = 1.1) -> None:
+    """Let the workers' look at the merchant's endpoints go stale (a second)."""
+    await asyncio.sleep(seconds)
+
+
+async def _wait_deliveries(
+    stack: Stack, merchant: str, endpoint_id: str, predicate: Any, within: float = 20.0
+) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        page = await stack.webhooks.deliveries(merchant, endpoint_id)
+        if predicate(page[0]):
+            return page
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out; deliveries {page[0]}")
+        await asyncio.sleep(0.2)
+
+
+async def test_a_payment_started_before_the_first_endpoint_sends_what_happens_after(
+    stack: Stack,
+) -> None:
+    """The merchant's first endpoint tells its running payments (``webhooks_on``):
+    a payment authorized before it existed delivers its capture, and only that."""
+    merchant = _merchant()
+    receiver = Receiver()
+    payment_id = await _pay(stack, merchant, capture_method="manual")
+    await stack.wait_status(payment_id, "requires_capture", merchant=merchant)
+    async with serving(receiver) as url:
+        await _endpoint(stack, merchant, url)
+        await asyncio.sleep(1)  # the payment hears of it (a batch signal)
+        await stack.service.capture(payment_id, merchant, CapturePayment())
+        received = await receiver.wait_for(_has("payment.captured"))
+    assert _types(received) == ["payment.capture_requested", "payment.captured"]
+
+
+async def test_a_merchant_without_endpoints_pays_nothing_for_webhooks(stack: Stack) -> None:
+    """No announcement, no delivery workflow: the payment's history is as it
+    was before webhooks existed."""
+    merchant = _merchant()
+    payment_id = await _pay(stack, merchant)
+    await stack.wait_status(payment_id, "succeeded", merchant=merchant)
+    history = await stack.client.get_workflow_handle(payment_id).fetch_history()
+    activities = [
+        json.loads(event.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert activities == ["authorize", "capture"]
+    assert await stack.webhooks.payment_deliveries(merchant, payment_id) == []
+
+
+async def test_a_fast_payment_announces_its_events_once(stack: Stack) -> None:
+    """Authorized and captured in one workflow task: one announcement for the
+    three events, so one delivery workflow task, not one per event."""
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        await _endpoint(stack, merchant, url)
+        payment_id = await _pay(stack, merchant)
+        await receiver.wait_for(_has("payment.captured"))
+    history = await stack.client.get_workflow_handle(payment_id).fetch_history()
+    announcements = [
+        event
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        and b"announce_events"
+        in event.marker_recorded_event_attributes.details["data"].payloads[0].data
+    ]
+    assert len(announcements) == 1

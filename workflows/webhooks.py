@@ -1,0 +1,458 @@
+"""Webhooks to merchants (CONTRACT §12): a merchant's endpoints, and the
+deliveries of a payment's events to them. Why each is a workflow of its own
+is payments/webhooks.py's docstring.
+
+``WebhookEndpointsWorkflow`` (one per merchant) holds the endpoints and their
+secrets; the API changes them with updates whose validators refuse what does
+not exist or does not fit, and reads them with a query. A leased endpoint
+(``payments listen``) is removed by a durable timer when its lease lapses.
+
+``WebhookDeliveryWorkflow`` (one per payment that has something to deliver)
+hears from the payment workflow which events it recorded, reads them from
+the payment's history, and sends each to every endpoint that receives it:
+per endpoint one event at a time, in ``seq`` order, each until a 2xx or the
+end of its retry schedule. Its memo is the deliveries' log. Once nothing is
+left to send and no event came for a while, it ends; the payment's next
+event starts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from payments.names import (
+        DELIVERIES_MEMO,
+        DELIVERIES_QUERY,
+        WEBHOOK_DELIVERY_WORKFLOW_TYPE,
+        WEBHOOK_ENDPOINT_IDS,
+        WEBHOOK_ENDPOINTS_WORKFLOW_TYPE,
+        DeliverySignals,
+        EndpointQueries,
+        EndpointUpdates,
+        WebhookActivities,
+    )
+    from payments.refusals import (
+        ENDPOINT_LIMIT_REACHED,
+        NO_SUCH_ENDPOINT,
+        Refusal,
+        rejection,
+    )
+    from payments.webhooks import (
+        MAX_ENDPOINTS,
+        ROTATION_OVERLAP,
+        AddEndpoint,
+        Announcement,
+        ChangeEndpoint,
+        DeliveriesInput,
+        Delivery,
+        DeliveryOutcome,
+        DeliveryRequest,
+        DeliveryStatus,
+        Endpoint,
+        EndpointRef,
+        EndpointsInput,
+        EndpointStatus,
+        NewDeliveries,
+        Redeliver,
+        RedeliveryLookup,
+        RotateSecret,
+        SigningSecret,
+        StoredEndpoint,
+        TellPayments,
+        WebhookEvent,
+        next_attempt_delay,
+    )
+
+# Visibility shows a payment started a moment ago within this, even on
+# Elasticsearch (refreshed every second).
+TELL_AGAIN_AFTER = timedelta(seconds=5)
+# Continue as new well before Temporal would suggest it: the state is small.
+ENDPOINTS_HISTORY_LIMIT = 2000
+
+
+@workflow.defn(name=WEBHOOK_ENDPOINTS_WORKFLOW_TYPE)
+class WebhookEndpointsWorkflow:
+    @workflow.init
+    def __init__(self, input: EndpointsInput) -> None:
+        self._merchant_id = input.merchant_id
+        self._endpoints = {stored.endpoint.id: stored for stored in input.endpoints}
+        self._changed = False
+        # The merchant's first enabled endpoint appeared then: its running
+        # payments are to be told (they announce their events from then on).
+        self._tell_since = input.tell_since
+
+    @workflow.run
+    async def run(self, input: EndpointsInput) -> None:
+        telling: asyncio.Task[None] | None = None
+        while not self._time_to_hand_over():
+            self._drop_lapsed()
+            if self._tell_since is not None and (telling is None or telling.done()):
+                telling = asyncio.ensure_future(self._tell_payments(self._tell_since))
+                self._tell_since = None
+            self._changed = False
+            with contextlib.suppress(TimeoutError):  # a lease lapsed
+                await workflow.wait_condition(
+                    lambda: self._changed or self._time_to_hand_over(),
+                    timeout=self._until_next_lapse(),
+                    timeout_summary="the next lease to lapse",
+                )
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and (telling is None or telling.done())
+        )
+        workflow.continue_as_new(
+            EndpointsInput(
+                merchant_id=self._merchant_id,
+                endpoints=list(self._endpoints.values()),
+                tell_since=self._tell_since,
+            )
+        )
+
+    async def _tell_payments(self, since: datetime) -> None:
+        """``webhooks_on`` to every running payment of the merchant, twice: now,
+        and once visibility has caught up with payments started a moment ago
+        (a payment told twice ignores the second)."""
+        for pause in (TELL_AGAIN_AFTER, None):
+            try:
+                await workflow.execute_activity(
+                    WebhookActivities.TELL_PAYMENTS,
+                    TellPayments(merchant_id=self._merchant_id, since=since),
+                    start_to_close_timeout=timedelta(minutes=1),
+                    # What it waits for is Temporal itself; past this, the
+                    # endpoint still gets every payment started since.
+                    schedule_to_close_timeout=timedelta(hours=1),
+                    summary="tell the merchant's running payments to announce their events",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("running payments not told of webhooks: %s", err.cause)
+                return
+            if pause is not None:
+                await workflow.sleep(pause, summary="visibility to catch up")
+
+    def _any_enabled(self) -> bool:
+        return any(s.endpoint.status is EndpointStatus.ENABLED for s in self._endpoints.values())
+
+    def _turned_on(self, was_on: bool) -> None:
+        self._changed = True
+        if not was_on and self._any_enabled():
+            self._tell_since = workflow.now()
+
+    def _time_to_hand_over(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > ENDPOINTS_HISTORY_LIMIT
+        )
+
+    def _drop_lapsed(self) -> None:
+        now = workflow.now()
+        for endpoint_id, stored in list(self._endpoints.items()):
+            expires_at = stored.endpoint.expires_at
+            if expires_at is not None and expires_at <= now:
+                del self._endpoints[endpoint_id]
+                workflow.logger.info("webhook endpoint %s removed: its lease lapsed", endpoint_id)
+
+    def _until_next_lapse(self) -> timedelta | None:
+        lapses = [s.endpoint.expires_at for s in self._endpoints.values() if s.endpoint.expires_at]
+        if not lapses:
+            return None
+        return max(min(lapses) - workflow.now(), timedelta(seconds=1))
+
+    def _existing(self, endpoint_id: str) -> StoredEndpoint:
+        stored = self._endpoints.get(endpoint_id)
+        if stored is None:
+            raise rejection(NO_SUCH_ENDPOINT)
+        return stored
+
+    def _lease_ends(self, lease_seconds: int | None) -> datetime | None:
+        return None if lease_seconds is None else workflow.now() + timedelta(seconds=lease_seconds)
+
+    @workflow.update(name=EndpointUpdates.ADD)
+    def add_endpoint(self, add: AddEndpoint) -> Endpoint:
+        request = add.request
+        endpoint = Endpoint(
+            id=add.endpoint_id,
+            url=request.url,
+            enabled_events=request.enabled_events,
+            description=request.description,
+            created_at=workflow.now(),
+            expires_at=self._lease_ends(request.lease_seconds),
+        )
+        was_on = self._any_enabled()
+        self._endpoints[endpoint.id] = StoredEndpoint(
+            endpoint=endpoint,
+            secrets=[SigningSecret(secret=add.secret)],
+            lease_seconds=request.lease_seconds,
+        )
+        self._turned_on(was_on)
+        return endpoint
+
+    @add_endpoint.validator
+    def _validate_add(self, add: AddEndpoint) -> None:
+        if len(self._endpoints) >= MAX_ENDPOINTS:
+            raise rejection(
+                Refusal(
+                    ENDPOINT_LIMIT_REACHED,
+                    f"a merchant has at most {MAX_ENDPOINTS} webhook endpoints",
+                )
+            )
+
+    @workflow.update(name=EndpointUpdates.CHANGE)
+    def change_endpoint(self, change: ChangeEndpoint) -> Endpoint:
+        stored = self._existing(change.endpoint_id)
+        was_on = self._any_enabled()
+        request = change.request
+        # None is "unchanged": what the API did not send arrives as null.
+        fields = request.model_dump(exclude_none=True, exclude={"lease_seconds"})
+        if request.lease_seconds is not None:
+            stored.lease_seconds = request.lease_seconds
+            fields["expires_at"] = self._lease_ends(request.lease_seconds)
+        stored.endpoint = stored.endpoint.model_copy(update=fields)
+        self._turned_on(was_on)
+        return stored.endpoint
+
+    @change_endpoint.validator
+    def _validate_change(self, change: ChangeEndpoint) -> None:
+        self._existing(change.endpoint_id)
+
+    @workflow.update(name=EndpointUpdates.DELETE)
+    def delete_endpoint(self, ref: EndpointRef) -> Endpoint:
+        stored = self._endpoints.pop(ref.endpoint_id)
+        self._changed = True
+        return stored.endpoint
+
+    @delete_endpoint.validator
+    def _validate_delete(self, ref: EndpointRef) -> None:
+        self._existing(ref.endpoint_id)
+
+    @workflow.update(name=EndpointUpdates.ROTATE)
+    def rotate_secret(self, rotate: RotateSecret) -> Endpoint:
+        stored = self._existing(rotate.endpoint_id)
+        now = workflow.now()
+        kept = [
+            SigningSecret(secret=old.secret, expires_at=old.expires_at or now + ROTATION_OVERLAP)
+            for old in stored.secrets
+            if old.expires_at is None or old.expires_at > now
+        ]
+        stored.secrets = [SigningSecret(secret=rotate.secret), *kept]
+        self._changed = True
+        return stored.endpoint
+
+    @rotate_secret.validator
+    def _validate_rotate(self, rotate: RotateSecret) -> None:
+        self._existing(rotate.endpoint_id)
+
+    @workflow.query(name=EndpointQueries.ENDPOINTS)
+    def endpoints(self) -> list[Endpoint]:
+        return [stored.endpoint for stored in self._endpoints.values()]
+
+    @workflow.query(name=EndpointQueries.STORED)
+    def stored_endpoints(self) -> list[StoredEndpoint]:
+        return list(self._endpoints.values())
+
+
+# A delivery workflow with nothing to send waits this long for the payment's
+# next event before it ends (a refund right after capture finds it open).
+LINGER = timedelta(minutes=1)
+# Reading the payment's history: the events announced are there within moments
+# (the announcement leaves in the workflow task that records them).
+READ_TIMEOUT = timedelta(seconds=30)
+READ_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
+# One POST: the outbound client gives up after 10 s; this covers the signing
+# and the endpoint's lookup around it. A failing activity (not a failing
+# receiver: that is an outcome) is tried a few times, then counts as a failed
+# attempt of the schedule.
+SEND_TIMEOUT = timedelta(seconds=20)
+SEND_RETRY = RetryPolicy(maximum_attempts=3)
+
+
+@workflow.defn(name=WEBHOOK_DELIVERY_WORKFLOW_TYPE)
+class WebhookDeliveryWorkflow:
+    @workflow.init
+    def __init__(self, input: DeliveriesInput) -> None:
+        self._input = input
+        self._inbox: list[Announcement | Redeliver] = []
+        self._events: dict[int, WebhookEvent] = {}
+        # Per endpoint, in the order they are sent: by seq, redeliveries first.
+        self._queues: dict[str, list[Delivery]] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        # Endpoints whose wait for the next attempt is cut short (a redelivery).
+        self._woken: set[str] = set()
+
+    @workflow.run
+    async def run(self, input: DeliveriesInput) -> None:
+        while True:
+            if not self._inbox:
+                if self._sending():
+                    await workflow.wait_condition(lambda: bool(self._inbox) or not self._sending())
+                    continue
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(self._inbox),
+                        timeout=LINGER,
+                        timeout_summary="the payment's next event",
+                    )
+                except TimeoutError:
+                    break
+            item = self._inbox.pop(0)
+            if isinstance(item, Announcement):
+                found = await self._read(WebhookActivities.NEW_DELIVERIES, item)
+            else:
+                found = await self._read(WebhookActivities.REDELIVERY, item)
+            self._add(found, again=isinstance(item, Redeliver))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _read(self, activity: str, item: Announcement | Redeliver) -> NewDeliveries:
+        found: NewDeliveries = await workflow.execute_local_activity(
+            activity,
+            item if isinstance(item, Announcement) else _redelivery(self._input, item),
+            result_type=NewDeliveries,
+            start_to_close_timeout=READ_TIMEOUT,
+            retry_policy=READ_RETRY,
+            summary="read the payment's events",
+        )
+        return found
+
+    def _sending(self) -> bool:
+        return any(not task.done() for task in self._senders.values())
+
+    def _add(self, found: NewDeliveries, *, again: bool) -> None:
+        now = workflow.now()
+        for event in found.events:
+            self._events[event.seq] = event
+            for endpoint_id in found.endpoints.get(event.seq, []):
+                queue = self._queues.setdefault(endpoint_id, [])
+                known = next((d for d in queue if d.event_id == event.id), None)
+                if known is not None and not again:
+                    continue  # announced twice (a retried workflow task): once is enough
+                if known is not None:
+                    queue.remove(known)
+                    delivery = known.model_copy(
+                        update={"status": DeliveryStatus.PENDING, "next_attempt_at": now}
+                    )
+                else:
+                    delivery = Delivery(
+                        endpoint_id=endpoint_id,
+                        event_id=event.id,
+                        type=event.type,
+                        payment_id=event.payment_id,
+                        seq=event.seq,
+                        next_attempt_at=now,
+                        created_at=event.created_at,
+                    )
+                if again:
+                    queue.insert(0, delivery)
+                    self._woken.add(endpoint_id)
+                else:
+                    queue.append(delivery)
+                sender = self._senders.get(endpoint_id)
+                if sender is None or sender.done():
+                    self._senders[endpoint_id] = asyncio.ensure_future(self._send(endpoint_id))
+        self._publish()
+
+    async def _send(self, endpoint_id: str) -> None:
+        """Send the endpoint's deliveries one at a time: the next only once the
+        one before it has succeeded or failed for good."""
+        queue = self._queues[endpoint_id]
+        while delivery := next((d for d in queue if d.status is DeliveryStatus.PENDING), None):
+            self._woken.discard(endpoint_id)
+            outcome = await self._attempt(delivery)
+            now = workflow.now()
+            delivery.attempts += 1
+            delivery.first_attempt_at = delivery.first_attempt_at or now
+            delivery.last_status_code = outcome.status_code
+            delivery.last_error = outcome.error
+            delivery.next_attempt_at = None
+            if outcome.delivered:
+                delivery.status = DeliveryStatus.SUCCEEDED
+            elif outcome.endpoint_gone:
+                for pending in queue:
+                    if pending.status is DeliveryStatus.PENDING:
+                        pending.status = DeliveryStatus.FAILED
+                        pending.last_error = outcome.error
+                        pending.next_attempt_at = None
+            else:
+                delay = next_attempt_delay(delivery.attempts, delivery.first_attempt_at, now)
+                if delay is None:
+                    delivery.status = DeliveryStatus.FAILED
+                else:
+                    delivery.next_attempt_at = now + delay
+            self._publish()
+            if delivery.next_attempt_at is not None:
+                with contextlib.suppress(TimeoutError):  # time for the next attempt
+                    await workflow.wait_condition(
+                        lambda: endpoint_id in self._woken,
+                        timeout=delivery.next_attempt_at - now,
+                        timeout_summary=f"retry {delivery.type} (seq {delivery.seq}) "
+                        f"to {endpoint_id}",
+                    )
+
+    async def _attempt(self, delivery: Delivery) -> DeliveryOutcome:
+        request = DeliveryRequest(
+            merchant_id=self._input.merchant_id,
+            endpoint_id=delivery.endpoint_id,
+            event=self._events[delivery.seq],
+            attempt=delivery.attempts + 1,
+        )
+        try:
+            outcome: DeliveryOutcome = await workflow.execute_local_activity(
+                WebhookActivities.DELIVER,
+                request,
+                result_type=DeliveryOutcome,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY,
+                summary=f"POST {delivery.type} (seq {delivery.seq}) to {delivery.endpoint_id}",
+            )
+        except ActivityError:
+            return DeliveryOutcome(delivered=False, error="delivery_error")
+        return outcome
+
+    def _publish(self) -> None:
+        """The deliveries' log, for the API's list and the UI's memo tab."""
+        deliveries = [d for queue in self._queues.values() for d in queue]
+        workflow.upsert_memo({DELIVERIES_MEMO: [d.model_dump(mode="json") for d in deliveries]})
+        endpoint_ids = sorted(self._queues)
+        if workflow.info().typed_search_attributes.get(WEBHOOK_ENDPOINT_IDS) != endpoint_ids:
+            workflow.upsert_search_attributes([WEBHOOK_ENDPOINT_IDS.value_set(endpoint_ids)])
+        workflow.set_current_details(_details(deliveries))
+
+    @workflow.signal(name=DeliverySignals.ANNOUNCE)
+    def announce(self, announcement: Announcement) -> None:
+        self._inbox.append(announcement)
+
+    @workflow.signal(name=DeliverySignals.REDELIVER)
+    def redeliver(self, redeliver: Redeliver) -> None:
+        self._inbox.append(redeliver)
+
+    @workflow.query(name=DELIVERIES_QUERY)
+    def deliveries(self) -> list[Delivery]:
+        return [d for queue in self._queues.values() for d in queue]
+
+
+def _redelivery(input: DeliveriesInput, redeliver: Redeliver) -> RedeliveryLookup:
+    return RedeliveryLookup(
+        payment_id=input.payment_id,
+        merchant_id=input.merchant_id,
+        endpoint_id=redeliver.endpoint_id,
+        seq=redeliver.seq,
+    )
+
+
+def _details(deliveries: list[Delivery]) -> str:
+    lines = ["**Webhook deliveries**", ""]
+    for d in deliveries:
+        code = f", last answer {d.last_status_code}" if d.last_status_code else ""
+        error = f", last error {d.last_error}" if d.last_error else ""
+        lines.append(
+            f"- seq {d.seq} `{d.type}` → `{d.endpoint_id}`: **{d.status.value}** "
+            f"after {d.attempts} attempt(s){code}{error}"
+        )
+    return "\n".join(lines)
