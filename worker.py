@@ -14,7 +14,6 @@ import signal
 from datetime import timedelta
 from pathlib import Path
 
-from payments.outbound import Outbound
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -27,6 +26,7 @@ from gateway.factory import build_gateway
 from payments.archive import Archive
 from payments.codec import EncryptionCodec
 from payments.gateway import Gateway
+from payments.outbound import Outbound
 from payments.production import load_settings
 from payments.reconciliation_service import ReconciliationService
 from payments.settings import Settings

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from payments.outbound import Outbound
 from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -37,6 +36,7 @@ from payments import events
 from payments.gateway import Gateway, GatewayOperation, InvalidGatewayRequest
 from payments.models import CreatePayment, Event, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
+from payments.outbound import Outbound
 from payments.service import PaymentService
 from payments.settings import Settings
 from payments.webhook_service import WebhookService
