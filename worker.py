@@ -15,14 +15,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities, ensure_archiver
 from activities.payment_activities import PaymentActivities
 from activities.reconciliation import ReconciliationActivities
+from activities.stuck import StuckActivities
 from activities.webhooks import WebhookActivities
 from archive import build_archive
 from gateway.factory import build_gateway
+from payments import metrics
 from payments.archive import Archive
 from payments.codec import EncryptionCodec
 from payments.gateway import Gateway
@@ -30,10 +33,13 @@ from payments.outbound import Outbound
 from payments.production import load_settings
 from payments.reconciliation_service import ReconciliationService
 from payments.settings import Settings
+from payments.stuck import StuckCounter
 from payments.temporal import connect, retention
+from payments.tracing import WORKER_SERVICE, Tracing
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
+from workflows.stuck import StuckPaymentsWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 log = logging.getLogger("worker")
@@ -56,6 +62,7 @@ WORKFLOWS = [
     ArchiveWorkflow,
     WebhookEndpointsWorkflow,
     WebhookDeliveryWorkflow,
+    StuckPaymentsWorkflow,
 ]
 
 
@@ -76,10 +83,34 @@ def build_worker(
             *ReconciliationActivities(gateway, client, archive).all(),
             *ArchiveActivities(client, archive).all(),
             *WebhookActivities(client, settings, outbound).all(),
+            StuckActivities(StuckCounter(client, settings.task_queue)).count_stuck_payments,
         ],
         graceful_shutdown_timeout=timedelta(seconds=20),
         **options,  # type: ignore[arg-type]
     )
+
+
+def telemetry_runtime(settings: Settings) -> Runtime:
+    """The Temporal runtime: its Prometheus endpoint serves the SDK's metrics
+    and ours (payments/metrics.py), durations in seconds."""
+    address = settings.worker_metrics_address
+    if not address:
+        return Runtime(telemetry=TelemetryConfig())
+    prometheus = PrometheusConfig(
+        bind_address=address,
+        durations_as_seconds=True,
+        histogram_bucket_overrides={metrics.GATEWAY_DURATION: list(metrics.GATEWAY_BUCKETS)},
+    )
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except ValueError as err:
+        raise SystemExit(
+            f"worker: cannot serve metrics on PAYMENTS_WORKER_METRICS_ADDRESS={address} ({err}); "
+            "set a free address, or an empty one for none"
+        ) from None
+    for name, labels in metrics.ZERO_SERIES:
+        runtime.metric_meter.create_counter(name, metrics.DESCRIPTIONS[name]).add(0, labels)
+    return runtime
 
 
 async def warn_about_retention(client: Client, settings: Settings) -> None:
@@ -107,7 +138,14 @@ async def main() -> None:
     if settings.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     bytecode_for_the_sandbox()
-    client = await connect(settings)
+    tracing = Tracing.from_environment(WORKER_SERVICE)
+    if tracing is not None:
+        tracing.instrument_httpx()
+    client = await connect(
+        settings,
+        runtime=telemetry_runtime(settings),
+        interceptors=tracing.temporal_interceptors() if tracing else [],
+    )
     gateway = build_gateway(settings)
     outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
     stop = asyncio.Event()
@@ -122,6 +160,8 @@ async def main() -> None:
             log.info(
                 "created the reconciliation schedule (every %s)", settings.reconciliation_interval
             )
+        if await StuckCounter(client, settings.task_queue).ensure_schedule():
+            log.info("created the stuck-payment count's schedule")
         if await ensure_archiver(client, settings.task_queue, settings.archive_interval):
             log.info("started the archiver (a pass every %s)", settings.archive_interval)
         async with worker:
@@ -139,6 +179,8 @@ async def main() -> None:
     finally:
         await gateway.aclose()
         await outbound.aclose()
+        if tracing is not None:
+            tracing.shutdown()  # what is still buffered goes out
     log.info("worker stopped")
 
 

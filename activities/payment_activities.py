@@ -7,6 +7,7 @@ twice. Gateway failures become the ``ApplicationError`` types of
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from payments import retries
+from payments import metrics, retries
 from payments.gateway import (
     CardDeclined,
     Gateway,
@@ -76,7 +77,40 @@ def _attempt(request: GatewayStep) -> int:
 
 
 async def _gateway_call(
-    call: Awaitable[T], request: GatewayStep, heartbeat_details: Sequence[object] = ()
+    call: Awaitable[T],
+    request: GatewayStep,
+    heartbeat_details: Sequence[object] = (),
+    *,
+    operation: str | None = None,
+) -> T:
+    """The gateway call, timed (``payments_gateway_request_duration_seconds``:
+    ``ok`` for any answer but a decline, ``error`` for none)."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = await _answer(call, request, heartbeat_details)
+        outcome = "ok"
+        return result
+    except ApplicationError as err:
+        if err.type == retries.CARD_DECLINED:
+            outcome = "declined"
+        elif err.type != retries.GATEWAY_UNAVAILABLE:
+            outcome = "ok"  # the gateway answered: a refusal is an answer
+        raise
+    finally:
+        activity.metric_meter().create_histogram_float(
+            metrics.GATEWAY_DURATION, metrics.DESCRIPTIONS[metrics.GATEWAY_DURATION], "s"
+        ).record(
+            time.perf_counter() - started,
+            {
+                "operation": operation or metrics.operation_of(activity.info().activity_type),
+                "outcome": outcome,
+            },
+        )
+
+
+async def _answer(
+    call: Awaitable[T], request: GatewayStep, heartbeat_details: Sequence[object]
 ) -> T:
     payment_id = request.payment_id
     attempt = _attempt(request)
@@ -203,6 +237,7 @@ class PaymentActivities:
             operations = await _gateway_call(
                 self._gateway.find_by_reference(request.payment_id, since=request.created_at),
                 request,
+                operation=metrics.LOOKUP,
             )
             authorizations = [
                 op for op in operations if op.kind == "authorization" and op.idempotency_key == key

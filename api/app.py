@@ -10,13 +10,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import unquote_plus
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import start_http_server
 from temporalio.client import Client
 
 from api import demo, errors, reconciliation, routes, streaming, webhook_endpoints, webhooks
 from api.codec import MOUNT as CODEC_MOUNT
 from api.codec import create_codec_app
 from api.limits import BodySizeLimit, RateLimiter, StreamSlots
+from api.metrics import ApiMetrics, RequestMetrics
 from api.openapi import install_docs
 from archive import build_archive
 from payments.archive import Archive
@@ -25,18 +28,26 @@ from payments.ids import TOKEN_TAG
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
+from payments.tracing import API_SERVICE, Tracing, payment_in_path
 from payments.webhook_service import EndpointDirectory
 
 
 def create_app(
-    settings: Settings | None = None, client: Client | None = None, archive: Archive | None = None
+    settings: Settings | None = None,
+    client: Client | None = None,
+    archive: Archive | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
-        app.state.temporal_client = client or await connect(settings, lazy=True)
+        app.state.temporal_client = client or await connect(
+            settings,
+            lazy=True,
+            interceptors=tracing.temporal_interceptors() if tracing else [],
+        )
         app.state.webhook_endpoints = EndpointDirectory(app.state.temporal_client)
         registering = (
             asyncio.create_task(demo.keep_demo_endpoint(app)) if settings.demo_merchant else None
@@ -61,8 +72,18 @@ def create_app(
     app.state.stream_slots = StreamSlots(
         settings.streams_per_payment, settings.streams_per_merchant
     )
+    app.state.metrics = ApiMetrics(app.state.stream_slots)
     app.add_middleware(BodySizeLimit)
+    # Outermost: a request the size limit refuses is counted too.
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     errors.install(app)
+    if serves_metrics_on_its_port(settings):
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics() -> Response:
+            body, content_type = app.state.metrics.exposition()
+            return Response(body, media_type=content_type)
+
     app.include_router(routes.router)
     app.include_router(streaming.router)
     app.include_router(reconciliation.router)
@@ -74,7 +95,27 @@ def create_app(
     codec_app.state.rate_limiter = app.state.rate_limiter
     app.mount(CODEC_MOUNT, codec_app)
     install_docs(app)
+    if tracing is not None:
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=tracing.provider,
+            excluded_urls="healthz,metrics",
+            server_request_hook=payment_in_path,
+        )
     return app
+
+
+def serves_metrics_on_its_port(settings: Settings) -> bool:
+    """``GET /metrics`` on the API's own port: in development, unless the
+    metrics have an address of their own; never in production."""
+    return not settings.api_metrics_address and settings.env != "production"
+
+
+def serve_metrics_apart(app: FastAPI, address: str) -> None:
+    """The metrics on ``address`` (host:port), in a thread of this process."""
+    host, _, port = address.rpartition(":")
+    registry = app.state.metrics.registry
+    start_http_server(int(port), addr=host.strip("[]") or "0.0.0.0", registry=registry)
 
 
 # Query parameters whose value is a secret, by the name the route reads.
@@ -125,9 +166,15 @@ def main() -> None:
         logging.getLogger(name).addFilter(redact)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
+    tracing = Tracing.from_environment(API_SERVICE)
+    app = create_app(settings, tracing=tracing)
+    if settings.api_metrics_address:
+        serve_metrics_apart(app, settings.api_metrics_address)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
     )
+    if tracing is not None:
+        tracing.shutdown()  # what is still buffered goes out

@@ -655,7 +655,9 @@ async def measure(stack: Stack, metrics_url: str, profile: Profile) -> dict[str,
         for count in profile.workers:
             await settle(stack_pids, profile.settle_seconds)
             progress.phase(f"{count} worker process(es)", profile.scaling_seconds)
-            with processes(worker, stack.env, count - 1, "worker ready"):
+            # The extra workers serve no metrics: the address is the first one's.
+            extra_env = {**stack.env, "PAYMENTS_WORKER_METRICS_ADDRESS": ""}
+            with processes(worker, extra_env, count - 1, "worker ready"):
                 run = await closed_loop(
                     paths.ours_async, profile.concurrency, profile.scaling_seconds, progress
                 )

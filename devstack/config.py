@@ -93,6 +93,9 @@ class StackConfig:
     # Stripe mode without PAYMENTS_STRIPE_API_BASE: the localstripe this stack starts.
     localstripe_port: int = 8420
     api_key: str = "sk_test_demo"
+    # Prometheus metrics: the worker's (SDK and ours) and the dev server's.
+    worker_metrics_address: str = "127.0.0.1:9464"
+    temporal_metrics_port: int = 9233
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -110,12 +113,14 @@ class StackConfig:
             gateway_url=settings.gateway_base() if "PAYMENTS_GATEWAY_URL" in os.environ else None,
             localstripe_port=settings.localstripe_port,
             api_key=next(iter(settings.api_keys)),
+            worker_metrics_address=settings.worker_metrics_address,
+            temporal_metrics_port=settings.temporal_metrics_port,
         )
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides: Any) -> StackConfig:
         """Every port free and on loopback: for tests next to a running `make run`."""
-        temporal, ui, api, simulator, localstripe = free_ports(5)
+        temporal, ui, api, simulator, localstripe, worker_metrics, temporal_metrics = free_ports(7)
         config = cls(
             data_dir=data_dir.resolve(),
             temporal_address=f"127.0.0.1:{temporal}",
@@ -123,6 +128,8 @@ class StackConfig:
             api_port=api,
             simulator_port=simulator,
             localstripe_port=localstripe,
+            worker_metrics_address=f"127.0.0.1:{worker_metrics}",
+            temporal_metrics_port=temporal_metrics,
         )
         return replace(config, **overrides)
 
@@ -151,6 +158,17 @@ class StackConfig:
         return f"http://{url_host(connect_host(self.simulator_host))}:{self.simulator_port}"
 
     @property
+    def worker_metrics_url(self) -> str | None:
+        if not self.worker_metrics_address:
+            return None
+        host, port = parse_host_port(self.worker_metrics_address, 9464)
+        return f"http://{url_host(connect_host(host))}:{port}/metrics"
+
+    @property
+    def temporal_metrics_url(self) -> str:
+        return f"http://{url_host(connect_host(self.temporal_host))}:{self.temporal_metrics_port}/metrics"
+
+    @property
     def localstripe_url(self) -> str:
         # It listens on every interface, IPv4 and IPv6: loopback reaches it.
         return f"http://127.0.0.1:{self.localstripe_port}"
@@ -167,6 +185,7 @@ class StackConfig:
             "PAYMENTS_SIMULATOR_PORT": str(self.simulator_port),
             "PAYMENTS_GATEWAY_URL": self.gateway_url or self.simulator_url,
             "PAYMENTS_LOCALSTRIPE_PORT": str(self.localstripe_port),
+            "PAYMENTS_WORKER_METRICS_ADDRESS": self.worker_metrics_address,
             "PAYMENTS_DATA_DIR": str(self.data_dir),
             # Line-buffered children, or "worker ready" may sit in a buffer forever.
             "PYTHONUNBUFFERED": "1",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from devstack.config import StackConfig
+from devstack.config import StackConfig, parse_host_port
 from devstack.processes import ChildProcess
 
 WORKER_READY_MARKER = "worker ready"
@@ -85,7 +85,11 @@ class Service:
 SERVICES = (
     Service(
         "temporal",
-        ports=lambda c: [(c.temporal_host, c.temporal_port), (c.temporal_host, c.ui_port)],
+        ports=lambda c: [
+            (c.temporal_host, c.temporal_port),
+            (c.temporal_host, c.ui_port),
+            (c.temporal_host, c.temporal_metrics_port),
+        ],
         dev_server=True,
         quiet_when_stopping=True,
     ),
@@ -108,7 +112,9 @@ SERVICES = (
     ),
     Service(
         "worker",
-        ports=lambda c: [],
+        ports=lambda c: (
+            [parse_host_port(c.worker_metrics_address, 9464)] if c.worker_metrics_address else []
+        ),
         python_args=("worker.py",),
         ready_marker=WORKER_READY_MARKER,
     ),

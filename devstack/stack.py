@@ -276,6 +276,15 @@ class Stack:
             ]
         if self.gateway.process in self.processes or "worker" in self.processes:
             lines.append(f"  Gateway      {self._gateway_line()}")
+        metrics = []
+        if "api" in self.processes:
+            metrics.append(f"API {api}/metrics")
+        if "worker" in self.processes and self.config.worker_metrics_url:
+            metrics.append(f"worker {self.config.worker_metrics_url}")
+        if "temporal" in self.processes:
+            metrics.append(f"Temporal {self.config.temporal_metrics_url}")
+        if metrics:
+            lines.append(f"  Metrics      {'  '.join(metrics)}")
         if self.codec_endpoint:
             lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]

@@ -113,8 +113,13 @@ class DevServer:
             db_file=config.db_file,
             namespace=config.namespace,
             search_attributes=SEARCH_ATTRIBUTES,
-            extra_args=extra_args,
+            extra_args=[*self._metrics_args(extra_args), *extra_args],
         )
+
+    def _metrics_args(self, extra_args: Sequence[str]) -> list[str]:
+        if "--metrics-port" in extra_args:
+            return []  # the caller's own
+        return ["--metrics-port", str(self.config.temporal_metrics_port)]
 
     def cli(self, *args: str) -> str | None:
         """What ``temporal <args>`` printed against this server; None if it failed."""

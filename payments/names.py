@@ -99,6 +99,10 @@ DELIVERIES_MEMO: Final = "deliveries"
 
 RECONCILIATION_WORKFLOW_TYPE = "ReconciliationWorkflow"
 RECONCILIATION_SCHEDULE_ID = "payments-reconciliation"
+# Counts running payments stuck in a status, every minute (payments_stuck).
+STUCK_WORKFLOW_TYPE = "StuckPaymentsWorkflow"
+STUCK_SCHEDULE_ID = "payments-stuck-count"
+STUCK_ACTIVITY = "count_stuck_payments"
 ARCHIVE_WORKFLOW_TYPE = "ArchiveWorkflow"
 ARCHIVE_WORKFLOW_ID = "payments-archiver"
 ARCHIVE_ACTIVITY = "archive_closed_payments"

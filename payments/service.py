@@ -74,6 +74,7 @@ from payments.models import (
 from payments.refusals import CLOSED, KEY_REUSED, NO_SUCH_PAYMENT, Refused, refusal_of
 from payments.settings import Settings
 from payments.status import cancel_settled, capture_settled
+from payments.tracing import tag_payment
 from payments.webhook_service import EndpointDirectory
 
 T = TypeVar("T")
@@ -147,6 +148,7 @@ class PaymentService:
         """
         self._representable(request.amount, request.currency)
         payment_id = payment_id_for(merchant_id, idempotency_key)
+        tag_payment(payment_id)
         request_fingerprint = fingerprint(request)
         archive = self.archive if idempotency_key is not None else None
         if archive is not None and await archive.archived(payment_id) is not None:

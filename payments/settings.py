@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # Where `make run` starts localstripe when PAYMENTS_GATEWAY=stripe and no
     # PAYMENTS_STRIPE_API_BASE is given (localstripe binds every interface).
     localstripe_port: int = Field(default=8420, ge=1, le=65535)
+    # Where `make run` has the dev server serve its Prometheus metrics.
+    temporal_metrics_port: int = Field(default=9233, ge=1, le=65535)
 
     # Where `make run` keeps the dev server's SQLite file and local keys.
     data_dir: Path = Path(".data")
@@ -110,6 +112,13 @@ class Settings(BaseSettings):
     archive_interval: timedelta = timedelta(seconds=20)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Prometheus metrics (CONTRACT §15). The worker's, Temporal's SDK metrics
+    # beside ours, on this address ("" for none). The API's on an address of
+    # their own when set; unset, on the API's port at /metrics, except in
+    # production, where the public port never serves them.
+    worker_metrics_address: str = "127.0.0.1:9464"
+    api_metrics_address: str = ""
 
     @field_validator("encryption_keys")
     @classmethod

@@ -45,8 +45,10 @@ from temporalio.exceptions import (
     FailureError,
 )
 
+from workflows import metrics as counters
+
 with workflow.unsafe.imports_passed_through():
-    from payments import memo, retries
+    from payments import memo, metrics, retries
     from payments.currencies import format_amount
     from payments.details import current_details, until
     from payments.ids import CAPTURE_STEP, VOID_STEP, refund_of_step, refund_step
@@ -231,6 +233,8 @@ class PaymentWorkflow:
     async def run(self, input: PaymentInput) -> PaymentState:
         """The saga, shielded from Temporal's cancellation, which becomes the
         operator's cancel instead of stopping whatever the saga awaits."""
+        if input.carried_state is None:  # payment.requested: this run's first event
+            counters.add(metrics.CREATED, {"capture_method": self._state.capture_method})
         # Runs as long as the run, and does nothing while the merchant has no endpoint.
         self._announcer = asyncio.ensure_future(self._announce())
         saga = asyncio.ensure_future(self._saga(input))
@@ -403,6 +407,8 @@ class PaymentWorkflow:
             return
         # We gave up without knowing whether the gateway authorized: void
         # whatever it may hold under our reference before failing.
+        if error_type not in retries.PERMANENT_ERROR_TYPES:
+            counters.add(metrics.UNKNOWN_OUTCOMES, {"step": "authorize"})
         await self._void(by_reference=True)
         failure = Failure(
             type="api_error",
@@ -470,6 +476,8 @@ class PaymentWorkflow:
                 # Unknown: the void that follows is refused by the gateway if the
                 # capture did happen, and reconciliation then reports it.
                 code = (details.code or "capture_failed") if known else OUTCOME_UNKNOWN
+                if not known:
+                    counters.add(metrics.UNKNOWN_OUTCOMES, {"step": "capture"})
                 failure = Failure(
                     type="card_error" if error_type == retries.CARD_DECLINED else "api_error",
                     code=code,
@@ -543,6 +551,8 @@ class PaymentWorkflow:
             )
         except StepFailed as err:
             # Nothing more the workflow can do; the event tells an operator.
+            if err.error_type not in retries.PERMANENT_ERROR_TYPES:
+                counters.add(metrics.UNKNOWN_OUTCOMES, {"step": "void"})
             self._emit("payment.void_failed", err.details.reported())
             return
         state.amount_capturable = 0
@@ -609,6 +619,8 @@ class PaymentWorkflow:
             error_type, details = err.error_type, err.details
             found, known = await self._committed(refund_step(refund.id), error_type)
             if found is None:
+                if not known:
+                    counters.add(metrics.UNKNOWN_OUTCOMES, {"step": "refund"})
                 refund.status = "failed"
                 refund.failure = Failure(
                     type="api_error",
@@ -948,8 +960,11 @@ class PaymentWorkflow:
         """Record one domain event in the history, and the status change it brings."""
         state = self._state
         changed = status is not None and status is not state.status
+        before = state.status
         if status is not None:
             state.status = check_transition(state.status, status)
+        for name, labels in metrics.counted(event_type, data, before.value, state.status.value):
+            counters.add(name, labels)
         state.updated_at = workflow.now()
         workflow.upsert_memo(memo.recording(DomainEvent(type=event_type, data=data), state))
         self._recorded_types.append(event_type)

@@ -26,7 +26,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows import metrics as counters
+
 with workflow.unsafe.imports_passed_through():
+    from payments import metrics
     from payments.names import (
         DELIVERIES_MEMO,
         DELIVERIES_QUERY,
@@ -385,6 +388,7 @@ class WebhookDeliveryWorkflow:
                     delivery.status = DeliveryStatus.FAILED
                 else:
                     delivery.next_attempt_at = now + delay
+            counters.add(metrics.WEBHOOK_DELIVERIES, {"outcome": _outcome(delivery)})
             self._publish()
             if delivery.next_attempt_at is not None:
                 with contextlib.suppress(TimeoutError):  # time for the next attempt
@@ -435,6 +439,13 @@ class WebhookDeliveryWorkflow:
     @workflow.query(name=DELIVERIES_QUERY)
     def deliveries(self) -> list[Delivery]:
         return [d for queue in self._queues.values() for d in queue]
+
+
+def _outcome(delivery: Delivery) -> str:
+    """An attempt's ``outcome`` label: delivered, retrying, or failed (given up)."""
+    if delivery.status is DeliveryStatus.SUCCEEDED:
+        return "delivered"
+    return "failed" if delivery.status is DeliveryStatus.FAILED else "retrying"
 
 
 def _redelivery(input: DeliveriesInput, redeliver: Redeliver) -> RedeliveryLookup:

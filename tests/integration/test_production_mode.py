@@ -278,6 +278,7 @@ async def test_a_configured_worker_polls_temporal(dev_client: Client, tmp_path: 
     # A namespace of its own: the worker makes its Schedules there, not where
     # other tests list workflows.
     namespace = f"production-mode-{uuid.uuid4().hex[:12]}"
+    (metrics_port,) = free_ports(1)
     await dev_client.workflow_service.register_namespace(
         RegisterNamespaceRequest(
             namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400 * 30)
@@ -288,6 +289,7 @@ async def test_a_configured_worker_polls_temporal(dev_client: Client, tmp_path: 
         TEMPORAL_NAMESPACE=namespace,
         PAYMENTS_DATA_DIR=str(tmp_path),
         PAYMENTS_ARCHIVE_DIR=str(tmp_path / "archive"),
+        PAYMENTS_WORKER_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
     )
     try:
         async with started("worker", env) as lines:
@@ -297,6 +299,11 @@ async def test_a_configured_worker_polls_temporal(dev_client: Client, tmp_path: 
                 await asyncio.sleep(0.1)
             assert any("worker ready" in line for line in lines), lines
             assert any("encrypted with key 'prod-test'" in line for line in lines), lines
+            # Its metrics, on the address it was given: the SDK's own among them.
+            async with httpx.AsyncClient() as http:
+                scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert scraped.status_code == 200
+            assert "temporal_num_pollers" in scraped.text
     finally:
         # Its Schedules would start workflows nobody polls for the rest of the session.
         other = Client(dev_client.service_client, namespace=namespace)

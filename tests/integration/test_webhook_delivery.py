@@ -125,7 +125,13 @@ async def test_a_failed_delivery_is_retried_and_later_events_wait_their_turn(sta
         made = await _endpoint(stack, merchant, url)
         payment_id = await _pay(stack, merchant)
         received = await receiver.wait_for(_has("payment.captured"), within=30)
-        deliveries, _ = await stack.webhooks.deliveries(merchant, made.endpoint.id)
+        # The list reads visibility, a moment behind the deliveries themselves.
+        deliveries, _ = await _wait_deliveries(
+            stack,
+            merchant,
+            made.endpoint.id,
+            lambda found: sum(d.attempts for d in found) == 4,
+        )
 
     assert [(r.json()["type"], r.answered) for r in received] == [
         ("payment.requested", 500),

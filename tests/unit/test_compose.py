@@ -1,5 +1,6 @@
 """docker-compose.yml and the Dockerfile against the code: service names, published ports,
-PAYMENTS_* variables, search attributes and the commands each container runs."""
+PAYMENTS_* variables, search attributes, the commands each container runs, and the
+observability services (what Prometheus scrapes, where traces go, what Grafana loads)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ from payments.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("gateway-simulator", "worker", "api")
-SERVICES = ("postgresql", "temporal", "temporal-admin-tools", "temporal-ui", *APP_SERVICES)
+OBSERVABILITY_SERVICES = ("prometheus", "grafana", "jaeger")
+SERVICES = (
+    "postgresql",
+    "temporal",
+    "temporal-admin-tools",
+    "temporal-ui",
+    *APP_SERVICES,
+    *OBSERVABILITY_SERVICES,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +148,20 @@ def test_published_ports_match_the_settings_defaults(
     assert (api_port, ui_port) == (8000, 8233)
 
 
-def test_only_the_api_and_the_ui_are_published_and_only_on_loopback(
+def test_only_the_api_and_the_uis_are_published_and_only_on_loopback(
     services: dict[str, dict[str, Any]],
 ) -> None:
     published = {
         name: _published_on(service) for name, service in services.items() if _published_on(service)
     }
-    # No Temporal frontend (7233), no simulator (8100), no database.
+    # No Temporal frontend (7233), no simulator (8100), no database, no metrics
+    # port (Temporal's 8000, the API's and the worker's), no OTLP port (4318).
     assert published == {
         "api": {("127.0.0.1", 8000, 8000)},
         "temporal-ui": {("127.0.0.1", 8233, 8080)},
+        "prometheus": {("127.0.0.1", 9090, 9090)},
+        "grafana": {("127.0.0.1", 3000, 3000)},
+        "jaeger": {("127.0.0.1", 16686, 16686)},
     }
     assert all("expose" not in service for service in services.values())
 
@@ -436,3 +449,158 @@ def test_the_archive_is_a_volume_on_the_worker_and_the_api(
     run = " ".join(_dockerfile().replace("\\\n", " ").split())
     assert "mkdir -p /data/archive" in run
     assert "chown -R payments /data" in run
+
+
+# --- Observability (CONTRACT §15): Prometheus, Grafana, Jaeger and the ops/ files ---
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> the repository path mounted there (``./…`` sources only)."""
+    found = {}
+    for entry in service.get("volumes", []):
+        if isinstance(entry, dict):
+            source, target = str(entry.get("source", "")), str(entry["target"])
+        else:
+            source, _, rest = str(entry).partition(":")
+            target = rest.split(":")[0]
+        if source.startswith("./"):
+            found[target] = ROOT / source
+    return found
+
+
+def _in_container(service: dict[str, Any], path: str) -> Path:
+    """The repository file a container of ``service`` sees at ``path``."""
+    for target, source in _bind_mounts(service).items():
+        if path == target or path.startswith(target.rstrip("/") + "/"):
+            return source / path[len(target) :].lstrip("/")
+    raise AssertionError(f"{path} is not under any of the service's bind mounts")
+
+
+def _flag(service: dict[str, Any], name: str) -> str:
+    values = [arg.partition("=")[2] for arg in _command(service) if arg.startswith(f"{name}=")]
+    assert len(values) == 1, f"expected one {name}=… in {_command(service)}"
+    return values[0]
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    path = _in_container(services["prometheus"], _flag(services["prometheus"], "--config.file"))
+    loaded = yaml.safe_load(path.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _scrape_targets(config: dict[str, Any]) -> dict[str, set[tuple[str, int]]]:
+    """Job -> the (host, port) pairs it scrapes, static or found by DNS."""
+    found: dict[str, set[tuple[str, int]]] = {}
+    for job in config["scrape_configs"]:
+        targets = found.setdefault(job["job_name"], set())
+        for static in job.get("static_configs", []):
+            targets |= {_host_port(target) for target in static["targets"]}
+        for dns in job.get("dns_sd_configs", []):
+            targets |= {(name, int(dns["port"])) for name in dns["names"]}
+    return found
+
+
+def test_every_file_mounted_from_the_repository_exists(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mounts = {name: _bind_mounts(service) for name, service in services.items()}
+    assert mounts["prometheus"] and mounts["grafana"]
+    for name, found in mounts.items():
+        for source in found.values():
+            assert source.exists(), f"{name} mounts {source.relative_to(ROOT)}, which is missing"
+    # Read-only: the stack never writes into the checkout.
+    for name in OBSERVABILITY_SERVICES:
+        for entry in services[name].get("volumes", []):
+            if str(entry).startswith("./"):
+                assert str(entry).endswith(":ro"), f"{name}: {entry}"
+
+
+def test_prometheus_scrapes_the_metrics_addresses_the_services_serve(
+    services: dict[str, dict[str, Any]],
+    prometheus_config: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    targets = _scrape_targets(prometheus_config)
+    api = _app_settings(services["api"], EXPORTED, monkeypatch).api_metrics_address
+    worker = _app_settings(services["worker"], EXPORTED, monkeypatch).worker_metrics_address
+    temporal = _environment(services["temporal"])["PROMETHEUS_ENDPOINT"]
+    assert temporal is not None
+    for job, service, address in (
+        ("payments-api", "api", api),
+        ("payments-worker", "worker", worker),
+        ("temporal", "temporal", temporal),
+    ):
+        host, port = _host_port(address)
+        # Every interface of the container, or Prometheus (another container) cannot reach it.
+        assert host == "0.0.0.0", f"{service} serves metrics on {address}"
+        assert targets[job] == {(service, port)}, job
+    # Metrics on their own port, never the API's public one.
+    assert _host_port(api)[1] != _default("api_port")
+    # Each of `--scale worker=N` is a target of its own: found by DNS, not one static name.
+    (worker_job,) = [
+        job for job in prometheus_config["scrape_configs"] if job["job_name"] == "payments-worker"
+    ]
+    assert "static_configs" not in worker_job and worker_job["dns_sd_configs"]
+    # The rules it loads are the ones tests/unit/test_observability_config.py checks.
+    config_file = _in_container(
+        services["prometheus"], _flag(services["prometheus"], "--config.file")
+    )
+    rules = [(config_file.parent / name).resolve() for name in prometheus_config["rule_files"]]
+    assert rules == [ROOT / "ops" / "prometheus" / "alerts.yml"]
+
+
+def test_traces_go_to_jaegers_otlp_http_port(services: dict[str, dict[str, Any]]) -> None:
+    jaeger = _environment(services["jaeger"])
+    assert jaeger["COLLECTOR_OTLP_ENABLED"] == "true"
+    otlp_host, otlp_port = _host_port(str(jaeger["COLLECTOR_OTLP_HTTP_HOST_PORT"]))
+    assert (otlp_host, otlp_port) == ("0.0.0.0", 4318)
+    for name, service_name in (("api", "payments-api"), ("worker", "payments-worker")):
+        env = _environment(services[name])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://jaeger:{otlp_port}", name
+        assert env["OTEL_SERVICE_NAME"] == service_name, name
+
+
+def test_grafana_loads_the_mounted_dashboards_from_the_provisioned_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    provisioning = _in_container(grafana, "/etc/grafana/provisioning")
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "payments.yml").read_text())[
+        "providers"
+    ]
+    dashboards = _in_container(grafana, provider["options"]["path"])
+    assert (dashboards / "payments.json").is_file()
+    home = _environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home is not None and _in_container(grafana, home).is_file()
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    prometheus_port = {target for _, _, target in _published_on(services["prometheus"])}
+    assert datasource["url"] == f"http://prometheus:{prometheus_port.pop()}"
+
+
+def test_grafana_lets_visitors_view_and_only_the_shell_knows_the_admin_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = _environment(services["grafana"])
+    found = _from_shell(env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert found and found["name"] == "GRAFANA_ADMIN_PASSWORD", env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert found["op"] == ":?" and found["arg"].strip()
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_the_header_says_how_to_export_every_required_variable() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    header = text.split("\nname:", 1)[0]
+    exported = set(re.findall(r"^#\s+export (\w+)=", header, re.MULTILINE))
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    assert required and required <= exported, sorted(required - exported)

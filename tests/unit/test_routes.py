@@ -229,3 +229,71 @@ async def test_reconciliation_runs_answer_by_their_outcome(
     merchant = await http.get("/v1/reconciliation/runs/reconciliation-done", headers=KEY)
     assert merchant.status_code == 401
     assert len(runs.started) == 1
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the one sample of ``name`` with exactly these labels."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture
+async def dev_http(service: FakeService) -> AsyncIterator[httpx.AsyncClient]:
+    """The app as `make run` has it (development): metrics on its own port."""
+    app = create_app(SETTINGS.model_copy(update={"env": "development"}))
+
+    async def fake() -> FakeService:
+        return service
+
+    app.dependency_overrides[get_service] = fake
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield client
+
+
+async def test_metrics_count_requests_by_route_template_method_and_status(
+    dev_http: httpx.AsyncClient,
+) -> None:
+    http = dev_http
+    assert (await http.post("/v1/payments", json=CARD, headers=KEY)).status_code == 202
+    assert (await http.get("/v1/payments/pay_secretlooking123")).status_code == 401
+    assert (await http.get("/no/such/path/pay_other")).status_code == 404
+    scraped = await http.get("/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    text = scraped.text
+    requests = "payments_http_requests_total"
+    assert _sample(text, requests, method="POST", route="/v1/payments", status="202") == 1
+    assert (
+        _sample(text, requests, method="GET", route="/v1/payments/{payment_id}", status="401") == 1
+    )
+    assert _sample(text, requests, method="GET", route="unmatched", status="404") == 1
+    assert (
+        _sample(
+            text,
+            "payments_http_request_duration_seconds_count",
+            method="POST",
+            route="/v1/payments",
+        )
+        == 1
+    )
+    assert _sample(text, "payments_streams_open") == 0
+    # Label values are templates, never what a caller put in the path.
+    assert "pay_secretlooking123" not in text and "pay_other" not in text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SETTINGS.model_copy(update={"env": "production"}),
+        SETTINGS.model_copy(update={"env": "development", "api_metrics_address": ":9465"}),
+    ],
+    ids=["production", "an-address-of-their-own"],
+)
+async def test_metrics_stay_off_the_public_port(settings: Settings) -> None:
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        assert (await client.get("/metrics")).status_code == 404

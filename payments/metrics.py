@@ -1,0 +1,127 @@
+"""The service's own metric names and labels (CONTRACT §15), in one place: the
+worker's code, the API's, the alert rules' and the dashboard's tests read them
+here. No I/O: workflow code imports it.
+
+Worker (through Temporal's metric meters, exported by the SDK's Prometheus
+endpoint beside its own ``temporal_…`` metrics; counters from workflow code
+do not count on replay):
+
+    payments_created_total{capture_method}       a payment requested
+    payments_settled_total{status}               its first outcome: succeeded,
+                                                 requires_capture, failed, canceled
+    payments_declines_total{decline_code}        the gateway declined the card
+    payments_gateway_request_duration_seconds{operation,outcome}
+                                                 one gateway call; outcome ok,
+                                                 declined or error (no answer)
+    payments_unknown_outcomes_total{step}        a step gave up not knowing
+                                                 what the gateway did
+    payments_refunds_total{status}               succeeded or failed
+    payments_webhook_deliveries_total{outcome}   one attempt: delivered,
+                                                 retrying or failed (given up)
+    payments_stuck{status,older_than}            running payments in processing
+                                                 or requires_capture created
+                                                 longer ago than 15m, 1h, 24h
+
+API (prometheus-client, at /metrics):
+
+    payments_http_requests_total{route,method,status}
+    payments_http_request_duration_seconds{route,method}
+    payments_streams_open
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+
+CREATED: Final = "payments_created_total"
+SETTLED: Final = "payments_settled_total"
+DECLINES: Final = "payments_declines_total"
+GATEWAY_DURATION: Final = "payments_gateway_request_duration_seconds"
+UNKNOWN_OUTCOMES: Final = "payments_unknown_outcomes_total"
+REFUNDS: Final = "payments_refunds_total"
+WEBHOOK_DELIVERIES: Final = "payments_webhook_deliveries_total"
+STUCK: Final = "payments_stuck"
+
+HTTP_REQUESTS: Final = "payments_http_requests_total"
+HTTP_DURATION: Final = "payments_http_request_duration_seconds"
+STREAMS_OPEN: Final = "payments_streams_open"
+
+DESCRIPTIONS: Final = {
+    CREATED: "Payments requested, by capture method.",
+    SETTLED: "Payments' first outcome (succeeded, requires_capture, failed, canceled).",
+    DECLINES: "Card declines from the gateway, by decline code.",
+    GATEWAY_DURATION: "Gateway calls, by operation and outcome (ok, declined, error).",
+    UNKNOWN_OUTCOMES: "Steps that gave up without knowing what the gateway did.",
+    REFUNDS: "Refunds, by final status.",
+    WEBHOOK_DELIVERIES: "Webhook delivery attempts, by outcome (delivered, retrying, failed).",
+    STUCK: "Running payments in a status longer than expected, by status and age.",
+    HTTP_REQUESTS: "HTTP requests to the API, by route template, method and status.",
+    HTTP_DURATION: "HTTP request durations at the API, by route template and method.",
+    STREAMS_OPEN: "Event streams (SSE and WebSocket) open at the API.",
+}
+
+WORKER_METRICS: Final = (
+    CREATED,
+    SETTLED,
+    DECLINES,
+    GATEWAY_DURATION,
+    UNKNOWN_OUTCOMES,
+    REFUNDS,
+    WEBHOOK_DELIVERIES,
+    STUCK,
+)
+API_METRICS: Final = (HTTP_REQUESTS, HTTP_DURATION, STREAMS_OPEN)
+
+# Seconds; a gateway call is tens of milliseconds when well, seconds when not.
+GATEWAY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# The stuck-payment gauge's ages (label older_than), and the statuses it watches.
+STUCK_AGES: Final = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+}
+STUCK_STATUSES: Final = ("processing", "requires_capture")
+
+LOOKUP: Final = "lookup"
+_STEPS: Final = frozenset({"authorize", "capture", "void", "refund"})
+
+
+def operation_of(activity_type: str) -> str:
+    """A gateway call's ``operation`` label: the step, or ``lookup`` for the
+    activities that ask the gateway what it committed."""
+    return activity_type if activity_type in _STEPS else LOOKUP
+
+
+_BEFORE_OUTCOME: Final = frozenset({"processing", "requires_action"})
+_OUTCOMES: Final = frozenset({"requires_capture", "succeeded", "failed", "canceled"})
+
+
+def counted(
+    event_type: str, data: dict[str, Any], before: str, after: str
+) -> list[tuple[str, dict[str, str]]]:
+    """The counters one recorded event moves, with their labels (the payment
+    workflow adds 1 to each; payments_created_total it counts at its start).
+    ``before`` and ``after``: the payment's status around the event."""
+    found: list[tuple[str, dict[str, str]]] = []
+    if event_type == "payment.declined":
+        code = data.get("decline_code") or data.get("code") or "unknown"
+        found.append((DECLINES, {"decline_code": str(code)}))
+    elif event_type in ("refund.succeeded", "refund.failed"):
+        found.append((REFUNDS, {"status": event_type.removeprefix("refund.")}))
+    if before in _BEFORE_OUTCOME and after in _OUTCOMES:
+        found.append((SETTLED, {"status": after}))
+    return found
+
+
+# Counters a worker exports at 0 from its start, so that a rule or a panel
+# over them has a series before the first event (an alert on increase() needs
+# the 0 it increased from). Labels with open-ended values (decline codes) wait.
+ZERO_SERIES: Final = (
+    *((CREATED, {"capture_method": m}) for m in ("automatic", "manual")),
+    *((SETTLED, {"status": s}) for s in sorted(_OUTCOMES)),
+    *((UNKNOWN_OUTCOMES, {"step": s}) for s in sorted(_STEPS)),
+    *((REFUNDS, {"status": s}) for s in ("succeeded", "failed")),
+    *((WEBHOOK_DELIVERIES, {"outcome": o}) for o in ("delivered", "retrying", "failed")),
+)
