@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list bench-webhooks clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list bench-webhooks bench-observability clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,9 @@ bench-list: $(STAMP)
 # bench/results/webhooks.json. ARGS="--payments 100 --rounds 2" shortens it.
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m bench.webhooks $(ARGS)
+
+bench-observability: $(STAMP)
+	$(BIN)/python -m bench.observability $(ARGS)
 
 clean:
 	rm -f $(STAMP) $(BENCH_STAMP)

@@ -108,8 +108,6 @@ def telemetry_runtime(settings: Settings) -> Runtime:
             f"worker: cannot serve metrics on PAYMENTS_WORKER_METRICS_ADDRESS={address} ({err}); "
             "set a free address, or an empty one for none"
         ) from None
-    for name, labels in metrics.ZERO_SERIES:
-        runtime.metric_meter.create_counter(name, metrics.DESCRIPTIONS[name]).add(0, labels)
     return runtime
 
 
@@ -141,11 +139,13 @@ async def main() -> None:
     tracing = Tracing.from_environment(WORKER_SERVICE)
     if tracing is not None:
         tracing.instrument_httpx()
+    runtime = telemetry_runtime(settings)
     client = await connect(
         settings,
-        runtime=telemetry_runtime(settings),
+        runtime=runtime,
         interceptors=tracing.temporal_interceptors() if tracing else [],
     )
+    metrics.zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
     gateway = build_gateway(settings)
     outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
     stop = asyncio.Event()

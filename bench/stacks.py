@@ -6,9 +6,11 @@ rate limit lifted, and the dev server's Prometheus metrics on a port of their ow
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from devstack import Stack, StackConfig, StackError, free_ports
 
@@ -40,13 +42,15 @@ def bench_stack(
     output: Callable[[str], None] = _discard,
     prefix: str = "payments-bench-",
     env: dict[str, str] | None = None,
+    config_changes: dict[str, Any] | None = None,
 ) -> Iterator[tuple[Stack, str]]:
     """The bench's stack, started, and the URL of the dev server's metrics; stopped
-    and its data directory removed on the way out. Its output goes to ``output``."""
+    and its data directory removed on the way out. Its output goes to ``output``;
+    ``config_changes`` replace fields of its :class:`StackConfig`."""
     (metrics_port,) = free_ports(1)
     with tempfile.TemporaryDirectory(prefix=prefix) as data_dir:
         args = ["--metrics-port", str(metrics_port), *dev_server_args]
-        config = bench_config(Path(data_dir))
+        config = dataclasses.replace(bench_config(Path(data_dir)), **(config_changes or {}))
         merged = {**BENCH_ENV, **(env or {})}
         with Stack(config, env=merged, output=output, dev_server_args=args) as stack:
             yield stack, f"http://127.0.0.1:{metrics_port}/metrics"

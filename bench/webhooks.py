@@ -70,7 +70,8 @@ class Receiver:
 
 
 @asynccontextmanager
-async def serving(app: Receiver) -> AsyncIterator[str]:
+async def serving(app: Any) -> AsyncIterator[str]:
+    """An ASGI app served on a free loopback port, in this event loop; its URL."""
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
     task = asyncio.create_task(server.serve())
     try:

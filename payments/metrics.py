@@ -34,6 +34,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
+from temporalio.common import MetricMeter
+
+from payments import names
+
 CREATED: Final = "payments_created_total"
 SETTLED: Final = "payments_settled_total"
 DECLINES: Final = "payments_declines_total"
@@ -115,13 +119,30 @@ def counted(
     return found
 
 
-# Counters a worker exports at 0 from its start, so that a rule or a panel
-# over them has a series before the first event (an alert on increase() needs
-# the 0 it increased from). Labels with open-ended values (decline codes) wait.
+# Counters a worker exports at 0 from its start, under the labels the SDK puts
+# on what its workflows count (with ``namespace`` and ``task_queue``), so that
+# each is one series from 0: a rate or an alert on increase() sees the first
+# event. Labels with open-ended values (decline codes) wait for their first.
+_PAYMENT: Final = names.WORKFLOW_TYPE
+_DELIVERY: Final = names.WEBHOOK_DELIVERY_WORKFLOW_TYPE
 ZERO_SERIES: Final = (
-    *((CREATED, {"capture_method": m}) for m in ("automatic", "manual")),
-    *((SETTLED, {"status": s}) for s in sorted(_OUTCOMES)),
-    *((UNKNOWN_OUTCOMES, {"step": s}) for s in sorted(_STEPS)),
-    *((REFUNDS, {"status": s}) for s in ("succeeded", "failed")),
-    *((WEBHOOK_DELIVERIES, {"outcome": o}) for o in ("delivered", "retrying", "failed")),
+    *((CREATED, _PAYMENT, {"capture_method": m}) for m in ("automatic", "manual")),
+    *((SETTLED, _PAYMENT, {"status": s}) for s in sorted(_OUTCOMES)),
+    *((UNKNOWN_OUTCOMES, _PAYMENT, {"step": s}) for s in sorted(_STEPS)),
+    *((REFUNDS, _PAYMENT, {"status": s}) for s in ("succeeded", "failed")),
+    *((WEBHOOK_DELIVERIES, _DELIVERY, {"outcome": o}) for o in ("delivered", "retrying", "failed")),
 )
+
+
+def zero_series(meter: MetricMeter, namespace: str, task_queue: str) -> None:
+    """Every counter of :data:`ZERO_SERIES` at 0 on ``meter`` (the runtime's)."""
+    for name, workflow_type, labels in ZERO_SERIES:
+        meter.create_counter(name, DESCRIPTIONS[name]).add(
+            0,
+            {
+                **labels,
+                "namespace": namespace,
+                "task_queue": task_queue,
+                "workflow_type": workflow_type,
+            },
+        )
