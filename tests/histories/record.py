@@ -38,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.archive import ArchiveActivities  # noqa: E402
+from activities.stuck import StuckActivities  # noqa: E402
 from archive.filesystem import FilesystemArchive  # noqa: E402
 from gateway.simulator.core import Faults  # noqa: E402
 from payments.archive import ArchiveRun  # noqa: E402
@@ -54,6 +55,7 @@ from payments.models import (  # noqa: E402
     RefundCommand,
     RefundPayment,
 )
+from payments.stuck import StuckCounter  # noqa: E402
 from payments.webhooks import (  # noqa: E402
     CreateEndpoint,
     Delivery,
@@ -63,6 +65,7 @@ from payments.webhooks import (  # noqa: E402
     endpoints_workflow_id,
 )
 from workflows.archive import ArchiveWorkflow  # noqa: E402
+from workflows.stuck import StuckPaymentsWorkflow  # noqa: E402
 
 Scenario = Callable[[Stack, WorkflowEnvironment], Awaitable[str]]
 
@@ -320,6 +323,25 @@ async def archiver(stack: Stack, env: WorkflowEnvironment) -> str:
     return handle.id
 
 
+async def stuck_count(stack: Stack, env: WorkflowEnvironment) -> str:
+    """One stuck-payment count, a payment waiting for capture among those counted."""
+    payment = await stack.create(capture_method="manual")
+    await stack.wait_status(payment.id, "requires_capture")
+    queue = f"record-stuck-{uuid.uuid4()}"
+    counter = StuckCounter(env.client, queue)
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[StuckPaymentsWorkflow],
+        activities=[StuckActivities(counter).count_stuck_payments],
+    ):
+        handle = await env.client.start_workflow(
+            StuckPaymentsWorkflow.run, id=f"stuck-{uuid.uuid4()}", task_queue=queue
+        )
+        await handle.result()
+    return handle.id
+
+
 WEBHOOK_MERCHANT = "acme"
 
 
@@ -391,6 +413,7 @@ DEV_SCENARIOS: list[Scenario] = [
     continue_as_new,
     capture_after_continue_as_new,
     archiver,
+    stuck_count,
     canceled_in_temporal,
     canceled_in_temporal_after_capture,
     keyed_updates,

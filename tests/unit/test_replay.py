@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
+from workflows.stuck import StuckPaymentsWorkflow
 from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -39,6 +40,8 @@ EXPECTED_PATHS = {
     "expiry",
     "refund_window_end",
     "archiver",
+    # The stuck-payment count (issue 15).
+    "stuck_count",
     "canceled_in_temporal",
     "canceled_in_temporal_after_capture",
     "keyed_updates",
@@ -88,6 +91,7 @@ async def test_history_replays(path: Path) -> None:
             ArchiveWorkflow,
             WebhookEndpointsWorkflow,
             WebhookDeliveryWorkflow,
+            StuckPaymentsWorkflow,
         ],
         data_converter=pydantic_data_converter,
     )
