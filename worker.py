@@ -137,8 +137,6 @@ async def main() -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     bytecode_for_the_sandbox()
     tracing = Tracing.from_environment(WORKER_SERVICE)
-    if tracing is not None:
-        tracing.instrument_httpx()
     runtime = telemetry_runtime(settings)
     client = await connect(
         settings,
@@ -148,6 +146,8 @@ async def main() -> None:
     metrics.zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
     gateway = build_gateway(settings)
     outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
+    if tracing is not None:
+        tracing.instrument_httpx(except_for=[outbound.http_client])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -170,6 +170,11 @@ def main() -> None:
     app = create_app(settings, tracing=tracing)
     if settings.api_metrics_address:
         serve_metrics_apart(app, settings.api_metrics_address)
+    elif not serves_metrics_on_its_port(settings):
+        logging.getLogger("api").warning(
+            "no metrics served: set PAYMENTS_API_METRICS_ADDRESS (host:port) to serve them "
+            "apart from the public port"
+        )
     uvicorn.run(
         app,
         host=settings.api_host,

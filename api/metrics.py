@@ -81,12 +81,22 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sent)
         finally:
-            self.metrics.observe(
-                _route(scope), scope["method"], status, time.perf_counter() - started
-            )
+            seconds = time.perf_counter() - started
+            self.metrics.observe(_route(scope), _method(scope), status, seconds)
 
 
 def _route(scope: Scope) -> str:
+    """The template of the route that took the request, under the mount it
+    sits in (``/codec/encode``); ``unmatched`` when none did."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    return scope.get("root_path", "") + path if isinstance(path, str) else UNMATCHED
+
+
+# Methods a client may invent (h11 takes any token): each would be a series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method(scope: Scope) -> str:
+    method: str = scope["method"]
+    return method if method in METHODS else "other"

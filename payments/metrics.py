@@ -17,7 +17,9 @@ do not count on replay):
                                                  what the gateway did
     payments_refunds_total{status}               succeeded or failed
     payments_webhook_deliveries_total{outcome}   one attempt: delivered,
-                                                 retrying or failed (given up)
+                                                 retrying or failed (given up);
+                                                 dropped: its endpoint was
+                                                 deleted or disabled
     payments_stuck{status,older_than}            running payments in processing
                                                  or requires_capture created
                                                  longer ago than 15m, 1h, 24h
@@ -58,7 +60,7 @@ DESCRIPTIONS: Final = {
     GATEWAY_DURATION: "Gateway calls, by operation and outcome (ok, declined, error).",
     UNKNOWN_OUTCOMES: "Steps that gave up without knowing what the gateway did.",
     REFUNDS: "Refunds, by final status.",
-    WEBHOOK_DELIVERIES: "Webhook delivery attempts, by outcome (delivered, retrying, failed).",
+    WEBHOOK_DELIVERIES: "Webhook deliveries, by outcome (delivered, retrying, failed, dropped).",
     STUCK: "Running payments in a status longer than expected, by status and age.",
     HTTP_REQUESTS: "HTTP requests to the API, by route template, method and status.",
     HTTP_DURATION: "HTTP request durations at the API, by route template and method.",
@@ -130,7 +132,10 @@ ZERO_SERIES: Final = (
     *((SETTLED, _PAYMENT, {"status": s}) for s in sorted(_OUTCOMES)),
     *((UNKNOWN_OUTCOMES, _PAYMENT, {"step": s}) for s in sorted(_STEPS)),
     *((REFUNDS, _PAYMENT, {"status": s}) for s in ("succeeded", "failed")),
-    *((WEBHOOK_DELIVERIES, _DELIVERY, {"outcome": o}) for o in ("delivered", "retrying", "failed")),
+    *(
+        (WEBHOOK_DELIVERIES, _DELIVERY, {"outcome": o})
+        for o in ("delivered", "retrying", "failed", "dropped")
+    ),
 )
 
 

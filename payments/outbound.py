@@ -285,6 +285,11 @@ class Outbound:
                     if read >= self._max_response_bytes:
                         break
 
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """Its client, for what must leave it alone (tracing: payments/tracing.py)."""
+        return self._client
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -21,7 +21,9 @@ from temporalio.common import MetricMeter
 from payments import metrics, names
 from payments.listing import quote
 
-EVERY = timedelta(minutes=1)
+# Every five minutes: the alerts wait ten, and each run stays in the UI until
+# retention ends (12 a hour, not 60).
+EVERY = timedelta(minutes=5)
 
 
 class StuckCount(BaseModel):

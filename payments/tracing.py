@@ -1,6 +1,7 @@
 """OpenTelemetry tracing (CONTRACT §15): off unless ``OTEL_EXPORTER_OTLP_ENDPOINT``
-is set; then OTLP (http/protobuf unless ``OTEL_EXPORTER_OTLP_PROTOCOL`` says
-otherwise), configured by the standard ``OTEL_*`` variables, the service named
+is set (and ``OTEL_SDK_DISABLED`` is not ``true``); then OTLP over
+http/protobuf (another ``OTEL_EXPORTER_OTLP_PROTOCOL`` stops the process
+with a message), configured by the standard ``OTEL_*`` variables, the service named
 ``payments-api`` or ``payments-worker`` unless ``OTEL_SERVICE_NAME`` says so.
 
 One trace runs from the HTTP request (FastAPI's instrumentation) through the
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -33,6 +36,9 @@ PAYMENT_PREFIX = "pay_"
 
 
 def enabled() -> bool:
+    """On when an endpoint is set, unless ``OTEL_SDK_DISABLED`` says otherwise."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
@@ -69,6 +75,12 @@ class Tracing:
         """Tracing as the ``OTEL_*`` variables configure it; None when off."""
         if not enabled():
             return None
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        if protocol != "http/protobuf":
+            raise SystemExit(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: only http/protobuf is supported "
+                "(unset it, and point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port)"
+            )
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         tracing = cls.exporting(OTLPSpanExporter(), service)
@@ -89,11 +101,15 @@ class Tracing:
 
         return [TracingInterceptor(self.provider.get_tracer("temporalio"))]
 
-    def instrument_httpx(self) -> None:
-        """Every httpx client of the process: the gateway's calls among them."""
+    def instrument_httpx(self, *, except_for: Sequence[httpx.AsyncClient] = ()) -> None:
+        """Every httpx client of the process, the gateway's calls among them,
+        but those ``except_for``: webhooks to merchants carry no trace context
+        of ours (``traceparent``, ``baggage``) to a third party."""
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
         HTTPXClientInstrumentor().instrument(tracer_provider=self.provider)
+        for client in except_for:
+            HTTPXClientInstrumentor.uninstrument_client(client)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

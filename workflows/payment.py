@@ -406,9 +406,8 @@ class PaymentWorkflow:
             self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
             return
         # We gave up without knowing whether the gateway authorized: void
-        # whatever it may hold under our reference before failing.
-        if error_type not in retries.PERMANENT_ERROR_TYPES:
-            counters.add(metrics.UNKNOWN_OUTCOMES, {"step": "authorize"})
+        # whatever it may hold under our reference before failing (the void
+        # counts an unknown outcome if even that gets no answer).
         await self._void(by_reference=True)
         failure = Failure(
             type="api_error",

@@ -1,7 +1,7 @@
 """``StuckPaymentsWorkflow``: how many running payments have stayed in
 ``processing`` or ``requires_capture`` longer than expected, by age.
 
-A Temporal Schedule starts it every minute (``payments-stuck-count``); its
+A Temporal Schedule starts it every five minutes (``payments-stuck-count``); its
 activity counts from visibility and sets the worker's ``payments_stuck``
 gauge; the counts are the run's result, so the UI shows each one too.
 """

@@ -388,7 +388,10 @@ class WebhookDeliveryWorkflow:
                     delivery.status = DeliveryStatus.FAILED
                 else:
                     delivery.next_attempt_at = now + delay
-            counters.add(metrics.WEBHOOK_DELIVERIES, {"outcome": _outcome(delivery)})
+            counters.add(
+                metrics.WEBHOOK_DELIVERIES,
+                {"outcome": "dropped" if outcome.endpoint_gone else _outcome(delivery)},
+            )
             self._publish()
             if delivery.next_attempt_at is not None:
                 with contextlib.suppress(TimeoutError):  # time for the next attempt

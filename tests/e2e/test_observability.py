@@ -221,7 +221,7 @@ async def test_a_real_prometheus_finds_every_metric_the_rules_and_dashboard_use(
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as http:
         for body in (VISA, DECLINED):
             assert (await http.post("/v1/payments", json=body)).status_code == 200
-    # The stuck-payment count runs every minute: once now.
+    # The stuck-payment count runs every five minutes: once now.
     client = await Client.connect(stack.config.temporal_address)
     await client.get_schedule_handle(STUCK_SCHEDULE_ID).trigger()
 
@@ -254,3 +254,30 @@ async def test_a_real_prometheus_finds_every_metric_the_rules_and_dashboard_use(
             await page.wait_for_selector("canvas, svg, .graph-chart", timeout=20_000)
             await page.wait_for_timeout(1500)
             await page.screenshot(path=ARTIFACTS / "prometheus-settled-by-status.png")
+
+
+async def test_webhooks_to_merchants_carry_no_trace_context(
+    traced: tuple[Stack, Receiver],
+) -> None:
+    """The worker's gateway calls are traced; its POSTs to merchants are not:
+    no ``traceparent`` or ``baggage`` of ours goes to a third party."""
+    stack, _ = traced
+    merchant = Receiver()
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    async with (
+        serving(merchant) as url,
+        httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as http,
+    ):
+        made = await http.post("/v1/webhook_endpoints", json={"url": url, "enabled_events": ["*"]})
+        assert made.status_code == 201, made.text
+        try:
+            await asyncio.sleep(1.1)  # the workers' look at the endpoints goes stale
+            paid = await http.post("/v1/payments", json=VISA, headers={"Prefer": "wait=10"})
+            assert paid.status_code == 200, paid.text
+            received = await merchant.wait_for(
+                lambda got: any(r.json()["payment_id"] == paid.json()["id"] for r in got)
+            )
+        finally:
+            await http.delete(f"/v1/webhook_endpoints/{made.json()['id']}")
+    assert received
+    assert all("traceparent" not in r.headers and "baggage" not in r.headers for r in received)

@@ -261,6 +261,8 @@ async def test_metrics_count_requests_by_route_template_method_and_status(
     assert (await http.post("/v1/payments", json=CARD, headers=KEY)).status_code == 202
     assert (await http.get("/v1/payments/pay_secretlooking123")).status_code == 401
     assert (await http.get("/no/such/path/pay_other")).status_code == 404
+    await http.request("BREW", "/v1/payments")
+    await http.post("/codec/encode", json={"payloads": []})
     scraped = await http.get("/metrics")
     assert scraped.status_code == 200
     assert scraped.headers["content-type"].startswith("text/plain")
@@ -281,6 +283,19 @@ async def test_metrics_count_requests_by_route_template_method_and_status(
         == 1
     )
     assert _sample(text, "payments_streams_open") == 0
+    # A method a client invents is one series, whatever it is.
+    assert 'method="BREW"' not in text
+    assert (
+        _sample(
+            text,
+            "payments_http_request_duration_seconds_count",
+            method="other",
+            route="/v1/payments",
+        )
+        == 1
+    )
+    # A mounted app's route under its mount.
+    assert 'route="/codec/encode"' in text
     # Label values are templates, never what a caller put in the path.
     assert "pay_secretlooking123" not in text and "pay_other" not in text
 
