@@ -18,11 +18,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
     WorkflowFailureError,
     WorkflowHandle,
 )
@@ -31,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from payments import names
 from payments.reconciliation import ReconciliationReport, ReconciliationRequest
 from payments.refusals import RESOURCE_MISSING, Refusal, Refused
+from payments.temporal import ensure_interval_schedule
 
 NO_SUCH_RUN = Refusal(RESOURCE_MISSING, "no such reconciliation run", "id")
 
@@ -89,20 +86,17 @@ class ReconciliationService:
 
     async def ensure_schedule(self, every: timedelta) -> bool:
         """Create the reconciliation Schedule unless it exists; True if created."""
-        schedule = Schedule(
-            action=ScheduleActionStartWorkflow(
+        return await ensure_interval_schedule(
+            self.client,
+            names.RECONCILIATION_SCHEDULE_ID,
+            ScheduleActionStartWorkflow(
                 names.RECONCILIATION_WORKFLOW_TYPE,
                 ReconciliationRequest(lookback_seconds=every.total_seconds()),
                 id="reconciliation",
                 task_queue=self._task_queue,
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            every,
         )
-        try:
-            await self.client.create_schedule(names.RECONCILIATION_SCHEDULE_ID, schedule)
-        except ScheduleAlreadyRunningError:
-            return False
-        return True
 
 
 async def _report(handle: WorkflowHandle[Any, ReconciliationReport]) -> ReconciliationReport:

@@ -10,16 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleSpec,
 )
 from temporalio.common import MetricMeter
 
 from payments import metrics, names
 from payments.listing import quote
+from payments.temporal import ensure_interval_schedule
 
 # Every five minutes: the alerts wait ten, and each run stays in the UI until
 # retention ends (12 a hour, not 60).
@@ -67,14 +64,11 @@ class StuckCounter:
 
     async def ensure_schedule(self) -> bool:
         """Create the Schedule unless it exists; True if created."""
-        schedule = Schedule(
-            action=ScheduleActionStartWorkflow(
+        return await ensure_interval_schedule(
+            self._client,
+            names.STUCK_SCHEDULE_ID,
+            ScheduleActionStartWorkflow(
                 names.STUCK_WORKFLOW_TYPE, id="stuck-payments", task_queue=self._task_queue
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=EVERY)]),
+            EVERY,
         )
-        try:
-            await self._client.create_schedule(names.STUCK_SCHEDULE_ID, schedule)
-        except ScheduleAlreadyRunningError:
-            return False
-        return True

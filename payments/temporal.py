@@ -15,7 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
@@ -70,3 +77,18 @@ async def retention(client: Client) -> timedelta | None:
         return None
     kept: timedelta = config.workflow_execution_retention_ttl.ToTimedelta()
     return kept or None
+
+
+async def ensure_interval_schedule(
+    client: Client, schedule_id: str, action: ScheduleActionStartWorkflow, every: timedelta
+) -> bool:
+    """A Schedule starting ``action`` every ``every``, unless one of that id
+    exists (as it is: never changed here); True if created."""
+    schedule = Schedule(
+        action=action, spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        return False
+    return True
