@@ -40,7 +40,11 @@ from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 from workflows.stuck import StuckPaymentsWorkflow
-from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
+from workflows.webhooks import (
+    WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
+    WebhookEndpointsWorkflow,
+)
 
 log = logging.getLogger("worker")
 ROOT = Path(__file__).resolve().parent
@@ -62,6 +66,7 @@ WORKFLOWS = [
     ArchiveWorkflow,
     WebhookEndpointsWorkflow,
     WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
     StuckPaymentsWorkflow,
 ]
 

@@ -1,9 +1,13 @@
 """The webhook activities (CONTRACT §12), all run as local activities:
 
 - ``announce_events``, from the payment workflow: if the merchant has an
-  endpoint that wants one of the events just recorded, hand them to the
-  payment's delivery workflow (signal-with-start). A merchant without
-  endpoints costs a look in a cache (:class:`EndpointDirectory`).
+  endpoint that wants one of the events just recorded, tell the merchant's
+  dispatch workflow (signal-with-start). A merchant without endpoints costs
+  a look in a cache (:class:`EndpointDirectory`).
+- ``deliver_first_attempts``, from the dispatch workflow: for a batch of
+  payments, read their announced events and send each to every endpoint
+  that receives it, in ``seq`` order per payment and endpoint, stopping at
+  the first that fails; say what is left for the delivery workflows.
 - ``new_deliveries`` and ``redelivery``, from the delivery workflow: read the
   events from the payment's history (with their ``seq`` and the payment as
   each left it) and say which endpoints receive each.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +33,7 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartBatchOperationRequest
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -36,8 +41,9 @@ from payments import events, memo
 from payments.listing import quote
 from payments.models import Event, PaymentState
 from payments.names import (
+    DELIVERIES_QUERY,
     MERCHANT,
-    WEBHOOK_DELIVERY_WORKFLOW_TYPE,
+    WEBHOOK_DISPATCH_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
     DeliverySignals,
     Signals,
@@ -51,20 +57,40 @@ from payments.webhooks import (
     ENDPOINT_DELETED,
     ENDPOINT_DISABLED,
     Announcement,
-    DeliveriesInput,
+    Delivery,
     DeliveryOutcome,
     DeliveryRequest,
+    DeliveryStatus,
+    DispatchInput,
     EndpointStatus,
+    FirstAttempts,
+    FirstAttemptsDone,
+    HandOff,
     NewDeliveries,
     RedeliveryLookup,
+    StoredEndpoint,
     TellPayments,
     WebhookEvent,
     WebhooksOn,
     deliveries_workflow_id,
+    dispatch_workflow_id,
     event_id,
+    next_attempt_delay,
 )
 
 USER_AGENT = "payments-webhooks/1"
+# A batch of first attempts makes none after this many seconds (the dispatch
+# workflow's timeout for it is 2 minutes): what is left is handed on untried.
+FIRST_ATTEMPTS_BUDGET = 60.0
+# Reading one payment's announced events, within the budget.
+READ_BUDGET = 20.0
+# POSTs in flight at once to one endpoint in one batch of first attempts:
+# more buys no speed from a receiver that answers at once, and costs the
+# client's connection pool, which looks at every open connection on each
+# request.
+AT_ONCE_PER_ENDPOINT = 4
+# The outbound client's word for an endpoint that did not answer in time.
+TIMED_OUT = "timeout"
 
 
 def signature_header(secrets: Sequence[str], message_id: str, at: datetime, body: str) -> str:
@@ -88,6 +114,7 @@ class WebhookActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.announce_events,
+            self.deliver_first_attempts,
             self.new_deliveries,
             self.redelivery,
             self.deliver_webhook,
@@ -96,7 +123,7 @@ class WebhookActivities:
 
     @activity.defn(name=Names.ANNOUNCE)
     async def announce_events(self, announcement: Announcement) -> bool:
-        """Whether the events went to the payment's delivery workflow."""
+        """Whether the events went to the merchant's dispatch workflow."""
         endpoints = await self._directory.of(announcement.merchant_id)
         if not any(
             stored.endpoint.status is EndpointStatus.ENABLED
@@ -105,20 +132,150 @@ class WebhookActivities:
         ):
             return False
         await self._client.start_workflow(
-            WEBHOOK_DELIVERY_WORKFLOW_TYPE,
-            DeliveriesInput(
-                payment_id=announcement.payment_id, merchant_id=announcement.merchant_id
-            ),
-            id=deliveries_workflow_id(announcement.payment_id),
+            WEBHOOK_DISPATCH_WORKFLOW_TYPE,
+            DispatchInput(merchant_id=announcement.merchant_id),
+            id=dispatch_workflow_id(announcement.merchant_id),
             task_queue=activity.info().task_queue,
             start_signal=DeliverySignals.ANNOUNCE,
             start_signal_args=[announcement],
             search_attributes=TypedSearchAttributes(
                 [SearchAttributePair(MERCHANT, announcement.merchant_id)]
             ),
-            static_summary=f"webhooks of {announcement.payment_id}",
+            static_summary=f"webhooks of merchant {announcement.merchant_id}: first attempts",
         )
         return True
+
+    @activity.defn(name=Names.FIRST_ATTEMPTS)
+    async def deliver_first_attempts(self, batch: FirstAttempts) -> FirstAttemptsDone:
+        """The first attempt of every delivery the announcements make, payments
+        side by side; per payment and endpoint in ``seq`` order, and after the
+        first that fails, the rest wait for the payment's delivery workflow.
+        Nothing raises out of it for one payment or one endpoint: a payment
+        whose events cannot be read is handed on whole, an endpoint that times
+        out is not tried again in the batch, and what the batch's budget does
+        not reach is handed on untried."""
+        endpoints = await self._directory.fresh(batch.merchant_id)
+        by_payment: dict[str, list[Announcement]] = {}
+        for announcement in batch.announcements:
+            by_payment.setdefault(announcement.payment_id, []).append(announcement)
+        attempts = _Attempts(
+            endpoints=endpoints,
+            left_alone=set(batch.skip_endpoints),
+            deadline=asyncio.get_running_loop().time() + FIRST_ATTEMPTS_BUDGET,
+        )
+        done = FirstAttemptsDone()
+        for payment_done in await asyncio.gather(
+            *(self._first_attempts_of(found, attempts) for found in by_payment.values())
+        ):
+            done.deliveries.extend(payment_done.deliveries)
+            done.handoffs.extend(payment_done.handoffs)
+            done.forward.extend(payment_done.forward)
+        done.slow = sorted(attempts.timed_out)
+        return done
+
+    async def _first_attempts_of(
+        self, announcements: list[Announcement], attempts: _Attempts
+    ) -> FirstAttemptsDone:
+        payment_id = announcements[0].payment_id
+        try:
+            async with asyncio.timeout(READ_BUDGET):
+                later = announcements[0].first > 0 or announcements[0].continued
+                if later and await self._carried(payment_id):
+                    # Its delivery workflow may be retrying an earlier event.
+                    return FirstAttemptsDone(forward=announcements)
+                found = [event for a in announcements for event in await self._announced(a)]
+        except Exception as err:
+            activity.logger.warning("events of %s not read: %s", payment_id, err)
+            return FirstAttemptsDone(forward=announcements)
+        done = FirstAttemptsDone()
+        chains = [
+            self._chain(stored, found, attempts)
+            for stored in attempts.endpoints
+            if any(stored.endpoint.receives(e.type, e.created_at) for e in found)
+        ]
+        for deliveries in await asyncio.gather(*chains):
+            done.deliveries.extend(deliveries)
+        left = [d for d in done.deliveries if d.status is DeliveryStatus.PENDING]
+        if left:
+            wanted = {d.seq for d in left}
+            done.handoffs.append(
+                HandOff(
+                    payment_id=payment_id,
+                    deliveries=left,
+                    events=[e for e in found if e.seq in wanted],
+                )
+            )
+        return done
+
+    async def _chain(
+        self, stored: StoredEndpoint, found: list[WebhookEvent], attempts: _Attempts
+    ) -> list[Delivery]:
+        """One endpoint's deliveries of one payment's events, in ``seq`` order:
+        each sent until one fails; that one and those after it pending."""
+        endpoint_id = stored.endpoint.id
+        deliveries: list[Delivery] = []
+        stopped = False
+        for event in found:
+            if not stored.endpoint.receives(event.type, event.created_at):
+                continue
+            now = datetime.now(UTC)
+            delivery = Delivery.of(event, endpoint_id, now)
+            deliveries.append(delivery)
+            stopped = stopped or not attempts.may_try(endpoint_id)
+            if stopped:
+                continue
+            async with attempts.slot(endpoint_id):
+                if not attempts.may_try(endpoint_id):  # while it waited its turn
+                    stopped = True
+                    continue
+                try:
+                    outcome = await self._post(stored, event, attempt=1)
+                except Exception as err:  # never the batch's end: the retry is the workflow's
+                    activity.logger.warning("webhook %s to %s: %s", event.id, endpoint_id, err)
+                    outcome = DeliveryOutcome(delivered=False, error="delivery_error")
+            delivery.attempts = 1
+            delivery.first_attempt_at = now
+            delivery.last_status_code = outcome.status_code
+            delivery.last_error = outcome.error
+            if outcome.delivered:
+                delivery.status = DeliveryStatus.SUCCEEDED
+                delivery.next_attempt_at = None
+                continue
+            stopped = True
+            attempted = datetime.now(UTC)
+            delay = next_attempt_delay(1, now, attempted)
+            delivery.next_attempt_at = None if delay is None else attempted + delay
+            if outcome.error == TIMED_OUT:
+                attempts.timed_out.add(endpoint_id)
+        return deliveries
+
+    async def _first_attempt(self, lookup: RedeliveryLookup, event: str) -> list[Delivery]:
+        """The dispatch workflow's record of the event's delivery to the
+        endpoint, if it answers (the redelivery goes out regardless)."""
+        handle = self._client.get_workflow_handle(dispatch_workflow_id(lookup.merchant_id))
+        try:
+            recorded: list[Delivery] = await handle.query(
+                DELIVERIES_QUERY, result_type=list[Delivery]
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                activity.logger.warning(
+                    "first attempts of %s not read: %s", lookup.merchant_id, err
+                )
+            return []
+        return [d for d in recorded if d.endpoint_id == lookup.endpoint_id and d.event_id == event]
+
+    async def _carried(self, payment_id: str) -> bool:
+        """Whether the payment's delivery workflow is running."""
+        try:
+            described = await self._client.get_workflow_handle(
+                deliveries_workflow_id(payment_id)
+            ).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status == WorkflowExecutionStatus.RUNNING
 
     @activity.defn(name=Names.NEW_DELIVERIES)
     async def new_deliveries(self, announcement: Announcement) -> NewDeliveries:
@@ -154,7 +311,9 @@ class WebhookActivities:
                     if event is None:
                         return NewDeliveries(events=[])
                     return NewDeliveries(
-                        events=[event], endpoints={event.seq: [lookup.endpoint_id]}
+                        events=[event],
+                        endpoints={event.seq: [lookup.endpoint_id]},
+                        earlier=await self._first_attempt(lookup, event.id),
                     )
             if history.events:
                 offset = events.next_offset(offset, history.events[-1])
@@ -168,28 +327,32 @@ class WebhookActivities:
             return DeliveryOutcome(delivered=False, error=ENDPOINT_DELETED)
         if stored.endpoint.status is not EndpointStatus.ENABLED:
             return DeliveryOutcome(delivered=False, error=ENDPOINT_DISABLED)
+        return await self._post(stored, request.event, request.attempt)
+
+    async def _post(
+        self, stored: StoredEndpoint, event: WebhookEvent, attempt: int
+    ) -> DeliveryOutcome:
+        """One signed POST of the event to the endpoint; its outcome."""
         now = datetime.now(UTC)
-        body = json.dumps(request.event.body(), separators=(",", ":"))
+        body = json.dumps(event.body(), separators=(",", ":"))
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            "webhook-id": request.event.id,
+            "webhook-id": event.id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature_header(
-                stored.signing_secrets(now), request.event.id, now, body
-            ),
+            "webhook-signature": signature_header(stored.signing_secrets(now), event.id, now, body),
         }
-        attempt = await self._outbound.post(stored.endpoint.url, body.encode(), headers)
-        if not attempt.delivered:
+        answer = await self._outbound.post(stored.endpoint.url, body.encode(), headers)
+        if not answer.delivered:
             activity.logger.info(
                 "webhook %s to %s: attempt %d got %s",
-                request.event.id,
-                request.endpoint_id,
-                request.attempt,
-                attempt.status_code or attempt.error,
+                event.id,
+                stored.endpoint.id,
+                attempt,
+                answer.status_code or answer.error,
             )
         return DeliveryOutcome(
-            delivered=attempt.delivered, status_code=attempt.status_code, error=attempt.error
+            delivered=answer.delivered, status_code=answer.status_code, error=answer.error
         )
 
     @activity.defn(name=Names.TELL_PAYMENTS)
@@ -307,3 +470,26 @@ def _as_webhook_event(
             "event": event.data,
         },
     )
+
+
+@dataclass
+class _Attempts:
+    """One batch of first attempts: the merchant's endpoints, those not to try
+    (paused by the dispatch workflow, or timed out in this batch), a few POSTs
+    at once per endpoint, and the time past which none starts."""
+
+    endpoints: list[StoredEndpoint]
+    left_alone: set[str]
+    deadline: float
+    timed_out: set[str] = field(default_factory=set)
+    _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    def may_try(self, endpoint_id: str) -> bool:
+        return (
+            endpoint_id not in self.left_alone
+            and endpoint_id not in self.timed_out
+            and asyncio.get_running_loop().time() < self.deadline
+        )
+
+    def slot(self, endpoint_id: str) -> asyncio.Semaphore:
+        return self._slots.setdefault(endpoint_id, asyncio.Semaphore(AT_ONCE_PER_ENDPOINT))

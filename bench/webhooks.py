@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -39,7 +40,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.compare import CARD
+from bench.compare import CARD, settle
+from bench.measure import cpu_by_process
 from bench.stacks import bench_stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -167,15 +169,24 @@ async def run(args: argparse.Namespace) -> int:
                 await round_of(clients[count], args.concurrency, args.concurrency, receivers[count])
 
             seconds: dict[int, list[float]] = {count: [] for count in counts}
+            pids = {name: stack.pid(name) for name in ("temporal", "worker", "api", "simulator")}
+            pids["bench"] = os.getpid()
+            cpu: dict[int, dict[str, float]] = {count: {} for count in counts}
             delivered_in: dict[int, list[float]] = {count: [] for count in counts}
             paid: dict[int, list[str]] = {count: [] for count in counts}
             for number in range(args.rounds):
                 turn = number % len(counts)
                 order = counts[turn:] + counts[:turn]
                 for count in order:
+                    await settle(pids, 2.0)
+                    before = cpu_by_process(pids)
                     took, all_in, ids = await round_of(
                         clients[count], args.payments, args.concurrency, receivers[count]
                     )
+                    await settle(pids, args.settle, at_most=args.settle + 60)
+                    after = cpu_by_process(pids)
+                    for name in pids:
+                        cpu[count][name] = cpu[count].get(name, 0.0) + after[name] - before[name]
                     seconds[count].append(took)
                     delivered_in[count].append(all_in)
                     paid[count].extend(ids)
@@ -221,6 +232,16 @@ async def run(args: argparse.Namespace) -> int:
             str(c): round(t / with_deliveries[0], 3) for c, t in with_deliveries.items()
         },
         "delivery": {str(c): figures for c, figures in delivery.items()},
+        # CPU milliseconds per payment, by process, from a round's start until
+        # its deliveries and their lingering had settled; "bench" holds the
+        # receivers and the load.
+        "cpu_ms_per_payment": {
+            str(c): {
+                name: round(1000 * seconds_ / (args.payments * args.rounds), 1)
+                for name, seconds_ in by_name.items()
+            }
+            for c, by_name in cpu.items()
+        },
         "target": "none lost; one endpoint costs under 15% throughput (ratio >= 0.85)",
     }
     RESULTS.mkdir(exist_ok=True)
@@ -246,6 +267,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=15.0,
+        help="seconds after a round before its CPU is read (a delivery workflow lingers 1 min)",
+    )
     parser.add_argument(
         "--endpoints", default=",".join(map(str, ENDPOINTS)), help="endpoint counts, 0 first"
     )

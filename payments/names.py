@@ -58,6 +58,7 @@ RECONCILIATION_MISMATCHES = SearchAttributeKey.for_int("ReconciliationMismatches
 # Webhooks to merchants (payments/webhooks.py): never rename one of these.
 WEBHOOK_ENDPOINTS_WORKFLOW_TYPE = "WebhookEndpointsWorkflow"
 WEBHOOK_DELIVERY_WORKFLOW_TYPE = "WebhookDeliveryWorkflow"
+WEBHOOK_DISPATCH_WORKFLOW_TYPE = "WebhookDispatchWorkflow"
 
 
 class EndpointUpdates:
@@ -82,6 +83,8 @@ DELIVERIES_QUERY: Final = "deliveries"
 class DeliverySignals:
     ANNOUNCE: Final = "announce"
     REDELIVER: Final = "redeliver"
+    # First attempts the dispatch workflow made, handed on for their retries.
+    HAND_OFF: Final = "hand_off"
 
 
 class WebhookActivities:
@@ -89,6 +92,7 @@ class WebhookActivities:
     NEW_DELIVERIES: Final = "new_deliveries"
     REDELIVERY: Final = "redelivery"
     DELIVER: Final = "deliver_webhook"
+    FIRST_ATTEMPTS: Final = "deliver_first_attempts"
     TELL_PAYMENTS: Final = "tell_payments_of_webhooks"
 
 

@@ -12,6 +12,7 @@ address), and again by every delivery against the address it connects to.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,11 +53,14 @@ from payments.webhooks import (
     StoredEndpoint,
     UpdateEndpoint,
     deliveries_workflow_id,
+    dispatch_workflow_id,
     endpoints_workflow_id,
     new_endpoint_id,
     new_secret,
     parse_event_id,
 )
+
+log = logging.getLogger(__name__)
 
 # The deliveries list reads at most this many delivery workflows (a payment
 # each), the most recently active first.
@@ -207,6 +211,10 @@ class WebhookService:
                 # A later run of the same payment's deliveries knows better.
                 if delivery.endpoint_id == endpoint_id and delivery.event_id not in found:
                     found[delivery.event_id] = delivery
+        # First attempts that needed no retry are only the dispatch workflow's.
+        for delivery in await self._first_attempts(merchant_id):
+            if delivery.endpoint_id == endpoint_id and delivery.event_id not in found:
+                found[delivery.event_id] = delivery
         newest = sorted(found.values(), key=lambda d: (d.created_at, d.seq), reverse=True)
         if starting_after is not None:
             ids = [d.event_id for d in newest]
@@ -241,20 +249,40 @@ class WebhookService:
 
     async def payment_deliveries(self, merchant_id: str, payment_id: str) -> list[Delivery]:
         """The deliveries of one of the merchant's payments, by ``seq`` (none
-        when the merchant has no endpoint that wanted them)."""
+        when the merchant has no endpoint that wanted them): its delivery
+        workflow's, and the first attempts that needed no more."""
+        found: dict[tuple[str, str], Delivery] = {}
         handle = self.client.get_workflow_handle(deliveries_workflow_id(payment_id))
         try:
             description = await handle.describe()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            return []
-        if description.typed_search_attributes.get(names.MERCHANT) != merchant_id:
-            return []
-        recorded: list[Delivery] = await description.memo_value(
-            names.DELIVERIES_MEMO, [], type_hint=list[Delivery]
-        )
-        return sorted(recorded, key=lambda d: (d.seq, d.endpoint_id))
+        else:
+            if description.typed_search_attributes.get(names.MERCHANT) == merchant_id:
+                recorded: list[Delivery] = await description.memo_value(
+                    names.DELIVERIES_MEMO, [], type_hint=list[Delivery]
+                )
+                found = {(d.endpoint_id, d.event_id): d for d in recorded}
+        for delivery in await self._first_attempts(merchant_id):
+            if delivery.payment_id == payment_id:
+                found.setdefault((delivery.endpoint_id, delivery.event_id), delivery)
+        return sorted(found.values(), key=lambda d: (d.seq, d.endpoint_id))
+
+    async def _first_attempts(self, merchant_id: str) -> list[Delivery]:
+        """The newest first attempts the merchant's dispatch workflow delivered
+        (at most RECENT_DELIVERIES per endpoint)."""
+        handle = self.client.get_workflow_handle(dispatch_workflow_id(merchant_id))
+        try:
+            recorded: list[Delivery] = await handle.query(
+                names.DELIVERIES_QUERY, result_type=list[Delivery]
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                # No worker to answer: the list shows what visibility holds.
+                log.warning("first attempts of %s not read: %s", merchant_id, err)
+            return []  # no endpoint ever wanted one of its events
+        return recorded
 
     async def ensure_endpoint(
         self, merchant_id: str, url: str, description: str

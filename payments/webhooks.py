@@ -8,17 +8,32 @@ Where things live, and why:
   before anything is written, the history is the audit trail of every change
   (who rotated which secret when), and a lease is a durable timer. The
   secrets are in that history only inside payloads, which the codec seals.
-- The deliveries of one payment are one ``WebhookDeliveryWorkflow`` (id
-  :func:`deliveries_workflow_id`), started by the payment's first event that
-  an endpoint wants. Per payment, not per endpoint: a busy endpoint would make
-  one workflow the bottleneck of every payment, while a payment's deliveries
-  are few and ordered by its own ``seq``. A merchant with no endpoint starts
-  none. Its memo holds the deliveries' log, which the API lists from
-  visibility (``WebhookEndpointIds`` says which endpoints a run delivered to).
+- First attempts are one ``WebhookDispatchWorkflow`` per merchant (id
+  :func:`dispatch_workflow_id`), started by the first announcement. It takes
+  the announcements that arrived since its last batch, and one local
+  activity reads those payments' events and sends each to every endpoint
+  that receives it: per payment and endpoint in ``seq`` order, stopping at
+  the first that fails. One workflow task and one marker serve many
+  payments, which is what keeps webhooks cheap: a workflow per payment cost
+  a merchant with one endpoint two thirds of its throughput. Its state keeps
+  the newest successes per endpoint (:data:`RECENT_DELIVERIES`), which the
+  API lists with a query.
+- What a first attempt did not deliver is handed on (:class:`HandOff`) to
+  the payment's ``WebhookDeliveryWorkflow`` (id :func:`deliveries_workflow_id`):
+  a child workflow the dispatch workflow starts, or a signal if it runs
+  already, commands recorded after the attempt's result, so a crash can
+  neither lose the hand-off nor repeat it. That workflow owns the retry
+  schedule and redeliveries; while it runs, the payment's later events go to
+  it (order per payment and endpoint holds). Its memo holds its
+  deliveries' log, which the API lists from visibility
+  (``WebhookEndpointIds`` says which endpoints a run delivered to). An
+  endpoint that timed out is tried only through these workflows for a while
+  (:data:`SLOW_ENDPOINT_PAUSE`), so it cannot hold up its merchant's others.
+- A merchant with no endpoint starts neither.
 
 A payment's events are the history's (payments/events.py); the payment
 workflow announces how many it has recorded (:class:`Announcement`), and the
-delivery workflow reads them from the history itself, with their ``seq``.
+activities read them from the history itself, with their ``seq``.
 
 The retry schedule (:func:`next_attempt_delay`): after a failed attempt, 5 s,
 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, then every 12 h, until 3 days after the
@@ -67,6 +82,11 @@ RETRY_DELAYS: Final = (
 )
 LATER_RETRY_DELAY: Final = timedelta(hours=12)
 DELIVERY_WINDOW: Final = timedelta(days=3)
+# The dispatch workflow's log: this many newest deliveries per endpoint.
+RECENT_DELIVERIES: Final = 100
+# An endpoint whose first attempt timed out gets its deliveries through the
+# payments' delivery workflows only, for this long.
+SLOW_ENDPOINT_PAUSE: Final = timedelta(minutes=10)
 
 
 def next_attempt_delay(
@@ -86,6 +106,10 @@ def endpoints_workflow_id(merchant_id: str) -> str:
 
 def deliveries_workflow_id(payment_id: str) -> str:
     return f"{payment_id}-webhooks"
+
+
+def dispatch_workflow_id(merchant_id: str) -> str:
+    return f"webhook-dispatch-{merchant_id}"
 
 
 def new_endpoint_id() -> str:
@@ -267,6 +291,8 @@ class Announcement(BaseModel):
     first: int
     end: int
     types: list[str]
+    # A run after continue-as-new: its first events are not the payment's.
+    continued: bool = False
 
 
 class WebhooksOn(BaseModel):
@@ -314,6 +340,10 @@ class RedeliveryAccepted(BaseModel):
 class DeliveriesInput(BaseModel):
     payment_id: str
     merchant_id: str
+    # Started by the dispatch workflow: what its first attempts left, or an
+    # announcement for a payment whose deliveries this workflow carries.
+    handoff: HandOff | None = None
+    announcement: Announcement | None = None
 
 
 class WebhookEvent(BaseModel):
@@ -337,6 +367,9 @@ class NewDeliveries(BaseModel):
 
     events: list[WebhookEvent]
     endpoints: dict[int, list[str]] = Field(default_factory=dict)
+    # A redelivery's: the delivery as the dispatch workflow's first attempt
+    # left it, whose attempts the redelivery goes on counting.
+    earlier: list[Delivery] = Field(default_factory=list)
 
 
 class Delivery(BaseModel):
@@ -355,6 +388,19 @@ class Delivery(BaseModel):
     next_attempt_at: datetime | None = None
     first_attempt_at: datetime | None = None
     created_at: datetime
+
+    @classmethod
+    def of(cls, event: WebhookEvent, endpoint_id: str, at: datetime) -> Delivery:
+        """The event's delivery to the endpoint, not yet attempted, due ``at``."""
+        return cls(
+            endpoint_id=endpoint_id,
+            event_id=event.id,
+            type=event.type,
+            payment_id=event.payment_id,
+            seq=event.seq,
+            next_attempt_at=at,
+            created_at=event.created_at,
+        )
 
     def view(self) -> dict[str, Any]:
         return {
@@ -386,3 +432,42 @@ class DeliveryOutcome(BaseModel):
 
 ENDPOINT_DELETED: Final = "endpoint_deleted"
 ENDPOINT_DISABLED: Final = "endpoint_disabled"
+
+
+class HandOff(BaseModel):
+    """Deliveries of one payment that the dispatch workflow's first attempt did
+    not deliver (attempted once, or waiting behind one that was), with their
+    events, for the payment's delivery workflow to carry on."""
+
+    payment_id: str
+    deliveries: list[Delivery]
+    events: list[WebhookEvent]
+
+
+class FirstAttempts(BaseModel):
+    """The dispatch activity's input: announcements of the merchant's payments,
+    in the order they came; endpoints to leave to the delivery workflows."""
+
+    merchant_id: str
+    announcements: list[Announcement]
+    skip_endpoints: list[str] = Field(default_factory=list)
+
+
+class FirstAttemptsDone(BaseModel):
+    # Every delivery the batch made or queued, as the log shows it.
+    deliveries: list[Delivery] = Field(default_factory=list)
+    handoffs: list[HandOff] = Field(default_factory=list)
+    # Announcements left to the payment's delivery workflow whole: its events
+    # could not be read, or it runs already (it may be retrying an earlier
+    # event, which the later ones wait behind).
+    forward: list[Announcement] = Field(default_factory=list)
+    # Endpoints whose attempt timed out.
+    slow: list[str] = Field(default_factory=list)
+
+
+class DispatchInput(BaseModel):
+    merchant_id: str
+    # Carried across continue-as-new.
+    recent: list[Delivery] = Field(default_factory=list)
+    slow_until: dict[str, datetime] = Field(default_factory=dict)
+    inbox: list[Announcement] = Field(default_factory=list)

@@ -41,7 +41,11 @@ from payments.service import PaymentService
 from payments.settings import Settings
 from payments.webhook_service import WebhookService
 from workflows.payment import PaymentWorkflow
-from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
+from workflows.webhooks import (
+    WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
+    WebhookEndpointsWorkflow,
+)
 
 MERCHANT = "acme"
 BIN = Path(sys.executable).parent
@@ -168,7 +172,12 @@ async def payment_worker(
         async with Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[PaymentWorkflow, WebhookEndpointsWorkflow, WebhookDeliveryWorkflow],
+            workflows=[
+                PaymentWorkflow,
+                WebhookEndpointsWorkflow,
+                WebhookDispatchWorkflow,
+                WebhookDeliveryWorkflow,
+            ],
             activities=[
                 *PaymentActivities(gateway).all(),
                 *WebhookActivities(client, settings, outbound).all(),

@@ -997,6 +997,7 @@ class PaymentWorkflow:
                     payment_id=self._state.id,
                     merchant_id=self._state.merchant_id,
                     run_id=info.run_id,
+                    continued=info.continued_run_id is not None,
                     first=first,
                     end=end,
                     types=self._recorded_types[first:end],

@@ -7,13 +7,18 @@ secrets; the API changes them with updates whose validators refuse what does
 not exist or does not fit, and reads them with a query. A leased endpoint
 (``payments listen``) is removed by a durable timer when its lease lapses.
 
-``WebhookDeliveryWorkflow`` (one per payment that has something to deliver)
-hears from the payment workflow which events it recorded, reads them from
-the payment's history, and sends each to every endpoint that receives it:
-per endpoint one event at a time, in ``seq`` order, each until a 2xx or the
-end of its retry schedule. Its memo is the deliveries' log. Once nothing is
-left to send and no event came for a while, it ends; the payment's next
-event starts it again.
+``WebhookDispatchWorkflow`` (one per merchant with endpoints) hears from the
+payment workflows which events they recorded, and makes the first attempt
+of each delivery, a batch of payments at a time in one local activity. What
+it did not deliver it hands to the payment's delivery workflow, a child it
+starts in the same workflow task.
+
+``WebhookDeliveryWorkflow`` (one per payment that has something to retry, or
+a redelivery) sends each event to every endpoint that receives it: per
+endpoint one event at a time, in ``seq`` order, each until a 2xx or the end
+of its retry schedule. Once it carries a payment, the payment's later events
+go to it too. Its memo is the deliveries' log. Once nothing is left to send
+and no event came for a while, it ends; the next hand-off starts it again.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 from workflows import metrics as counters
 
@@ -33,7 +38,9 @@ with workflow.unsafe.imports_passed_through():
     from payments.names import (
         DELIVERIES_MEMO,
         DELIVERIES_QUERY,
+        MERCHANT,
         WEBHOOK_DELIVERY_WORKFLOW_TYPE,
+        WEBHOOK_DISPATCH_WORKFLOW_TYPE,
         WEBHOOK_ENDPOINT_IDS,
         WEBHOOK_ENDPOINTS_WORKFLOW_TYPE,
         DeliverySignals,
@@ -49,7 +56,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from payments.webhooks import (
         MAX_ENDPOINTS,
+        RECENT_DELIVERIES,
         ROTATION_OVERLAP,
+        SLOW_ENDPOINT_PAUSE,
         AddEndpoint,
         Announcement,
         ChangeEndpoint,
@@ -58,10 +67,14 @@ with workflow.unsafe.imports_passed_through():
         DeliveryOutcome,
         DeliveryRequest,
         DeliveryStatus,
+        DispatchInput,
         Endpoint,
         EndpointRef,
         EndpointsInput,
         EndpointStatus,
+        FirstAttempts,
+        FirstAttemptsDone,
+        HandOff,
         NewDeliveries,
         Redeliver,
         RedeliveryLookup,
@@ -70,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         StoredEndpoint,
         TellPayments,
         WebhookEvent,
+        deliveries_workflow_id,
         next_attempt_delay,
     )
 
@@ -282,13 +296,19 @@ class WebhookDeliveryWorkflow:
     @workflow.init
     def __init__(self, input: DeliveriesInput) -> None:
         self._input = input
-        self._inbox: list[Announcement | Redeliver] = []
+        self._inbox: list[Announcement | Redeliver | HandOff] = []
+        if input.handoff is not None:
+            self._inbox.append(input.handoff)
+        if input.announcement is not None:
+            self._inbox.append(input.announcement)
         self._events: dict[int, WebhookEvent] = {}
         # Per endpoint, in the order they are sent: by seq, redeliveries first.
         self._queues: dict[str, list[Delivery]] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
         # Endpoints whose wait for the next attempt is cut short (a redelivery).
         self._woken: set[str] = set()
+        # Handed-on deliveries whose next attempt is due later: (endpoint, event) → when.
+        self._due: dict[tuple[str, str], datetime] = {}
 
     @workflow.run
     async def run(self, input: DeliveriesInput) -> None:
@@ -306,6 +326,9 @@ class WebhookDeliveryWorkflow:
                 except TimeoutError:
                     break
             item = self._inbox.pop(0)
+            if isinstance(item, HandOff):
+                self._take(item)
+                continue
             if isinstance(item, Announcement):
                 found = await self._read(WebhookActivities.NEW_DELIVERIES, item)
             else:
@@ -338,19 +361,15 @@ class WebhookDeliveryWorkflow:
                     continue  # announced twice (a retried workflow task): once is enough
                 if known is not None:
                     queue.remove(known)
+                elif again:
+                    # First attempted by the dispatch workflow: count on from there.
+                    known = next((d for d in found.earlier if d.endpoint_id == endpoint_id), None)
+                if known is not None:
                     delivery = known.model_copy(
                         update={"status": DeliveryStatus.PENDING, "next_attempt_at": now}
                     )
                 else:
-                    delivery = Delivery(
-                        endpoint_id=endpoint_id,
-                        event_id=event.id,
-                        type=event.type,
-                        payment_id=event.payment_id,
-                        seq=event.seq,
-                        next_attempt_at=now,
-                        created_at=event.created_at,
-                    )
+                    delivery = Delivery.of(event, endpoint_id, now)
                 if again:
                     queue.insert(0, delivery)
                     self._woken.add(endpoint_id)
@@ -361,12 +380,41 @@ class WebhookDeliveryWorkflow:
                     self._senders[endpoint_id] = asyncio.ensure_future(self._send(endpoint_id))
         self._publish()
 
+    def _take(self, handoff: HandOff) -> None:
+        """What the dispatch workflow's first attempts left: queued as they are,
+        each attempted one due at its next attempt."""
+        for event in handoff.events:
+            self._events[event.seq] = event
+        for delivery in handoff.deliveries:
+            queue = self._queues.setdefault(delivery.endpoint_id, [])
+            if any(d.event_id == delivery.event_id for d in queue):
+                continue  # handed on twice: once is enough
+            queue.append(delivery)
+            if delivery.attempts and delivery.next_attempt_at is not None:
+                self._due[(delivery.endpoint_id, delivery.event_id)] = delivery.next_attempt_at
+            sender = self._senders.get(delivery.endpoint_id)
+            if sender is None or sender.done():
+                self._senders[delivery.endpoint_id] = asyncio.ensure_future(
+                    self._send(delivery.endpoint_id)
+                )
+        self._publish()
+
     async def _send(self, endpoint_id: str) -> None:
         """Send the endpoint's deliveries one at a time: the next only once the
         one before it has succeeded or failed for good."""
         queue = self._queues[endpoint_id]
         while delivery := next((d for d in queue if d.status is DeliveryStatus.PENDING), None):
             self._woken.discard(endpoint_id)
+            due = self._due.pop((endpoint_id, delivery.event_id), None)
+            if due is not None and due > workflow.now():
+                with contextlib.suppress(TimeoutError):  # time for the next attempt
+                    await workflow.wait_condition(
+                        lambda: endpoint_id in self._woken,
+                        timeout=due - workflow.now(),
+                        timeout_summary=f"retry {delivery.type} (seq {delivery.seq}) "
+                        f"to {endpoint_id}",
+                    )
+                continue
             outcome = await self._attempt(delivery)
             now = workflow.now()
             delivery.attempts += 1
@@ -439,9 +487,191 @@ class WebhookDeliveryWorkflow:
     def redeliver(self, redeliver: Redeliver) -> None:
         self._inbox.append(redeliver)
 
+    @workflow.signal(name=DeliverySignals.HAND_OFF)
+    def hand_off(self, handoff: HandOff) -> None:
+        self._inbox.append(handoff)
+
     @workflow.query(name=DELIVERIES_QUERY)
     def deliveries(self) -> list[Delivery]:
         return [d for queue in self._queues.values() for d in queue]
+
+
+# The dispatch workflow sends the first attempts of at most this many
+# announcements in one local activity.
+BATCH = 50
+# Reading the histories and one POST per event of each payment, in turn per
+# endpoint, each within the outbound client's 10 s; whatever is still out
+# past this is handed on whole.
+# The activity stops attempting well before this (FIRST_ATTEMPTS_BUDGET in
+# activities/webhooks.py) and says what it left; past it, or on any other
+# failure, the whole batch is handed on, never tried twice from here.
+FIRST_ATTEMPTS_TIMEOUT = timedelta(minutes=2)
+FIRST_ATTEMPTS_RETRY = RetryPolicy(maximum_attempts=1)
+# A hand-off that Temporal refuses is tried again after this, doubling.
+HAND_ON_RETRY_FIRST = timedelta(seconds=1)
+HAND_ON_RETRY_MAX = timedelta(minutes=1)
+DISPATCH_HISTORY_LIMIT = 4000
+
+
+@workflow.defn(name=WEBHOOK_DISPATCH_WORKFLOW_TYPE)
+class WebhookDispatchWorkflow:
+    @workflow.init
+    def __init__(self, input: DispatchInput) -> None:
+        self._merchant_id = input.merchant_id
+        self._inbox: list[Announcement] = list(input.inbox)
+        # Per endpoint, oldest first, at most RECENT_DELIVERIES.
+        self._recent: dict[str, list[Delivery]] = {}
+        self._log(input.recent)
+        self._slow_until = dict(input.slow_until)
+        self._batches = 0
+        self._handed_on = 0
+
+    @workflow.run
+    async def run(self, input: DispatchInput) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._time_to_hand_over())
+            if self._time_to_hand_over():
+                break
+            batch, self._inbox = self._inbox[:BATCH], self._inbox[BATCH:]
+            await self._dispatch(batch)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            DispatchInput(
+                merchant_id=self._merchant_id,
+                recent=[d for log in self._recent.values() for d in log],
+                slow_until=self._slow_until,
+                inbox=self._inbox,
+            )
+        )
+
+    async def _dispatch(self, batch: list[Announcement]) -> None:
+        now = workflow.now()
+        self._forget(now)
+        forward: list[Announcement] = []
+        done = FirstAttemptsDone()
+        try:
+            done = await workflow.execute_local_activity(
+                WebhookActivities.FIRST_ATTEMPTS,
+                FirstAttempts(
+                    merchant_id=self._merchant_id,
+                    announcements=batch,
+                    skip_endpoints=sorted(self._slow_until),
+                ),
+                result_type=FirstAttemptsDone,
+                start_to_close_timeout=FIRST_ATTEMPTS_TIMEOUT,
+                retry_policy=FIRST_ATTEMPTS_RETRY,
+                summary=f"first attempts: {len(batch)} announcement(s)",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("first attempts failed, handed on whole: %s", err.cause)
+            forward = batch
+        for delivery in done.deliveries:
+            if delivery.attempts:
+                counters.add(metrics.WEBHOOK_DELIVERIES, {"outcome": _outcome(delivery)})
+        # What was handed on, its delivery workflow logs.
+        self._log([d for d in done.deliveries if d.status is DeliveryStatus.SUCCEEDED])
+        for endpoint_id in done.slow:
+            self._slow_until[endpoint_id] = now + SLOW_ENDPOINT_PAUSE
+        handoffs = {h.payment_id: h for h in done.handoffs}
+        forwarded: dict[str, list[Announcement]] = {}
+        for announcement in [*forward, *done.forward]:
+            forwarded.setdefault(announcement.payment_id, []).append(announcement)
+        payments = list(dict.fromkeys([*handoffs, *forwarded]))
+        self._handed_on += len(payments)
+        await asyncio.gather(
+            *(
+                self._hand_on(payment_id, handoffs.get(payment_id), forwarded.get(payment_id, []))
+                for payment_id in payments
+            )
+        )
+        self._batches += 1
+        self._show()
+
+    async def _hand_on(
+        self, payment_id: str, handoff: HandOff | None, announcements: list[Announcement]
+    ) -> None:
+        """To the payment's delivery workflow, in order: what the first attempts
+        left, then the announcements it is to read itself."""
+        items: list[HandOff | Announcement] = [*([handoff] if handoff else []), *announcements]
+        for item in items:
+            await self._send_to_deliveries(payment_id, item)
+
+    async def _send_to_deliveries(self, payment_id: str, item: HandOff | Announcement) -> None:
+        """Start the payment's delivery workflow with ``item``, or, if it runs,
+        signal it (a closed one in between is started again)."""
+        workflow_id = deliveries_workflow_id(payment_id)
+        is_handoff = isinstance(item, HandOff)
+        pause = HAND_ON_RETRY_FIRST
+        while True:
+            try:
+                await workflow.start_child_workflow(
+                    WEBHOOK_DELIVERY_WORKFLOW_TYPE,
+                    DeliveriesInput(
+                        payment_id=payment_id,
+                        merchant_id=self._merchant_id,
+                        handoff=item if is_handoff else None,
+                        announcement=None if is_handoff else item,
+                    ),
+                    id=workflow_id,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(MERCHANT, self._merchant_id)]
+                    ),
+                    static_summary=f"webhooks of {payment_id}",
+                )
+                return
+            except WorkflowAlreadyStartedError:
+                pass
+            try:
+                await workflow.get_external_workflow_handle(workflow_id).signal(
+                    DeliverySignals.HAND_OFF if is_handoff else DeliverySignals.ANNOUNCE, item
+                )
+                return
+            except Exception as err:  # it ended in between: start it again, after a pause
+                workflow.logger.info("delivery workflow %s not signalled: %s", workflow_id, err)
+            await workflow.sleep(pause, summary=f"hand on to {workflow_id} again")
+            pause = min(pause * 2, HAND_ON_RETRY_MAX)
+
+    def _log(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            log = self._recent.setdefault(delivery.endpoint_id, [])
+            log.append(delivery)
+            del log[:-RECENT_DELIVERIES]
+
+    def _forget(self, now: datetime) -> None:
+        for endpoint_id, until in list(self._slow_until.items()):
+            if until <= now:
+                del self._slow_until[endpoint_id]
+
+    def _time_to_hand_over(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > DISPATCH_HISTORY_LIMIT
+        )
+
+    def _show(self) -> None:
+        recent = [d for log in self._recent.values() for d in log]
+        delivered = sum(d.status is DeliveryStatus.SUCCEEDED for d in recent)
+        lines = [
+            "**Webhook first attempts**",
+            "",
+            f"- {self._batches} batch(es) in this run; of the last {len(recent)} deliveries, "
+            f"{delivered} delivered at the first attempt",
+            f"- handed on to a payment's delivery workflow: {self._handed_on} payment(s)",
+        ]
+        if self._slow_until:
+            lines.append(f"- paused for timing out: {', '.join(sorted(self._slow_until))}")
+        workflow.set_current_details("\n".join(lines))
+
+    @workflow.signal(name=DeliverySignals.ANNOUNCE)
+    def announce(self, announcement: Announcement) -> None:
+        self._inbox.append(announcement)
+
+    @workflow.query(name=DELIVERIES_QUERY)
+    def deliveries(self) -> list[Delivery]:
+        """The newest first attempts, per endpoint, oldest first."""
+        return [d for log in self._recent.values() for d in log]
 
 
 def _outcome(delivery: Delivery) -> str:

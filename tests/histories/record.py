@@ -62,6 +62,7 @@ from payments.webhooks import (  # noqa: E402
     EndpointStatus,
     UpdateEndpoint,
     deliveries_workflow_id,
+    dispatch_workflow_id,
     endpoints_workflow_id,
 )
 from workflows.archive import ArchiveWorkflow  # noqa: E402
@@ -380,6 +381,51 @@ async def webhook_deliveries(stack: Stack, env: WorkflowEnvironment) -> str:
     return handle.id
 
 
+async def webhook_dispatch(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A merchant's first attempts: one payment's events all delivered, the
+    next one's first refused and handed on to its delivery workflow (a child
+    started), and that payment's refund handed on after it (a signal)."""
+    receiver = Receiver(lambda count: 500 if count == 3 else 200)
+    merchant = f"record-{uuid.uuid4().hex[:8]}"
+    async with serving(receiver) as url:
+        await stack.webhooks.create(merchant, CreateEndpoint(url=url, enabled_events=["*"]))
+        request = CreatePayment(amount=1999, currency="usd", payment_method="pm_card_visa")
+        first = (await stack.service.start(merchant, request)).payment
+        await receiver.wait_for(lambda r: len(r) == 3, within=30)
+        second = (await stack.service.start(merchant, request)).payment
+        await receiver.wait_for(lambda r: len(r) == 7, within=30)
+        await stack.service.refund(second.id, merchant, RefundPayment(amount=500))
+        await receiver.wait_for(lambda r: len(r) == 8, within=30)
+    assert {r.json()["payment_id"] for r in receiver.received} == {first.id, second.id}
+    return dispatch_workflow_id(merchant)
+
+
+async def webhook_handoff(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A payment's delivery workflow started by a hand-off: its first three
+    events went out at the first attempt, its refund was refused and is
+    retried 5 s later, and an event the first attempt delivered is delivered
+    again on request (its attempts counted on)."""
+    receiver = Receiver(lambda count: 500 if count == 3 else 200)
+    merchant = f"record-{uuid.uuid4().hex[:8]}"
+    async with serving(receiver) as url:
+        made = await stack.webhooks.create(merchant, CreateEndpoint(url=url, enabled_events=["*"]))
+        request = CreatePayment(amount=1999, currency="usd", payment_method="pm_card_visa")
+        payment = (await stack.service.start(merchant, request)).payment
+        await receiver.wait_for(lambda r: len(r) == 3, within=30)
+        await stack.service.refund(payment.id, merchant, RefundPayment(amount=500))
+        await receiver.wait_for(lambda r: len(r) == 4, within=30)
+        captured = receiver.received[2].headers["webhook-id"]
+        await stack.webhooks.redeliver(merchant, made.endpoint.id, captured)
+        await receiver.wait_for(lambda r: len(r) == 6, within=30)
+        handle = stack.client.get_workflow_handle(deliveries_workflow_id(payment.id))
+        for _ in range(100):
+            deliveries = await handle.query("deliveries", result_type=list[Delivery])
+            if sum(d.attempts for d in deliveries) == 4:
+                break
+            await asyncio.sleep(0.1)
+    return handle.id
+
+
 async def webhook_endpoints(stack: Stack, env: WorkflowEnvironment) -> str:
     """A merchant's endpoints: added (one leased), changed, rotated, removed."""
     merchant = f"record-{uuid.uuid4().hex[:8]}"
@@ -424,6 +470,8 @@ DEV_SCENARIOS: list[Scenario] = [
     webhook_payment,
     webhook_deliveries,
     webhook_endpoints,
+    webhook_dispatch,
+    webhook_handoff,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
 

@@ -7,6 +7,7 @@ would check them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,11 +16,18 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from support import Received, Receiver, Stack, running_stack, serving
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from payments.models import CapturePayment, CreatePayment, RefundPayment
 from payments.refusals import Refused
-from payments.webhooks import CreateEndpoint, EndpointStatus, UpdateEndpoint, event_id
+from payments.webhooks import (
+    CreateEndpoint,
+    EndpointStatus,
+    UpdateEndpoint,
+    deliveries_workflow_id,
+    dispatch_workflow_id,
+    event_id,
+)
 
 
 @pytest.fixture
@@ -268,11 +276,16 @@ async def _settle_caches(seconds: float = 1.1) -> None:
 
 
 async def _wait_deliveries(
-    stack: Stack, merchant: str, endpoint_id: str, predicate: Any, within: float = 20.0
+    stack: Stack,
+    merchant: str,
+    endpoint_id: str,
+    predicate: Any,
+    within: float = 20.0,
+    limit: int = 10,
 ) -> Any:
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        page = await stack.webhooks.deliveries(merchant, endpoint_id)
+        page = await stack.webhooks.deliveries(merchant, endpoint_id, limit=limit)
         if predicate(page[0]):
             return page
         if asyncio.get_running_loop().time() > deadline:
@@ -333,3 +346,83 @@ async def test_a_fast_payment_announces_its_events_once(stack: Stack) -> None:
         in event.marker_recorded_event_attributes.details["data"].payloads[0].data
     ]
     assert len(announcements) == 1
+
+
+async def test_first_attempts_that_deliver_start_no_workflow_per_payment(stack: Stack) -> None:
+    """The merchant's dispatch workflow sends a batch of payments' events in
+    one local activity; a payment whose events all went out at once has no
+    delivery workflow of its own, and the list still shows its deliveries."""
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        made = await _endpoint(stack, merchant, url)
+        paid = await asyncio.gather(*(_pay(stack, merchant) for _ in range(4)))
+        await receiver.wait_for(lambda r: len(r) == 12)
+        deliveries, _ = await _wait_deliveries(
+            stack, merchant, made.endpoint.id, lambda d: len(d) == 12, limit=100
+        )
+    assert sorted((r.json()["payment_id"], r.json()["seq"]) for r in receiver.received) == sorted(
+        (d.payment_id, d.seq) for d in deliveries
+    )
+    assert {(d.status, d.attempts) for d in deliveries} == {("succeeded", 1)}
+    for payment_id in paid:
+        seqs = [r.json()["seq"] for r in receiver.received if r.json()["payment_id"] == payment_id]
+        assert seqs == sorted(seqs) and len(seqs) == 3
+        shown = await stack.webhooks.payment_deliveries(merchant, payment_id)
+        assert [(d.seq, d.status) for d in shown] == [(s, "succeeded") for s in seqs]
+    per_payment = stack.client.list_workflows(
+        f"WorkflowType = 'WebhookDeliveryWorkflow' AND MerchantId = '{merchant}'"
+    )
+    assert [execution.id async for execution in per_payment] == []
+    dispatch = await stack.client.get_workflow_handle(dispatch_workflow_id(merchant)).describe()
+    assert dispatch.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_an_endpoint_that_times_out_does_not_hold_up_the_others(stack: Stack) -> None:
+    """One endpoint accepts the connection and never answers: its first
+    attempt times out (10 s) while the other endpoint gets every event at
+    once; from then on its deliveries go through the payments' delivery
+    workflows, and the other endpoint's first attempts no longer wait."""
+    merchant = _merchant()
+    receiver = Receiver()
+    silent = await asyncio.start_server(_never_answer, "127.0.0.1", 0)
+    silent_url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}/hooks"
+    try:
+        async with serving(receiver) as url:
+            await _endpoint(stack, merchant, url)
+            stuck = await _endpoint(stack, merchant, silent_url)
+            first = await _pay(stack, merchant)
+            await receiver.wait_for(lambda r: len(r) == 3, within=5)
+            # The batch ends once the silent endpoint's attempt has timed out.
+            await _wait_deliveries(
+                stack,
+                merchant,
+                stuck.endpoint.id,
+                lambda d: any(x.last_error == "timeout" for x in d),
+                within=20,
+            )
+            second = await _pay(stack, merchant)
+            await receiver.wait_for(lambda r: len(r) == 6, within=5)
+            # Had the second payment's batch tried the silent endpoint, the
+            # third payment's first attempts would wait out its 10 s.
+            began = asyncio.get_running_loop().time()
+            third = await _pay(stack, merchant)
+            await receiver.wait_for(lambda r: len(r) == 9, within=15)
+            took = asyncio.get_running_loop().time() - began
+            handed = stack.client.list_workflows(
+                f"WorkflowType = 'WebhookDeliveryWorkflow' AND MerchantId = '{merchant}'"
+            )
+            await asyncio.sleep(1)  # visibility
+            carried = sorted([execution.id async for execution in handed])
+    finally:
+        silent.close()
+    assert took < 5
+    assert [r.json()["payment_id"] for r in receiver.received[3:]] == [second] * 3 + [third] * 3
+    assert carried == sorted(deliveries_workflow_id(p) for p in (first, second, third))
+
+
+async def _never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        await reader.read(65536)
+        await asyncio.sleep(30)
+    writer.close()

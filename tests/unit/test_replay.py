@@ -17,7 +17,11 @@ from temporalio.worker import Replayer
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.stuck import StuckPaymentsWorkflow
-from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
+from workflows.webhooks import (
+    WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
+    WebhookEndpointsWorkflow,
+)
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 EXPECTED_PATHS = {
@@ -55,6 +59,9 @@ EXPECTED_PATHS = {
     "webhook_payment",
     "webhook_deliveries",
     "webhook_endpoints",
+    # First attempts in batches (the dispatch workflow), the rest handed on.
+    "webhook_dispatch",
+    "webhook_handoff",
 }
 
 
@@ -91,6 +98,7 @@ async def test_history_replays(path: Path) -> None:
             ArchiveWorkflow,
             WebhookEndpointsWorkflow,
             WebhookDeliveryWorkflow,
+            WebhookDispatchWorkflow,
             StuckPaymentsWorkflow,
         ],
         data_converter=pydantic_data_converter,

@@ -14,7 +14,11 @@ from gateway.memory import InMemoryGateway
 from payments import refusals
 from payments.refusals import Refusal
 from workflows.payment import PaymentWorkflow
-from workflows.webhooks import WebhookDeliveryWorkflow, WebhookEndpointsWorkflow
+from workflows.webhooks import (
+    WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
+    WebhookEndpointsWorkflow,
+)
 
 
 def test_the_workflow_answers_to_the_names_running_payments_use() -> None:
@@ -37,8 +41,12 @@ def test_the_webhook_workflows_answer_to_their_names() -> None:
     assert set(endpoints.queries) == {"endpoints", "stored_endpoints"}
     deliveries = workflow._Definition.must_from_class(WebhookDeliveryWorkflow)
     assert deliveries.name == "WebhookDeliveryWorkflow"
-    assert set(deliveries.signals) == {"announce", "redeliver"}
+    assert set(deliveries.signals) == {"announce", "redeliver", "hand_off"}
     assert set(deliveries.queries) == {"deliveries"}
+    dispatch = workflow._Definition.must_from_class(WebhookDispatchWorkflow)
+    assert dispatch.name == "WebhookDispatchWorkflow"
+    assert set(dispatch.signals) == {"announce"}
+    assert set(dispatch.queries) == {"deliveries"}
 
 
 def test_the_webhook_activities_keep_their_names() -> None:
@@ -48,6 +56,7 @@ def test_the_webhook_activities_keep_their_names() -> None:
     }
     assert names == {
         "announce_events",
+        "deliver_first_attempts",
         "new_deliveries",
         "redelivery",
         "deliver_webhook",
