@@ -565,6 +565,7 @@ class WebhookDispatchWorkflow:
         except ActivityError as err:
             workflow.logger.warning("first attempts failed, handed on whole: %s", err.cause)
             forward = batch
+        _on_workflow_clock(done, workflow.now())
         for delivery in done.deliveries:
             if delivery.attempts:
                 counters.add(metrics.WEBHOOK_DELIVERIES, {"outcome": _outcome(delivery)})
@@ -672,6 +673,20 @@ class WebhookDispatchWorkflow:
     def deliveries(self) -> list[Delivery]:
         """The newest first attempts, per endpoint, oldest first."""
         return [d for log in self._recent.values() for d in log]
+
+
+def _on_workflow_clock(done: FirstAttemptsDone, now: datetime) -> None:
+    """The attempts' times as this workflow's clock has them: the delivery
+    workflows compare them with theirs (a worker's clock may be off, and the
+    time-skipping server's is its own), and the 3 days count from them."""
+    for delivery in [*done.deliveries, *(d for h in done.handoffs for d in h.deliveries)]:
+        if not delivery.attempts:
+            delivery.next_attempt_at = now
+            continue
+        delivery.first_attempt_at = now
+        if delivery.status is DeliveryStatus.PENDING:
+            delay = next_attempt_delay(1, now, now)
+            delivery.next_attempt_at = None if delay is None else now + delay
 
 
 def _outcome(delivery: Delivery) -> str:
