@@ -41,7 +41,6 @@ from payments import events, memo
 from payments.listing import quote
 from payments.models import Event, PaymentState
 from payments.names import (
-    DELIVERIES_QUERY,
     MERCHANT,
     WEBHOOK_DISPATCH_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
@@ -52,7 +51,7 @@ from payments.names import WebhookActivities as Names
 from payments.outbound import Outbound
 from payments.rendering import render
 from payments.settings import Settings
-from payments.webhook_service import EndpointDirectory
+from payments.webhook_service import EndpointDirectory, first_attempts
 from payments.webhooks import (
     ENDPOINT_DELETED,
     ENDPOINT_DISABLED,
@@ -65,7 +64,6 @@ from payments.webhooks import (
     EndpointStatus,
     FirstAttempts,
     FirstAttemptsDone,
-    HandOff,
     NewDeliveries,
     RedeliveryLookup,
     StoredEndpoint,
@@ -75,7 +73,6 @@ from payments.webhooks import (
     deliveries_workflow_id,
     dispatch_workflow_id,
     event_id,
-    next_attempt_delay,
 )
 
 USER_AGENT = "payments-webhooks/1"
@@ -168,7 +165,7 @@ class WebhookActivities:
             *(self._first_attempts_of(found, attempts) for found in by_payment.values())
         ):
             done.deliveries.extend(payment_done.deliveries)
-            done.handoffs.extend(payment_done.handoffs)
+            done.pending_events.extend(payment_done.pending_events)
             done.forward.extend(payment_done.forward)
         done.slow = sorted(attempts.timed_out)
         return done
@@ -187,25 +184,16 @@ class WebhookActivities:
         except Exception as err:
             activity.logger.warning("events of %s not read: %s", payment_id, err)
             return FirstAttemptsDone(forward=announcements)
-        done = FirstAttemptsDone()
         chains = [
             self._chain(stored, found, attempts)
             for stored in attempts.endpoints
             if any(stored.endpoint.receives(e.type, e.created_at) for e in found)
         ]
-        for deliveries in await asyncio.gather(*chains):
-            done.deliveries.extend(deliveries)
-        left = [d for d in done.deliveries if d.status is DeliveryStatus.PENDING]
-        if left:
-            wanted = {d.seq for d in left}
-            done.handoffs.append(
-                HandOff(
-                    payment_id=payment_id,
-                    deliveries=left,
-                    events=[e for e in found if e.seq in wanted],
-                )
-            )
-        return done
+        deliveries = [d for chain in await asyncio.gather(*chains) for d in chain]
+        pending = {d.seq for d in deliveries if d.status is DeliveryStatus.PENDING}
+        return FirstAttemptsDone(
+            deliveries=deliveries, pending_events=[e for e in found if e.seq in pending]
+        )
 
     async def _chain(
         self, stored: StoredEndpoint, found: list[WebhookEvent], attempts: _Attempts
@@ -218,8 +206,7 @@ class WebhookActivities:
         for event in found:
             if not stored.endpoint.receives(event.type, event.created_at):
                 continue
-            now = datetime.now(UTC)
-            delivery = Delivery.of(event, endpoint_id, now)
+            delivery = Delivery.of(event, endpoint_id, None)
             deliveries.append(delivery)
             stopped = stopped or not attempts.may_try(endpoint_id)
             if stopped:
@@ -234,36 +221,15 @@ class WebhookActivities:
                     activity.logger.warning("webhook %s to %s: %s", event.id, endpoint_id, err)
                     outcome = DeliveryOutcome(delivered=False, error="delivery_error")
             delivery.attempts = 1
-            delivery.first_attempt_at = now
             delivery.last_status_code = outcome.status_code
             delivery.last_error = outcome.error
             if outcome.delivered:
                 delivery.status = DeliveryStatus.SUCCEEDED
-                delivery.next_attempt_at = None
                 continue
             stopped = True
-            attempted = datetime.now(UTC)
-            delay = next_attempt_delay(1, now, attempted)
-            delivery.next_attempt_at = None if delay is None else attempted + delay
             if outcome.error == TIMED_OUT:
                 attempts.timed_out.add(endpoint_id)
         return deliveries
-
-    async def _first_attempt(self, lookup: RedeliveryLookup, event: str) -> list[Delivery]:
-        """The dispatch workflow's record of the event's delivery to the
-        endpoint, if it answers (the redelivery goes out regardless)."""
-        handle = self._client.get_workflow_handle(dispatch_workflow_id(lookup.merchant_id))
-        try:
-            recorded: list[Delivery] = await handle.query(
-                DELIVERIES_QUERY, result_type=list[Delivery]
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                activity.logger.warning(
-                    "first attempts of %s not read: %s", lookup.merchant_id, err
-                )
-            return []
-        return [d for d in recorded if d.endpoint_id == lookup.endpoint_id and d.event_id == event]
 
     async def _carried(self, payment_id: str) -> bool:
         """Whether the payment's delivery workflow is running."""
@@ -313,7 +279,11 @@ class WebhookActivities:
                     return NewDeliveries(
                         events=[event],
                         endpoints={event.seq: [lookup.endpoint_id]},
-                        earlier=await self._first_attempt(lookup, event.id),
+                        earlier=[
+                            d
+                            for d in await first_attempts(self._client, lookup.merchant_id)
+                            if d.endpoint_id == lookup.endpoint_id and d.event_id == event.id
+                        ],
                     )
             if history.events:
                 offset = events.next_offset(offset, history.events[-1])

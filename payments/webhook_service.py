@@ -67,6 +67,22 @@ log = logging.getLogger(__name__)
 DELIVERIES_SCAN = 1000
 
 
+async def first_attempts(client: Client, merchant_id: str) -> list[Delivery]:
+    """The newest first attempts the merchant's dispatch workflow delivered (at
+    most RECENT_DELIVERIES per endpoint); none when it has none or does not
+    answer (no worker: a list then shows what visibility holds)."""
+    handle = client.get_workflow_handle(dispatch_workflow_id(merchant_id))
+    try:
+        recorded: list[Delivery] = await handle.query(
+            names.DELIVERIES_QUERY, result_type=list[Delivery]
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            log.warning("first attempts of %s not read: %s", merchant_id, err)
+        return []  # no endpoint ever wanted one of its events
+    return recorded
+
+
 class EndpointDirectory:
     """A merchant's endpoints, read from its endpoints workflow (a query) and
     kept for ``ttl`` seconds; one read at a time per merchant."""
@@ -212,7 +228,7 @@ class WebhookService:
                 if delivery.endpoint_id == endpoint_id and delivery.event_id not in found:
                     found[delivery.event_id] = delivery
         # First attempts that needed no retry are only the dispatch workflow's.
-        for delivery in await self._first_attempts(merchant_id):
+        for delivery in await first_attempts(self.client, merchant_id):
             if delivery.endpoint_id == endpoint_id and delivery.event_id not in found:
                 found[delivery.event_id] = delivery
         newest = sorted(found.values(), key=lambda d: (d.created_at, d.seq), reverse=True)
@@ -264,25 +280,10 @@ class WebhookService:
                     names.DELIVERIES_MEMO, [], type_hint=list[Delivery]
                 )
                 found = {(d.endpoint_id, d.event_id): d for d in recorded}
-        for delivery in await self._first_attempts(merchant_id):
+        for delivery in await first_attempts(self.client, merchant_id):
             if delivery.payment_id == payment_id:
                 found.setdefault((delivery.endpoint_id, delivery.event_id), delivery)
         return sorted(found.values(), key=lambda d: (d.seq, d.endpoint_id))
-
-    async def _first_attempts(self, merchant_id: str) -> list[Delivery]:
-        """The newest first attempts the merchant's dispatch workflow delivered
-        (at most RECENT_DELIVERIES per endpoint)."""
-        handle = self.client.get_workflow_handle(dispatch_workflow_id(merchant_id))
-        try:
-            recorded: list[Delivery] = await handle.query(
-                names.DELIVERIES_QUERY, result_type=list[Delivery]
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                # No worker to answer: the list shows what visibility holds.
-                log.warning("first attempts of %s not read: %s", merchant_id, err)
-            return []  # no endpoint ever wanted one of its events
-        return recorded
 
     async def ensure_endpoint(
         self, merchant_id: str, url: str, description: str

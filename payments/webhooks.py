@@ -390,7 +390,7 @@ class Delivery(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, event: WebhookEvent, endpoint_id: str, at: datetime) -> Delivery:
+    def of(cls, event: WebhookEvent, endpoint_id: str, at: datetime | None) -> Delivery:
         """The event's delivery to the endpoint, not yet attempted, due ``at``."""
         return cls(
             endpoint_id=endpoint_id,
@@ -454,9 +454,14 @@ class FirstAttempts(BaseModel):
 
 
 class FirstAttemptsDone(BaseModel):
-    # Every delivery the batch made or queued, as the log shows it.
+    """What a batch of first attempts did. Times are the dispatch workflow's
+    to set (its clock is the one the delivery workflows compare with)."""
+
+    # Every delivery the batch made or queued: succeeded, or pending (attempted
+    # once and refused, or not tried) for the payment's delivery workflow.
     deliveries: list[Delivery] = Field(default_factory=list)
-    handoffs: list[HandOff] = Field(default_factory=list)
+    # The events of the pending ones, which the hand-off carries.
+    pending_events: list[WebhookEvent] = Field(default_factory=list)
     # Announcements left to the payment's delivery workflow whole: its events
     # could not be read, or it runs already (it may be retrying an earlier
     # event, which the later ones wait behind).

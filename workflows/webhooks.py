@@ -10,8 +10,8 @@ not exist or does not fit, and reads them with a query. A leased endpoint
 ``WebhookDispatchWorkflow`` (one per merchant with endpoints) hears from the
 payment workflows which events they recorded, and makes the first attempt
 of each delivery, a batch of payments at a time in one local activity. What
-it did not deliver it hands to the payment's delivery workflow, a child it
-starts in the same workflow task.
+it did not deliver it hands to the payment's delivery workflow: a child it
+starts, or a signal if that one runs already.
 
 ``WebhookDeliveryWorkflow`` (one per payment that has something to retry, or
 a redelivery) sends each event to every endpoint that receives it: per
@@ -499,9 +499,6 @@ class WebhookDeliveryWorkflow:
 # The dispatch workflow sends the first attempts of at most this many
 # announcements in one local activity.
 BATCH = 50
-# Reading the histories and one POST per event of each payment, in turn per
-# endpoint, each within the outbound client's 10 s; whatever is still out
-# past this is handed on whole.
 # The activity stops attempting well before this (FIRST_ATTEMPTS_BUDGET in
 # activities/webhooks.py) and says what it left; past it, or on any other
 # failure, the whole batch is handed on, never tried twice from here.
@@ -565,7 +562,7 @@ class WebhookDispatchWorkflow:
         except ActivityError as err:
             workflow.logger.warning("first attempts failed, handed on whole: %s", err.cause)
             forward = batch
-        _on_workflow_clock(done, workflow.now())
+        _on_workflow_clock(done.deliveries, workflow.now())
         for delivery in done.deliveries:
             if delivery.attempts:
                 counters.add(metrics.WEBHOOK_DELIVERIES, {"outcome": _outcome(delivery)})
@@ -573,7 +570,7 @@ class WebhookDispatchWorkflow:
         self._log([d for d in done.deliveries if d.status is DeliveryStatus.SUCCEEDED])
         for endpoint_id in done.slow:
             self._slow_until[endpoint_id] = now + SLOW_ENDPOINT_PAUSE
-        handoffs = {h.payment_id: h for h in done.handoffs}
+        handoffs = _handoffs(done)
         forwarded: dict[str, list[Announcement]] = {}
         for announcement in [*forward, *done.forward]:
             forwarded.setdefault(announcement.payment_id, []).append(announcement)
@@ -675,11 +672,11 @@ class WebhookDispatchWorkflow:
         return [d for log in self._recent.values() for d in log]
 
 
-def _on_workflow_clock(done: FirstAttemptsDone, now: datetime) -> None:
+def _on_workflow_clock(deliveries: list[Delivery], now: datetime) -> None:
     """The attempts' times as this workflow's clock has them: the delivery
     workflows compare them with theirs (a worker's clock may be off, and the
     time-skipping server's is its own), and the 3 days count from them."""
-    for delivery in [*done.deliveries, *(d for h in done.handoffs for d in h.deliveries)]:
+    for delivery in deliveries:
         if not delivery.attempts:
             delivery.next_attempt_at = now
             continue
@@ -687,6 +684,20 @@ def _on_workflow_clock(done: FirstAttemptsDone, now: datetime) -> None:
         if delivery.status is DeliveryStatus.PENDING:
             delay = next_attempt_delay(1, now, now)
             delivery.next_attempt_at = None if delay is None else now + delay
+
+
+def _handoffs(done: FirstAttemptsDone) -> dict[str, HandOff]:
+    """Per payment, its pending deliveries and their events."""
+    handoffs: dict[str, HandOff] = {}
+    for delivery in done.deliveries:
+        if delivery.status is DeliveryStatus.PENDING:
+            handoffs.setdefault(
+                delivery.payment_id,
+                HandOff(payment_id=delivery.payment_id, deliveries=[], events=[]),
+            ).deliveries.append(delivery)
+    for event in done.pending_events:
+        handoffs[event.payment_id].events.append(event)
+    return handoffs
 
 
 def _outcome(delivery: Delivery) -> str:
