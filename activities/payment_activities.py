@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from payments import metrics, retries
 from payments.gateway import (
+    Authentication,
     CardDeclined,
     Gateway,
     GatewayOperation,
@@ -27,6 +28,7 @@ from payments.gateway import (
 )
 from payments.ids import (
     AUTHORIZE_STEP,
+    CANCEL_AUTHENTICATION_STEP,
     CAPTURE_STEP,
     VOID_STEP,
     idempotency_key,
@@ -34,9 +36,12 @@ from payments.ids import (
     step_of,
 )
 from payments.models import (
+    AuthenticationInput,
+    AuthenticationResult,
     AuthorizeInput,
     CaptureInput,
     CommittedOperation,
+    CustomerAction,
     FindOperation,
     GatewayFailure,
     GatewayResult,
@@ -168,6 +173,22 @@ def _result(operation: GatewayOperation, request: GatewayStep) -> GatewayResult:
     )
 
 
+def _authentication_result(
+    authentication: Authentication, request: GatewayStep
+) -> AuthenticationResult:
+    authorization = authentication.authorization
+    if authentication.status == "succeeded" and authorization is None:
+        # Approved, yet no authorization to show for it: ask again.
+        raise ApplicationError(
+            f"{authentication.id} succeeded without an authorization",
+            type=retries.GATEWAY_UNAVAILABLE,
+        )
+    return AuthenticationResult(
+        status=authentication.status,
+        authorization=_result(authorization, request) if authorization is not None else None,
+    )
+
+
 class PaymentActivities:
     """Built with a gateway adapter, so tests can hand in a fake or a real simulator."""
 
@@ -208,11 +229,46 @@ class PaymentActivities:
                 first_attempt=_attempt(request) == 1 and not request.rerun,
                 authorization_id=remembered[0] if remembered else None,
                 remember=remember,
+                return_url=request.return_url,
             ),
             request,
             heartbeat_details=remembered,
         )
+        if isinstance(operation, Authentication):
+            # Nothing is authorized yet: the customer must authenticate first.
+            return GatewayResult(
+                operation_id=operation.id,
+                amount=operation.amount,
+                attempt=_attempt(request),
+                action=CustomerAction(
+                    authentication_id=operation.id, url=operation.url, status=operation.status
+                ),
+            )
         return _result(operation, request)
+
+    @activity.defn(name=Activities.LOOK_UP_AUTHENTICATION)
+    async def look_up_authentication(self, request: AuthenticationInput) -> AuthenticationResult:
+        """Where the customer's authentication stands (the authorization, once approved)."""
+        found = await _gateway_call(
+            self._gateway.authentication(request.authentication_id),
+            request,
+            operation=metrics.LOOKUP,
+        )
+        return _authentication_result(found, request)
+
+    @activity.defn(name=Activities.CANCEL_AUTHENTICATION)
+    async def cancel_authentication(self, request: AuthenticationInput) -> AuthenticationResult:
+        """End the customer's authentication unless they already decided: where it ended."""
+        ended = await _gateway_call(
+            self._gateway.cancel_authentication(
+                request.authentication_id,
+                idempotency_key=idempotency_key(
+                    request.payment_id, CANCEL_AUTHENTICATION_STEP, request.instance
+                ),
+            ),
+            request,
+        )
+        return _authentication_result(ended, request)
 
     @activity.defn(name=Activities.CAPTURE)
     async def capture(self, request: CaptureInput) -> GatewayResult:
@@ -315,4 +371,6 @@ class PaymentActivities:
             self.refund,
             self.find_operation,
             self.committed_operations,
+            self.look_up_authentication,
+            self.cancel_authentication,
         ]

@@ -58,6 +58,7 @@ PAYMENT_METHODS: dict[str, list[tuple[str, str]]] = {
         *_SUCCEEDS,
         *_DECLINES,
         ("pm_card_captureFails", "Authorizes, capture refused · voided"),
+        ("pm_card_threeDSecure2Required", "3-D Secure · confirm with your bank"),
     ],
     "stripe": [*_SUCCEEDS, *_DECLINES],
 }

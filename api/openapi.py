@@ -35,6 +35,7 @@ from payments.models import (
     CreatePayment,
     Event,
     Failure,
+    NextAction,
     Refund,
 )
 from payments.reconciliation import ReconciliationReport
@@ -86,6 +87,8 @@ class Payment(_Body):
     description: str | None
     metadata: dict[str, str]
     failure: Failure | None
+    # While requires_action: where the customer authenticates (CONTRACT §14).
+    next_action: NextAction | None
     refunds: list[Refund]
     client_secret: str
     created_at: datetime

@@ -1,4 +1,6 @@
-"""Inbound gateway webhooks: ``POST /v1/gateway/webhooks/stripe``.
+"""Inbound gateway webhooks: ``POST /v1/gateway/webhooks/stripe``, and the
+simulator's, which signs the same way with its own secret
+(``POST /v1/gateway/webhooks/simulator``: a customer's 3-D Secure decision).
 
 A request is believed only with a valid ``Stripe-Signature``: a timestamp
 within the tolerance and an HMAC-SHA256 of ``"<t>.<body>"`` under the
@@ -78,34 +80,51 @@ def _event(body: bytes) -> GatewayEvent | None:
         return None
 
 
-@router.post(
-    "/v1/gateway/webhooks/stripe",
-    responses={200: {"model": WebhookReceipt}, **errors(400, 413, 429, 503)},
-    response_model=None,
-    # Read raw (the signature covers the exact bytes), so declared here by hand.
-    openapi_extra={
-        "parameters": [
-            {
-                "name": "Stripe-Signature",
-                "in": "header",
+def _route(gateway: str) -> dict[str, Any]:
+    return {
+        "path": f"/v1/gateway/webhooks/{gateway}",
+        "responses": {200: {"model": WebhookReceipt}, **errors(400, 413, 429, 503)},
+        "response_model": None,
+        # Read raw (the signature covers the exact bytes), so declared here by hand.
+        "openapi_extra": {
+            "parameters": [
+                {
+                    "name": "Stripe-Signature",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "`t=<unix time>,v1=<HMAC-SHA256 of '<t>.<body>'>`",
+                }
+            ],
+            "requestBody": {
                 "required": True,
-                "schema": {"type": "string"},
-                "description": "`t=<unix time>,v1=<HMAC-SHA256 of '<t>.<body>'>`",
-            }
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
         },
-    },
-)
+    }
+
+
+@router.post(**_route("stripe"))
 async def stripe_webhook(request: Request, service: ServiceDep) -> Any:
+    secret = service.settings.stripe_webhook_secret.get_secret_value()
+    return await _receive(request, service, secret)
+
+
+@router.post(**_route("simulator"))
+async def simulator_webhook(request: Request, service: ServiceDep) -> Any:
+    """The simulator's word that a customer decided: it only wakes the payment,
+    which asks the gateway itself what was decided."""
+    secret = service.settings.simulator_webhook_secret.get_secret_value()
+    return await _receive(request, service, secret)
+
+
+async def _receive(request: Request, service: ServiceDep, secret: str) -> Any:
     settings = service.settings
     body = await request.body()
     verify_signature(
         body,
         request.headers.get("stripe-signature"),
-        settings.stripe_webhook_secret.get_secret_value(),
+        secret,
         settings.stripe_webhook_tolerance_seconds,
     )
     event = _event(body)

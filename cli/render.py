@@ -44,6 +44,10 @@ def payment(body: dict[str, Any]) -> None:
         )
     table.add_row("temporal ui", body.get("links", {}).get("temporal_ui", ""))
     out.print(table)
+    redirect = (body.get("next_action") or {}).get("redirect_to_url") or {}
+    if redirect.get("url"):
+        # 3-D Secure: where to send the customer, on one line to copy whole.
+        out.print(f"next action: customer confirms at {redirect['url']}", soft_wrap=True)
 
 
 def payments(rows: list[dict[str, Any]]) -> None:

@@ -4,7 +4,8 @@ simulator (:mod:`gateway.simulator.app`), one ``httpx.AsyncClient`` per adapter.
 Answers map onto the port's exceptions: ``402`` is ``CardDeclined``; ``400``,
 ``409``, ``422`` and other refusals are ``InvalidGatewayRequest``; ``404`` is
 ``NotFound``; ``429``, ``5xx``, timeouts, connection and protocol errors are
-``TransientGatewayError``, whose message says which.
+``TransientGatewayError``, whose message says which. An authorize answered
+``202`` is the customer's pending authentication (3-D Secure).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from payments.gateway import (
+    Authentication,
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
@@ -26,6 +28,7 @@ from payments.gateway import (
 )
 
 Reply = TypeVar("Reply", bound=BaseModel)
+Pending = TypeVar("Pending", bound=BaseModel)
 
 
 class _ErrorDetail(BaseModel):
@@ -62,15 +65,35 @@ class SimulatorGateway:
         first_attempt: bool = False,
         authorization_id: str | None = None,
         remember: Callable[[str], None] | None = None,
-    ) -> GatewayOperation:
+        return_url: str | None = None,
+    ) -> GatewayOperation | Authentication:
         # It honours idempotency keys and indexes by reference: the hints change nothing.
         body = {
             "reference": reference,
             "amount": amount,
             "currency": currency,
             "payment_method": payment_method,
+            "return_url": return_url,
         }
-        return await self._post("/v1/authorizations", idempotency_key, body)
+        request = self._client.build_request(
+            "POST", "/v1/authorizations", json=body, headers={"Idempotency-Key": idempotency_key}
+        )
+        return await self._send(request, GatewayOperation, pending=Authentication)
+
+    async def authentication(self, authentication_id: str) -> Authentication:
+        request = self._client.build_request(
+            "GET", f"/v1/authentications/{quote(authentication_id, safe='')}"
+        )
+        return await self._send(request, Authentication)
+
+    async def cancel_authentication(
+        self, authentication_id: str, *, idempotency_key: str
+    ) -> Authentication:
+        path = f"/v1/authentications/{quote(authentication_id, safe='')}/cancel"
+        request = self._client.build_request(
+            "POST", path, headers={"Idempotency-Key": idempotency_key}
+        )
+        return await self._send(request, Authentication)
 
     async def capture(
         self, *, authorization_id: str, amount: int, idempotency_key: str
@@ -115,7 +138,14 @@ class SimulatorGateway:
         )
         return await self._send(request, GatewayOperation)
 
-    async def _send(self, request: httpx.Request, reply: type[Reply]) -> Reply:
+    async def _send(
+        self,
+        request: httpx.Request,
+        reply: type[Reply],
+        *,
+        pending: type[Pending] | None = None,
+    ) -> Reply | Pending:
+        """The reply; a ``202`` read as ``pending`` when given."""
         what = f"{request.method} {request.url.path}"
         try:
             response = await self._client.send(request)
@@ -132,6 +162,8 @@ class SimulatorGateway:
         if not response.is_success:
             raise _refusal(what, response)
         try:
+            if pending is not None and response.status_code == 202:
+                return pending.model_validate_json(response.content)
             return reply.model_validate_json(response.content)
         except ValidationError as exc:
             # A 2xx we cannot read leaves the outcome as unknown as a reset does.

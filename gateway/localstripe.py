@@ -129,6 +129,8 @@ class ServerSupport:
     allowed_types_param: bool = True
     expands_list_references: bool = True
     knows_test_methods: bool = True
+    # localstripe's confirm takes no return_url (nor any 3-D Secure page).
+    confirm_return_url: bool = True
 
     def only_cards(self, params: PaymentIntentCreateParams) -> None:
         """Limit a PaymentIntent to cards: other types may redirect, which a

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gateway.simulator.core import SimulatorLedger
-from payments.gateway import GatewayOperation
+from payments.gateway import Authentication, GatewayOperation
 
 
 class InMemoryGateway:
@@ -32,7 +32,8 @@ class InMemoryGateway:
         first_attempt: bool = False,
         authorization_id: str | None = None,
         remember: Callable[[str], None] | None = None,
-    ) -> GatewayOperation:
+        return_url: str | None = None,
+    ) -> GatewayOperation | Authentication:
         # It honours idempotency keys and indexes by reference: the hints change nothing.
         return await self.ledger.run(
             lambda: self.ledger.authorize(
@@ -41,8 +42,17 @@ class InMemoryGateway:
                 currency=currency,
                 payment_method=payment_method,
                 idempotency_key=idempotency_key,
+                return_url=return_url,
             )
         )
+
+    async def authentication(self, authentication_id: str) -> Authentication:
+        return self.ledger.authentication(authentication_id)
+
+    async def cancel_authentication(
+        self, authentication_id: str, *, idempotency_key: str
+    ) -> Authentication:
+        return await self.ledger.run(lambda: self.ledger.cancel_authentication(authentication_id))
 
     async def capture(
         self, *, authorization_id: str, amount: int, idempotency_key: str

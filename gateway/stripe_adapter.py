@@ -107,6 +107,7 @@ from gateway.stripe_mapping import (
     VOID_KEY,
     Intent,
     Refund,
+    authentication_of,
     authorization_outcome,
     captured_amount,
     from_stripe,
@@ -116,6 +117,7 @@ from gateway.stripe_mapping import (
     to_stripe,
 )
 from payments.gateway import (
+    Authentication,
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
@@ -192,7 +194,8 @@ class StripeGateway:
         first_attempt: bool = False,
         authorization_id: str | None = None,
         remember: Callable[[str], None] | None = None,
-    ) -> GatewayOperation:
+        return_url: str | None = None,
+    ) -> GatewayOperation | Authentication:
         try:
             return await self._authorize(
                 reference=reference,
@@ -204,6 +207,7 @@ class StripeGateway:
                 first_attempt=first_attempt,
                 authorization_id=authorization_id,
                 remember=remember,
+                return_url=return_url,
             )
         except CardDeclined as declined:
             reported = as_stripe_declines(payment_method, declined)
@@ -223,7 +227,8 @@ class StripeGateway:
         first_attempt: bool,
         authorization_id: str | None,
         remember: Callable[[str], None] | None,
-    ) -> GatewayOperation:
+        return_url: str | None,
+    ) -> GatewayOperation | Authentication:
         _check_amount(amount)
         stripe_amount = to_stripe(amount, currency)
         intent = None
@@ -241,17 +246,48 @@ class StripeGateway:
         authorization = authorization_outcome(intent)
         if authorization is not None:
             return authorization
-        with answers("confirm PaymentIntent", intent_id=intent.id):
-            confirmed = await self._stripe.v1.payment_intents.confirm_async(
-                intent.id,
-                params=_confirm_params(intent, self._server.payment_method(payment_method)),
-                options={"idempotency_key": f"{idempotency_key}:confirm"},
-            )
-            intent = Intent.model_validate(confirmed.to_dict())
+        intent = await self._confirm(intent, payment_method, idempotency_key, return_url)
         authorization = authorization_outcome(intent)
         if authorization is None:
             raise TransientGatewayError(f"{intent.id} is still {intent.status} after confirming")
         return authorization
+
+    async def _confirm(
+        self, intent: Intent, payment_method: str, idempotency_key: str, return_url: str | None
+    ) -> Intent:
+        """Confirm the PaymentIntent; with ``return_url`` where the server takes
+        one, so a card that needs 3-D Secure answers with the page to send the
+        customer to (localstripe takes none, and answers without a page)."""
+        params = _confirm_params(intent, self._server.payment_method(payment_method))
+        if return_url is not None and self._server.confirm_return_url:
+            params["return_url"] = return_url
+        with answers("confirm PaymentIntent", intent_id=intent.id):
+            try:
+                confirmed = await self._stripe.v1.payment_intents.confirm_async(
+                    intent.id,
+                    params=params,
+                    options={"idempotency_key": f"{idempotency_key}:confirm"},
+                )
+            except stripe.InvalidRequestError as err:
+                # Refused while validating: nothing was confirmed, so asking again is safe.
+                if "return_url" not in params or not refused(err, "return_url"):
+                    raise
+                self._server.confirm_return_url = False
+                return await self._confirm(intent, payment_method, idempotency_key, return_url)
+            return Intent.model_validate(confirmed.to_dict())
+
+    async def authentication(self, authentication_id: str) -> Authentication:
+        # The authentication is the PaymentIntent's own state.
+        return authentication_of(await self._retrieve(authentication_id))
+
+    async def cancel_authentication(
+        self, authentication_id: str, *, idempotency_key: str
+    ) -> Authentication:
+        intent = await self._retrieve(authentication_id)
+        if intent.status == "requires_action":
+            # Nothing is authorized yet, so nothing a void's key must tell apart.
+            intent = await self._cancel_intent(intent, idempotency_key)
+        return authentication_of(intent)
 
     async def capture(
         self, *, authorization_id: str, amount: int, idempotency_key: str
@@ -283,13 +319,7 @@ class StripeGateway:
         intent = await self._retrieve(authorization_id)
         if intent.status == "requires_capture":
             await self._mark(intent.id, VOID_KEY, idempotency_key)
-            with answers("cancel PaymentIntent", intent_id=intent.id):
-                canceled = await self._stripe.v1.payment_intents.cancel_async(
-                    intent.id,
-                    params={"expand": _EXPAND},
-                    options={"idempotency_key": idempotency_key},
-                )
-                intent = Intent.model_validate(canceled.to_dict())
+            intent = await self._cancel_intent(intent, idempotency_key)
         elif intent.status == "succeeded":
             raise InvalidGatewayRequest(
                 "already_captured", f"{intent.id} was captured; refund it instead"
@@ -561,6 +591,15 @@ class StripeGateway:
                     reference, amount, currency, payment_method, idempotency_key
                 )
             return Intent.model_validate(created.to_dict())
+
+    async def _cancel_intent(self, intent: Intent, idempotency_key: str) -> Intent:
+        with answers("cancel PaymentIntent", intent_id=intent.id):
+            canceled = await self._stripe.v1.payment_intents.cancel_async(
+                intent.id,
+                params={"expand": _EXPAND},
+                options={"idempotency_key": idempotency_key},
+            )
+            return Intent.model_validate(canceled.to_dict())
 
     async def _mark(self, intent_id: str, field: str, idempotency_key: str) -> None:
         """Record the key of the step about to act, so a retry can tell its own

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 
 from payments.currencies import NotRepresentable, from_gateway_units, to_gateway_units
 from payments.gateway import (
+    Authentication,
+    AuthenticationStatus,
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
@@ -56,6 +58,20 @@ class _PaymentError(BaseModel):
     message: str | None = None
 
 
+# Stripe's code for a payment whose customer failed 3-D Secure.
+AUTHENTICATION_FAILURE = "payment_intent_authentication_failure"
+
+
+class _RedirectToUrl(BaseModel):
+    url: str | None = None
+    return_url: str | None = None
+
+
+class _NextAction(BaseModel):
+    type: str
+    redirect_to_url: _RedirectToUrl | None = None
+
+
 class Intent(BaseModel):
     id: str
     amount: int
@@ -68,6 +84,7 @@ class Intent(BaseModel):
     amount_received: int | None = None
     canceled_at: int | None = None
     last_payment_error: _PaymentError | None = None
+    next_action: _NextAction | None = None
 
     @property
     def authorized(self) -> bool:
@@ -103,9 +120,10 @@ class Refund(BaseModel):
 # -- Stripe objects to operations ---------------------------------------------
 
 
-def authorization_outcome(intent: Intent) -> GatewayOperation | None:
-    """The authorization the PaymentIntent holds; ``None`` while it still needs
-    confirming; raises when it will never hold one."""
+def authorization_outcome(intent: Intent) -> GatewayOperation | Authentication | None:
+    """The authorization the PaymentIntent holds, or the customer's
+    authentication it waits on; ``None`` while it still needs confirming;
+    raises when it will never hold one."""
     if intent.authorized:
         return intent_operations(intent, [])[0]
     match intent.status:
@@ -122,12 +140,7 @@ def authorization_outcome(intent: Intent) -> GatewayOperation | None:
                 error.message or "Your card was declined.",
             )
         case "requires_action":
-            raise CardDeclined(
-                "authentication_required",
-                "authentication_required",
-                "The card requires authentication (3-D Secure), "
-                "which this server-side integration cannot perform.",
-            )
+            return authentication_of(intent)
         case "processing":
             raise TransientGatewayError(f"{intent.id} is still processing")
         case "canceled":
@@ -135,6 +148,34 @@ def authorization_outcome(intent: Intent) -> GatewayOperation | None:
                 "payment_intent_canceled", f"{intent.id} was canceled before it was authorized"
             )
     raise TransientGatewayError(f"{intent.id} is in an unexpected state: {intent.status}")
+
+
+def authentication_of(intent: Intent) -> Authentication:
+    """The PaymentIntent as the customer's authentication (3-D Secure): pending
+    while it ``requires_action``, succeeded once authorized, failed when the
+    customer failed it, canceled when it was canceled before."""
+    redirect = intent.next_action.redirect_to_url if intent.next_action else None
+    error = intent.last_payment_error
+    if intent.authorized:
+        status: AuthenticationStatus = "succeeded"
+    elif intent.status == "requires_action":
+        status = "pending"
+    elif intent.status == "canceled":
+        status = "canceled"
+    elif error is not None and error.code == AUTHENTICATION_FAILURE:
+        status = "failed"
+    else:
+        raise TransientGatewayError(f"{intent.id} is {intent.status}: no authentication to read")
+    return Authentication(
+        id=intent.id,
+        status=status,
+        amount=from_stripe(intent.amount, intent.currency),
+        currency=intent.currency,
+        reference=intent.metadata.get(PAYMENT_ID, ""),
+        url=redirect.url if redirect and status == "pending" else None,
+        return_url=redirect.return_url if redirect else None,
+        authorization=intent_operations(intent, [])[0] if intent.authorized else None,
+    )
 
 
 def intent_operations(intent: Intent, refunds: list[Refund]) -> list[GatewayOperation]:

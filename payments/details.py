@@ -33,6 +33,10 @@ def current_details(state: PaymentState, waiting_for: str) -> str:
         failure = state.failure
         code = failure.code + (f" ({failure.decline_code})" if failure.decline_code else "")
         lines.append(f"failure: {code}: {failure.message}")
+    redirect = state.next_action.redirect_to_url if state.next_action else None
+    if redirect is not None and redirect.url:
+        # 3-D Secure: where the customer confirms, for an operator helping one.
+        lines.append(f"customer authenticates at: {redirect.url}")
     lines.append(f"waiting for: {waiting_for}")
     return "  \n".join(lines)
 

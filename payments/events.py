@@ -31,6 +31,9 @@ from payments.status import PaymentStatus
 
 TYPES = (
     "payment.requested",
+    "payment.action_required",
+    "payment.authenticated",
+    "payment.authentication_failed",
     "payment.authorized",
     "payment.declined",
     "payment.capture_requested",

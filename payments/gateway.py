@@ -21,6 +21,15 @@ first call was kept on our side. Only then may authorize run as the fast
 path's local attempt: a local activity has no heartbeat to carry an
 authorization id, and one whose worker died runs again from nothing.
 
+Customer action (3-D Secure, CONTRACT §14): ``authorize`` may answer with an
+:class:`Authentication` instead of an operation: nothing is held yet, the
+customer must first authenticate at its ``url``. ``authentication`` reads
+where it stands (the authorization, once the customer approved, is one of the
+payment's operations under the authorize key); ``cancel_authentication``
+ends it if it is still pending and answers where it ended, so a payment that
+stops waiting (its window closed, a cancel) never leaves the customer able
+to authorize money nobody will capture.
+
 Exceptions (the one place that says which gateway answers are which):
 
     GatewayError
@@ -101,6 +110,7 @@ class TransientGatewayError(GatewayError):
 
 
 OperationKind = Literal["authorization", "capture", "void", "refund"]
+AuthenticationStatus = Literal["pending", "succeeded", "failed", "canceled"]
 
 
 class GatewayOperation(BaseModel):
@@ -114,6 +124,21 @@ class GatewayOperation(BaseModel):
     idempotency_key: str
     authorization_id: str | None = None
     created_at: str
+
+
+class Authentication(BaseModel):
+    """A customer's authentication (3-D Secure) that an authorization waits on."""
+
+    id: str
+    status: AuthenticationStatus
+    amount: int
+    currency: str
+    reference: str
+    # Where the customer authenticates, while pending, and comes back to after.
+    url: str | None = None
+    return_url: str | None = None
+    # Once succeeded: the authorization the gateway then made.
+    authorization: GatewayOperation | None = None
 
 
 class Gateway(Protocol):
@@ -131,7 +156,22 @@ class Gateway(Protocol):
         first_attempt: bool = False,
         authorization_id: str | None = None,
         remember: Callable[[str], None] | None = None,
-    ) -> GatewayOperation: ...
+        return_url: str | None = None,
+    ) -> GatewayOperation | Authentication:
+        """The authorization; or, when the card needs the customer to
+        authenticate first, the pending :class:`Authentication` (the customer
+        comes back to ``return_url`` when done)."""
+        ...
+
+    async def authentication(self, authentication_id: str) -> Authentication:
+        """Where the customer's authentication stands."""
+        ...
+
+    async def cancel_authentication(
+        self, authentication_id: str, *, idempotency_key: str
+    ) -> Authentication:
+        """End the authentication unless the customer already has: where it ended."""
+        ...
 
     async def capture(
         self, *, authorization_id: str, amount: int, idempotency_key: str

@@ -70,8 +70,14 @@ def update_id_for(key: str, request_fingerprint: str) -> str:
 
 
 def fingerprint(request: BaseModel) -> str:
-    """A stable digest of a validated request, to tell a replay from a key reused."""
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable digest of a validated request, to tell a replay from a key reused.
+    Fields a model gained later (its ``ADDED_LATER``) count only when set, so
+    a request sent again after an upgrade still matches its first time."""
+    body = request.model_dump(mode="json")
+    for name in getattr(request, "ADDED_LATER", ()):
+        if body.get(name) is None:
+            body.pop(name, None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -116,6 +122,7 @@ def instance_id() -> str:
 AUTHORIZE_STEP: Final = "authorize"
 CAPTURE_STEP: Final = "capture"
 VOID_STEP: Final = "void"
+CANCEL_AUTHENTICATION_STEP: Final = "cancel_authentication"
 _REFUND_STEP = "refund:"
 
 

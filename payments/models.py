@@ -8,7 +8,7 @@ Commands are imperative (``CreatePayment``, ``RefundPayment``); the payment is
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -69,6 +69,9 @@ class _Command(RefusesCardNumbers):
 
 
 class CreatePayment(_Command):
+    # Left out of the request's fingerprint while unset (payments.ids.fingerprint).
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("return_url",)
+
     amount: Amount
     currency: Annotated[str, Field(min_length=3, max_length=3)]
     payment_method: Annotated[
@@ -78,6 +81,10 @@ class CreatePayment(_Command):
     customer_id: Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9_.:@-]+$")] | None = None
     description: Annotated[str, Field(max_length=1000)] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Where the customer comes back to after authenticating (3-D Secure).
+    return_url: (
+        Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")] | None
+    ) = None
 
     @field_validator("currency")
     @classmethod
@@ -204,6 +211,18 @@ class Refund(BaseModel):
         return self.status != "pending"
 
 
+class RedirectToUrl(BaseModel):
+    url: str | None
+    return_url: str | None = None
+
+
+class NextAction(BaseModel):
+    """What the customer must do before the gateway decides (CONTRACT §14)."""
+
+    type: Literal["redirect_to_url"] = "redirect_to_url"
+    redirect_to_url: RedirectToUrl
+
+
 class PaymentState(BaseModel):
     """The payment as the workflow knows it: the payment object without the
     API-only fields (``client_secret``, ``links``) plus internal bookkeeping."""
@@ -222,6 +241,8 @@ class PaymentState(BaseModel):
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     failure: Failure | None = None
+    # Set while the payment requires_action.
+    next_action: NextAction | None = None
     refunds: list[Refund] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
@@ -286,6 +307,8 @@ class PaymentInput(BaseModel):
     # The merchant has webhook endpoints: the run announces its events to them
     # (workflows/payment.py, _announce). False in payments started before.
     webhooks: bool = False
+    # How long the customer has to authenticate (3-D Secure), CONTRACT §14.
+    action_window_seconds: float = 3600.0
 
     def first_state(self) -> PaymentState:
         """The payment as this run starts: as it was carried over from the run
@@ -335,6 +358,14 @@ class AuthorizeInput(GatewayStep):
     # This run redoes the payment from its start (an operator's reset): an
     # earlier authorize with the same key may have reached the gateway.
     rerun: bool = False
+    # Where the customer comes back to, if the card needs 3-D Secure.
+    return_url: str | None = None
+
+
+class AuthenticationInput(GatewayStep):
+    """Look up, or end, the customer's authentication an authorize waits on."""
+
+    authentication_id: str
 
 
 class CaptureInput(GatewayStep):
@@ -393,12 +424,32 @@ class GatewayFailure(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class CustomerAction(BaseModel):
+    """An authorize that waits on the customer (3-D Secure): where they
+    authenticate, and how it stands."""
+
+    authentication_id: str
+    url: str | None = None
+    status: Literal["pending", "succeeded", "failed", "canceled"] = "pending"
+
+
 class GatewayResult(BaseModel):
-    """What a gateway call committed, and how many attempts it took."""
+    """What a gateway call committed, and how many attempts it took; for an
+    authorize whose customer must act first, nothing yet (``operation_id``
+    names the authentication) and the ``action``."""
 
     operation_id: str
     amount: int
     attempt: int
+    action: CustomerAction | None = None
+
+
+class AuthenticationResult(BaseModel):
+    """Where the customer's authentication stands; once it succeeded, the
+    authorization it made."""
+
+    status: Literal["pending", "succeeded", "failed", "canceled"]
+    authorization: GatewayResult | None = None
 
 
 class DomainEvent(BaseModel):

@@ -44,6 +44,9 @@ class Activities:
     REFUND: Final = "refund"
     FIND_OPERATION: Final = "find_operation"
     COMMITTED_OPERATIONS: Final = "committed_operations"
+    # The customer's authentication (3-D Secure) an authorize waits on.
+    LOOK_UP_AUTHENTICATION: Final = "look_up_authentication"
+    CANCEL_AUTHENTICATION: Final = "cancel_authentication"
 
 
 STATUS = SearchAttributeKey.for_keyword("PaymentStatus")

@@ -159,7 +159,11 @@ def compare(
             None,
             f"the payment is {payment.status} but its authorization is still open",
         )
-    undecided = payment.status in (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_CAPTURE)
+    undecided = payment.status in (
+        PaymentStatus.PROCESSING,
+        PaymentStatus.REQUIRES_ACTION,
+        PaymentStatus.REQUIRES_CAPTURE,
+    )
     if undecided and open_authorization and not running:
         add(
             "authorization_orphaned",
@@ -175,4 +179,6 @@ def in_flight(payment: PaymentState, *, running: bool = True) -> bool:
     """Work under way: comparing now would report what is about to be true. A
     payment whose workflow no longer runs has nothing under way."""
     pending_refund = any(not refund.settled for refund in payment.refunds)
-    return running and (payment.status is PaymentStatus.PROCESSING or pending_refund)
+    # Waiting on the customer counts: the gateway may authorize at any moment.
+    deciding = payment.status in (PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
+    return running and (deciding or pending_refund)

@@ -91,3 +91,24 @@ REFUND = StepPolicy(
 # a read on a path that is already slow or unusual, shown in the UI as it runs;
 # retried for a day too.
 FIND = StepPolicy(timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)))
+
+# The customer's authentication (3-D Secure, CONTRACT §14). The payment waits
+# for the gateway's word (a webhook) and also looks it up itself after each of
+# these pauses, the last one repeated until the action window closes, so a
+# lost webhook delays the outcome by minutes at most and never strands it.
+AUTHENTICATION_LOOKUPS = tuple(timedelta(seconds=seconds) for seconds in (10, 20, 40, 80, 160, 300))
+# One look: no answer is no news, and the next pause brings the next look.
+LOOK_UP_AUTHENTICATION = StepPolicy(
+    timedelta(seconds=10),
+    timedelta(minutes=1),
+    _retry(timedelta(seconds=10)),
+    fast_attempt=FAST_ATTEMPT,
+)
+# Ending it when the payment stops waiting: as long as an authorize, then the
+# payment voids by reference whatever the customer may still have authorized.
+CANCEL_AUTHENTICATION = StepPolicy(
+    timedelta(seconds=30),
+    timedelta(minutes=10),
+    _retry(timedelta(seconds=30)),
+    fast_attempt=FAST_ATTEMPT,
+)

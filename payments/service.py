@@ -162,6 +162,7 @@ class PaymentService:
             created_at=now,
             authorization_window_seconds=self.settings.authorization_window.total_seconds(),
             refund_window_seconds=self.settings.refund_window.total_seconds(),
+            action_window_seconds=self.settings.action_window_seconds,
             instance=instance_id(),
             webhooks=await self.endpoints.any_enabled(merchant_id),
         )

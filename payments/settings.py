@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     # Verifies Stripe-Signature on inbound webhooks.
     stripe_webhook_secret: SecretStr = SecretStr("whsec_local_dev_only")
     stripe_webhook_tolerance_seconds: float = Field(default=300, gt=0)
+    # The simulator's webhooks to the API (a customer's 3-D Secure decision):
+    # unset, the API's own URL from api_host and api_port; "" sends none. Its
+    # word only wakes the payment, which asks the gateway what was decided,
+    # so a forged event changes nothing: the built-in secret is allowed.
+    simulator_webhook_url: str | None = None
+    simulator_webhook_secret: SecretStr = SecretStr("whsec_simulator_local_dev_only")
+    # How long a payment waits for its customer to authenticate (CONTRACT §14).
+    action_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
 
     # Each merchant's token bucket in each API process: requests a second, and
     # how many may come at once after a quiet spell. Over it: 429, Retry-After.
@@ -188,3 +196,11 @@ class Settings(BaseSettings):
 
     def gateway_base(self) -> str:
         return str(self.gateway_url).rstrip("/")
+
+    def simulator_webhook_target(self) -> str | None:
+        """Where the simulator sends its webhooks; None for nowhere."""
+        if self.simulator_webhook_url is None:
+            host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{self.api_port}/v1/gateway/webhooks/simulator"
+        return self.simulator_webhook_url or None

@@ -4,10 +4,14 @@ The workflow asks this module before every status change, and the tests use
 the same table, so the diagram lives in exactly one place.
 
     processing ──► requires_capture ──► succeeded ──► partially_refunded ──► refunded
-         │               │                  └──────────────────────────────► refunded
-         ├──► succeeded  ├──► failed (capture refused, authorization voided)
-         ├──► failed     └──► canceled (cancel or expiry, authorization voided)
-         └──► canceled
+     ▲   │               │                  └──────────────────────────────► refunded
+     │   ├──► succeeded  ├──► failed (capture refused, authorization voided)
+     │   ├──► failed     └──► canceled (cancel or expiry, authorization voided)
+     │   ├──► canceled
+     │   └──► requires_action (the customer must authenticate: 3-D Secure)
+     │               ├──► failed (authentication failed or not done in time)
+     │               └──► canceled
+     └───────────────┘ (authenticated: the gateway decides)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from enum import StrEnum
 
 class PaymentStatus(StrEnum):
     PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
     REQUIRES_CAPTURE = "requires_capture"
     SUCCEEDED = "succeeded"
     PARTIALLY_REFUNDED = "partially_refunded"
@@ -28,7 +33,10 @@ class PaymentStatus(StrEnum):
 S = PaymentStatus
 
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    S.PROCESSING: frozenset({S.REQUIRES_CAPTURE, S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.PROCESSING: frozenset(
+        {S.REQUIRES_ACTION, S.REQUIRES_CAPTURE, S.SUCCEEDED, S.FAILED, S.CANCELED}
+    ),
+    S.REQUIRES_ACTION: frozenset({S.PROCESSING, S.FAILED, S.CANCELED}),
     S.REQUIRES_CAPTURE: frozenset({S.SUCCEEDED, S.FAILED, S.CANCELED}),
     S.SUCCEEDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
@@ -66,7 +74,7 @@ def can_capture(status: PaymentStatus) -> bool:
 
 
 def can_cancel(status: PaymentStatus) -> bool:
-    return status in (S.PROCESSING, S.REQUIRES_CAPTURE)
+    return status in (S.PROCESSING, S.REQUIRES_ACTION, S.REQUIRES_CAPTURE)
 
 
 # What "settled" means, for whoever waits on an outcome: the API's
@@ -75,8 +83,16 @@ def can_cancel(status: PaymentStatus) -> bool:
 
 
 def is_settled(status: PaymentStatus) -> bool:
-    """Settled: the outcome of the request is known (any status but processing)."""
-    return status is not S.PROCESSING
+    """Settled: the outcome of the request is known (any status but
+    processing and requires_action, CONTRACT §5)."""
+    return status not in (S.PROCESSING, S.REQUIRES_ACTION)
+
+
+def needs_customer(status: PaymentStatus) -> bool:
+    """Nothing more happens until the customer acts (3-D Secure): not settled,
+    but whoever waits for the outcome (``Prefer: wait``) has the answer for
+    now, the ``next_action`` to send the customer to."""
+    return status is S.REQUIRES_ACTION
 
 
 def capture_settled(status: PaymentStatus) -> bool:

@@ -1,11 +1,12 @@
 """``PaymentWorkflow``: one payment, from request to the end of its refund window.
 
-The saga (CONTRACT §5, §7): authorize; then capture at once (automatic) or
-wait for ``capture`` until the authorization window ends (manual); a decline
-fails the payment, a refused capture voids the authorization, a cancel voids
-it too. Once captured, refunds are served one at a time until the refund
-window closes. Capture and cancel exclude each other: the first one accepted
-is the decision.
+The saga (CONTRACT §5, §7): authorize (when the card needs 3-D Secure,
+first waiting, durably, for the customer to authenticate, §14); then capture
+at once (automatic) or wait for ``capture`` until the authorization window
+ends (manual); a decline fails the payment, a refused capture voids the
+authorization, a cancel voids it too. Once captured, refunds are served one
+at a time until the refund window closes. Capture and cancel exclude each
+other: the first one accepted is the decision.
 
 Every domain event is written to the history as a memo upsert (key ``event``,
 with the payment as it now stands under ``payment``), and every status change
@@ -32,7 +33,7 @@ The Temporal UI's own buttons mean what an operator means (CONTRACT §7):
 
 import asyncio
 import bisect
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
@@ -53,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     from payments.details import current_details, until
     from payments.ids import CAPTURE_STEP, VOID_STEP, refund_of_step, refund_step
     from payments.models import (
+        AuthenticationInput,
+        AuthenticationResult,
         AuthorizeInput,
         CancelCommand,
         CancelPayment,
@@ -60,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         CaptureInput,
         CapturePayment,
         CommittedOperation,
+        CustomerAction,
         DomainEvent,
         Failure,
         FindOperation,
@@ -69,8 +73,10 @@ with workflow.unsafe.imports_passed_through():
         GatewayStep,
         Keyed,
         LookUpPayment,
+        NextAction,
         PaymentInput,
         PaymentState,
+        RedirectToUrl,
         Refund,
         RefundCommand,
         RefundInput,
@@ -108,6 +114,7 @@ with workflow.unsafe.imports_passed_through():
         capture_settled,
         check_transition,
         is_settled,
+        needs_customer,
         status_after_refund,
     )
     from payments.webhooks import Announcement, WebhooksOn
@@ -226,6 +233,8 @@ class PaymentWorkflow:
         # records is announced once, after it.
         self._local_step = False
         self._announcer: asyncio.Task[None] | None = None
+        # The gateway rang (a webhook while the customer authenticates): look now.
+        self._gateway_rang = False
 
     # -- the saga ---------------------------------------------------------
 
@@ -366,6 +375,7 @@ class PaymentWorkflow:
                     # A reset run has a run id of its own; continue-as-new
                     # never gets here (it carries the state).
                     rerun=workflow.info().run_id != workflow.info().first_execution_run_id,
+                    return_url=self._input.request.return_url,
                 ),
                 result_type=GatewayResult,
                 policy=retries.AUTHORIZE,
@@ -374,6 +384,11 @@ class PaymentWorkflow:
         except StepFailed as err:
             await self._authorize_failed(err)
             return False
+        if authorization.action is not None:
+            authenticated = await self._authenticate(authorization.action)
+            if authenticated is None:
+                return False
+            authorization = authenticated
         state.authorization_id = authorization.operation_id
         state.amount_capturable = authorization.amount
         manual = state.capture_method == "manual"
@@ -391,6 +406,126 @@ class PaymentWorkflow:
             await self._void_then(S.CANCELED, reason=self._cancel.reason)
             return False
         return True
+
+    async def _authenticate(self, action: CustomerAction) -> GatewayResult | None:
+        """The customer must authenticate (3-D Secure) before the gateway
+        decides: wait for them, durably, until the action window closes. The
+        gateway's webhook wakes the wait; the payment also looks the outcome
+        up itself after each pause of ``retries.AUTHENTICATION_LOOKUPS``, so a
+        lost webhook never strands it. Either way the outcome is what the
+        gateway answers, never what a webhook says. A cancel, or the window's
+        end, ends the authentication at the gateway first. The authorization
+        when the customer approved; None when the payment ended here."""
+        state = self._state
+        state.next_action = NextAction(
+            redirect_to_url=RedirectToUrl(url=action.url, return_url=self._input.request.return_url)
+        )
+        self._emit(
+            "payment.action_required",
+            {
+                "authentication_id": action.authentication_id,
+                "next_action": state.next_action.model_dump(mode="json"),
+            },
+            status=S.REQUIRES_ACTION,
+        )
+        # From when the customer is asked, on the workflow's own clock.
+        deadline = workflow.now() + timedelta(seconds=self._input.action_window_seconds)
+        waiting = f"the customer to authenticate (3-D Secure), until {until(deadline)}"
+        self._wait_for(waiting)
+        outcome = await self._customer_outcome(action, deadline, waiting)
+        if outcome is None or outcome.status == "pending":
+            # Canceled, or the window closed: nobody may authorize from now on.
+            outcome = await self._authentication_step(
+                Activities.CANCEL_AUTHENTICATION, action, retries.CANCEL_AUTHENTICATION
+            )
+        state.next_action = None
+        if outcome is None:
+            # No answer from the gateway: void whatever it may have authorized.
+            await self._void(by_reference=True)
+        if outcome is not None and outcome.status == "succeeded":
+            self._emit(
+                "payment.authenticated",
+                {"authentication_id": action.authentication_id},
+                status=S.PROCESSING,
+            )
+            return outcome.authorization
+        if self._cancel is not None and (outcome is None or outcome.status == "canceled"):
+            self._emit("payment.canceled", {"reason": self._cancel.reason}, status=S.CANCELED)
+            return None
+        failed = outcome is not None and outcome.status == "failed"
+        code = "authentication_failed" if failed else "authentication_timeout"
+        failure = Failure(
+            type="card_error",
+            code=code,
+            message=(
+                "The customer failed to authenticate the payment (3-D Secure)."
+                if failed
+                else "The customer did not authenticate the payment within "
+                f"{self._input.action_window_seconds:g} seconds (3-D Secure)."
+            ),
+        )
+        self._emit(
+            "payment.authentication_failed",
+            {"authentication_id": action.authentication_id, **failure.model_dump()},
+        )
+        state.failure = failure
+        self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
+        return None
+
+    async def _customer_outcome(
+        self, action: CustomerAction, deadline: datetime, waiting: str
+    ) -> AuthenticationResult | None:
+        """The customer's decision, as the gateway tells it; None when the
+        payment stopped waiting first (a cancel, the window's end)."""
+        pauses = iter(retries.AUTHENTICATION_LOOKUPS)
+        pause = next(pauses)
+        # Already decided (a repeated authorize, after a reset): look at once.
+        look = action.status != "pending"
+        while self._cancel is None:
+            remaining = deadline - workflow.now()
+            if not look and remaining <= timedelta(0):
+                return None
+            if not look:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._gateway_rang or self._cancel is not None,
+                        timeout=min(pause, remaining),
+                        timeout_summary="look up the customer's authentication",
+                    )
+                except TimeoutError:
+                    pause = next(pauses, pause)
+                if self._cancel is not None:
+                    return None
+            look = False
+            self._gateway_rang = False
+            outcome = await self._authentication_step(
+                Activities.LOOK_UP_AUTHENTICATION, action, retries.LOOK_UP_AUTHENTICATION
+            )
+            self._wait_for(waiting)
+            if outcome is not None and outcome.status != "pending":
+                return outcome
+        return None
+
+    async def _authentication_step(
+        self, activity: str, action: CustomerAction, policy: retries.StepPolicy
+    ) -> AuthenticationResult | None:
+        """A look at (or the end of) the authentication; None without an answer."""
+        verb = "end" if activity == Activities.CANCEL_AUTHENTICATION else "look up"
+        try:
+            result: AuthenticationResult = await self._gateway(
+                activity,
+                AuthenticationInput(
+                    payment_id=self._state.id,
+                    instance=self._input.instance,
+                    authentication_id=action.authentication_id,
+                ),
+                result_type=AuthenticationResult,
+                policy=policy,
+                summary=f"{verb} the customer's authentication",
+            )
+        except StepFailed:
+            return None
+        return result
 
     async def _authorize_failed(self, err: StepFailed) -> None:
         error_type, details = err.error_type, err.details
@@ -794,7 +929,9 @@ class PaymentWorkflow:
         status = self._state.status
         capturing = self._capture is not None and not capture_settled(status)
         canceling = self._cancel is not None and not cancel_settled(status)
-        return is_settled(status) and not capturing and not canceling
+        # Waiting on the customer, the answer for now is where to send them.
+        outcome_known = is_settled(status) or needs_customer(status)
+        return outcome_known and not capturing and not canceling
 
     # -- operators' signals: never fail the workflow ----------------------
     # They take plain JSON (what `temporal workflow signal --input` sends) and
@@ -862,6 +999,9 @@ class PaymentWorkflow:
             return  # only the API sends these, and it sends them well-formed
         if event.id in self._state.gateway_event_ids:
             return
+        if needs_customer(self._state.status):
+            # A doorbell only: the payment asks the gateway what was decided.
+            self._gateway_rang = True
         # Redeliveries come within days; the last hundred ids are plenty to
         # recognise them, and the memo stays small.
         self._state.gateway_event_ids = [*self._state.gateway_event_ids[-99:], event.id]

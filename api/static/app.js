@@ -9,6 +9,7 @@ let stream = null;    // its EventSource
 
 const HEADLINES = {
   processing: () => "Payment request received. Processing…",
+  requires_action: () => "Confirm with your bank",
   requires_capture: () => "Authorized: capture or cancel it",
   succeeded: () => "Payment succeeded",
   partially_refunded: () => "Payment succeeded, partially refunded",
@@ -58,13 +59,28 @@ function show(payment) {
   const c = payment.currency;
   $("amounts").textContent = `${money(payment.amount, c)} · captured ${money(payment.amount_captured, c)}` +
     ` · refunded ${money(payment.amount_refunded, c)}`;
+  showAction(payment);
   $("capture").disabled = payment.status !== "requires_capture";
-  $("cancel").disabled = !["processing", "requires_capture"].includes(payment.status);
+  $("cancel").disabled = !["processing", "requires_action", "requires_capture"].includes(payment.status);
   const refundable = ["succeeded", "partially_refunded"].includes(payment.status);
   $("refund").disabled = !refundable;
   $("refund-amount").disabled = !refundable;
   $("events-link").href = `${payment.links.events}?${secretQuery(payment)}`;
   $("temporal-link").href = payment.links.temporal_ui;
+}
+
+// 3-D Secure: the bank's page, in the page, while the payment waits on the
+// customer; the outcome then comes over the stream like any other event.
+function showAction(payment) {
+  const redirect = payment.next_action && payment.next_action.redirect_to_url;
+  const waiting = payment.status === "requires_action" && redirect && redirect.url;
+  $("action").hidden = !waiting;
+  if (!waiting) {
+    $("challenge").removeAttribute("src");
+    return;
+  }
+  if ($("challenge").getAttribute("src") !== redirect.url) $("challenge").src = redirect.url;
+  $("challenge-link").href = redirect.url;
 }
 
 function describe(event) {
@@ -76,6 +92,8 @@ function describe(event) {
     case "payment.captured": return `${money(d.amount, c)} captured`;
     case "payment.declined": return `${d.code}${d.decline_code ? " / " + d.decline_code : ""}: ${d.message}`;
     case "payment.failed": return d.failure ? d.failure.message : "";
+    case "payment.action_required": return "the customer must confirm with their bank (3-D Secure)";
+    case "payment.authenticated": return "the customer confirmed with their bank";
     case "refund.requested": case "refund.succeeded": return `${money(d.amount, c)}`;
     case "refund.failed": return d.message || "";
     default: return d.reason || d.message || "";
@@ -139,7 +157,8 @@ function follow(payment) {
     refresh();
     loadDeliveries(current);
   };
-  for (const type of ["payment.requested", "payment.authorized", "payment.declined",
+  for (const type of ["payment.requested", "payment.action_required", "payment.authenticated",
+    "payment.authentication_failed", "payment.authorized", "payment.declined",
     "payment.capture_requested", "payment.captured", "payment.capture_failed", "payment.voided",
     "payment.void_failed", "payment.failed", "payment.cancel_requested", "payment.cancel_failed",
     "payment.canceled", "payment.expired", "refund.requested", "refund.succeeded", "refund.failed",

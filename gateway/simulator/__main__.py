@@ -7,6 +7,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.simulator.app import create_app
+from gateway.simulator.notify import Notifier
 from gateway.simulator.store import FILE_NAME
 from payments.production import load_settings
 
@@ -17,8 +18,12 @@ def main() -> None:
     # The app closes the file as it shuts down: uvicorn ends the process by
     # re-raising SIGTERM or SIGINT, so nothing after uvicorn.run would run.
     # A process killed outright leaves the file as consistent (WAL).
+    target = settings.simulator_webhook_target()
+    notifier = (
+        Notifier(target, settings.simulator_webhook_secret.get_secret_value()) if target else None
+    )
     uvicorn.run(
-        create_app(path=settings.data_dir / FILE_NAME),
+        create_app(path=settings.data_dir / FILE_NAME, notifier=notifier),
         host=settings.simulator_host,
         port=settings.simulator_port,
         log_level=settings.log_level.lower(),

@@ -2,6 +2,14 @@
 :class:`~gateway.simulator.core.SimulatorLedger`, and the test controls of
 CONTRACT §8 (``/_faults``, ``/_ledger``).
 
+Customer action (CONTRACT §14): an authorize that needs the customer answers
+``202`` with the pending authentication, whose ``url`` is this service's
+challenge page (``GET /authenticate/{id}``: Approve / Fail, which ``POST`` the
+form field ``result`` to the same URL, then go to the payment's
+``return_url``). Each decision is told to the service as a signed webhook
+(:mod:`gateway.simulator.notify`); ``GET /v1/authentications/{id}`` and
+``POST …/cancel`` are the lookup and the cancel of the port.
+
 Errors are ``{"error": {"type", "code", "message", ...}}``: declines ``402``
 (``card_error``), refused requests ``400``/``409``/``422``
 (``invalid_request_error``), unknown ids ``404``, injected outages ``503``.
@@ -9,20 +17,25 @@ Errors are ``{"error": {"type", "code", "message", ...}}``: declines ``402``
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from gateway.simulator.core import CONFLICT_CODES, Faults, ReplyDropped, SimulatorLedger
+from gateway.simulator.notify import Notifier
+from payments.currencies import format_amount
 from payments.gateway import (
+    Authentication,
     CardDeclined,
     GatewayError,
     GatewayOperation,
@@ -43,6 +56,8 @@ class AuthorizationRequest(_Body):
     amount: Amount
     currency: str
     payment_method: str
+    # Where the challenge page sends the customer back to, when one is needed.
+    return_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
 
 
 class AmountRequest(_Body):
@@ -75,14 +90,24 @@ class DroppedReply(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
-def create_app(ledger: SimulatorLedger | None = None, *, path: Path | None = None) -> FastAPI:
+def create_app(
+    ledger: SimulatorLedger | None = None,
+    *,
+    path: Path | None = None,
+    notifier: Notifier | None = None,
+) -> FastAPI:
     """The app over ``ledger``, or over a ledger of its own (kept in the SQLite
-    file ``path`` if given), which it closes when it shuts down."""
+    file ``path`` if given), which it closes when it shuts down; ``notifier``
+    tells the service of each authentication the customer decides."""
     book = ledger or SimulatorLedger(path=path)
+    if notifier is not None:
+        book.on_decided = notifier.send
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if notifier is not None:
+            await notifier.aclose()
         if ledger is None:
             book.close()
 
@@ -110,17 +135,53 @@ def create_app(ledger: SimulatorLedger | None = None, *, path: Path | None = Non
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/authorizations")
-    async def authorize(body: AuthorizationRequest, key: IdempotencyKey) -> GatewayOperation:
-        return await book.run(
+    @app.post(
+        "/v1/authorizations",
+        response_model=GatewayOperation,
+        responses={202: {"model": Authentication, "description": "the customer must act"}},
+    )
+    async def authorize(
+        request: Request, body: AuthorizationRequest, key: IdempotencyKey
+    ) -> Response:
+        outcome = await book.run(
             lambda: book.authorize(
                 reference=body.reference,
                 amount=body.amount,
                 currency=body.currency,
                 payment_method=body.payment_method,
                 idempotency_key=key,
+                challenge_base=str(request.base_url),
+                return_url=body.return_url,
             )
         )
+        status = 202 if isinstance(outcome, Authentication) else 200
+        return JSONResponse(outcome.model_dump(mode="json"), status_code=status)
+
+    @app.get("/v1/authentications/{authentication_id}")
+    async def read_authentication(authentication_id: str) -> Authentication:
+        return book.authentication(authentication_id)
+
+    @app.post("/v1/authentications/{authentication_id}/cancel")
+    async def cancel_authentication(authentication_id: str, key: IdempotencyKey) -> Authentication:
+        return await book.run(lambda: book.cancel_authentication(authentication_id))
+
+    @app.get("/authenticate/{authentication_id}", response_class=HTMLResponse)
+    async def challenge(authentication_id: str) -> Response:
+        return _challenge_page(book.authentication(authentication_id))
+
+    @app.post("/authenticate/{authentication_id}", response_class=HTMLResponse)
+    async def decide(authentication_id: str, request: Request) -> Response:
+        # A plain form post (no multipart parser needed): result=approve|fail.
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        result = (form.get("result") or [""])[0]
+        if result not in ("approve", "fail"):
+            return _error(
+                422, "invalid_request_error", "parameter_invalid", "result: approve or fail"
+            )
+        decided = book.decide(authentication_id, approve=result == "approve")
+        if decided.return_url:
+            return RedirectResponse(decided.return_url, status_code=303)
+        return _challenge_page(decided)
 
     @app.post("/v1/authorizations/{authorization_id}/capture")
     async def capture(
@@ -187,6 +248,32 @@ def create_app(ledger: SimulatorLedger | None = None, *, path: Path | None = Non
         return book.faults
 
     return app
+
+
+def _challenge_page(authentication: Authentication) -> HTMLResponse:
+    """The bank's page: what the customer confirms, and Approve / Fail while pending."""
+    amount = format_amount(authentication.amount, authentication.currency)
+    if authentication.status == "pending":
+        body = (
+            '<form method="post">'
+            '<button name="result" value="approve" id="approve">Approve</button> '
+            '<button name="result" value="fail" id="fail">Fail</button>'
+            "</form>"
+        )
+    else:
+        body = f'<p id="outcome">Authentication {html.escape(authentication.status)}.</p>'
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<title>Confirm with your bank</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:1rem 1.5rem}"
+        "h1{font-size:1.1rem}button{font:inherit;padding:.4rem 1rem;margin-right:.5rem}</style>"
+        "</head><body>"
+        "<h1>Simulated bank: 3-D Secure</h1>"
+        f"<p>Confirm the payment of {html.escape(amount)} "
+        f"for {html.escape(authentication.reference)}.</p>"
+        f"{body}</body></html>"
+    )
+    return HTMLResponse(page)
 
 
 def _error_response(exc: GatewayError) -> Response:

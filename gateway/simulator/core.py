@@ -12,6 +12,12 @@ Test payment methods are Stripe's (``pm_card_visa`` and any other ``pm_card_*``
 or ``tok_*`` succeed; ``..._chargeDeclined``, ``..._chargeDeclinedInsufficientFunds``
 and ``..._chargeDeclinedExpiredCard`` decline) plus one of ours,
 ``pm_card_captureFails``: it authorizes, then every capture is refused.
+``pm_card_threeDSecure2Required`` needs the customer to authenticate (3-D
+Secure, CONTRACT §14): authorize answers with a pending
+:class:`~payments.gateway.Authentication`, and nothing is authorized until the
+customer approves it (:meth:`SimulatorLedger.decide`), which commits the
+authorization under the authorize call's idempotency key; a failed or
+canceled authentication commits nothing.
 
 Exceptions, besides the port's (:mod:`payments.gateway`):
 
@@ -32,12 +38,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.simulator.store import LedgerFile
 from payments.cards import contains_card_number
 from payments.gateway import (
+    Authentication,
+    AuthenticationStatus,
     CardDeclined,
     GatewayOperation,
     InvalidGatewayRequest,
@@ -62,6 +71,7 @@ _DECLINES: dict[str, tuple[str, str, str]] = {
     "chargeDeclinedExpiredCard": ("expired_card", "expired_card", "Your card has expired."),
 }
 _CAPTURE_FAILS = "captureFails"
+_THREE_D_SECURE = "threeDSecure2Required"
 
 # Refusals caused by the state of the book rather than the shape of the
 # request; the HTTP app answers them with 409 instead of 400.
@@ -73,6 +83,7 @@ CONFLICT_CODES = frozenset(
         "authorization_voided",
         "not_captured",
         "capture_refused",
+        "authentication_closed",
     }
 )
 
@@ -82,6 +93,9 @@ _PREFIXES: dict[OperationKind, str] = {
     "void": "void",
     "refund": "re",
 }
+
+
+Answer = TypeVar("Answer")
 
 
 class GatewayUnavailable(TransientGatewayError):
@@ -123,7 +137,7 @@ class _Reply:
     """The first outcome for an idempotency key and the request that made it."""
 
     request: tuple[object, ...]
-    outcome: GatewayOperation | CardDeclined
+    outcome: GatewayOperation | CardDeclined | Authentication
 
 
 class SimulatorLedger:
@@ -145,6 +159,14 @@ class SimulatorLedger:
         self._entries: list[tuple[datetime, GatewayOperation]] = []
         self._authorizations: dict[str, _Authorization] = {}
         self._replies: dict[str, _Reply] = {}
+        self._authentications: dict[str, Authentication] = {}
+        # The authorize key each authentication authorizes under, if approved.
+        self._authentication_keys: dict[str, str] = {}
+        # The test card each authentication's authorization is for.
+        self._authentication_methods: dict[str, str] = {}
+        # Told of each authentication the customer decided (the HTTP app sends
+        # the service a webhook).
+        self.on_decided: Callable[[Authentication], None] | None = None
         # Weak, so a key's lock lives only while some call holds it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._file = LedgerFile(path) if path is not None else None
@@ -165,12 +187,24 @@ class SimulatorLedger:
         currency: str,
         payment_method: str,
         idempotency_key: str,
-    ) -> GatewayOperation:
+        challenge_base: str = "simulator:",
+        return_url: str | None = None,
+    ) -> GatewayOperation | Authentication:
+        """The authorization, or the customer's authentication it waits on,
+        whose page is ``<challenge_base>/authenticate/<id>``."""
         request = ("authorize", reference, amount, currency, payment_method)
         return await self._once(
             idempotency_key,
             request,
-            lambda: self._authorize(reference, amount, currency, payment_method, idempotency_key),
+            lambda: self._authorize(
+                reference,
+                amount,
+                currency,
+                payment_method,
+                idempotency_key,
+                challenge_base,
+                return_url,
+            ),
             payment_method=payment_method,
         )
 
@@ -178,29 +212,72 @@ class SimulatorLedger:
         self, *, authorization_id: str, amount: int, idempotency_key: str
     ) -> GatewayOperation:
         request = ("capture", authorization_id, amount)
-        return await self._once(
-            idempotency_key,
-            request,
-            lambda: self._capture(authorization_id, amount, idempotency_key),
+        return _operation_only(
+            await self._once(
+                idempotency_key,
+                request,
+                lambda: self._capture(authorization_id, amount, idempotency_key),
+            )
         )
 
     async def void(self, *, authorization_id: str, idempotency_key: str) -> GatewayOperation:
         request = ("void", authorization_id)
-        return await self._once(
-            idempotency_key, request, lambda: self._void(authorization_id, idempotency_key)
+        return _operation_only(
+            await self._once(
+                idempotency_key, request, lambda: self._void(authorization_id, idempotency_key)
+            )
         )
 
     async def refund(
         self, *, authorization_id: str, amount: int, idempotency_key: str
     ) -> GatewayOperation:
         request = ("refund", authorization_id, amount)
-        return await self._once(
-            idempotency_key,
-            request,
-            lambda: self._refund(authorization_id, amount, idempotency_key),
+        return _operation_only(
+            await self._once(
+                idempotency_key,
+                request,
+                lambda: self._refund(authorization_id, amount, idempotency_key),
+            )
         )
 
+    async def cancel_authentication(self, authentication_id: str) -> Authentication:
+        """End a pending authentication (the payment stopped waiting): where it
+        ended. Idempotent by nature: a decided one is answered as it stands."""
+        found = self.authentication(authentication_id)
+        if found.status != "pending":
+            return found
+        return self._settle(found, "canceled", None)
+
+    # -- the customer ---------------------------------------------------------
+
+    def decide(self, authentication_id: str, *, approve: bool) -> Authentication:
+        """The customer's answer on the challenge page: approving authorizes
+        the payment (committed under the authorize call's key), failing
+        commits nothing. Only a pending authentication can be decided."""
+        found = self.authentication(authentication_id)
+        if found.status != "pending":
+            raise InvalidGatewayRequest(
+                "authentication_closed",
+                f"{authentication_id} is {found.status}; it can no longer be decided",
+            )
+        authorization = None
+        if approve:
+            key = self._authentication_keys[authentication_id]
+            authorization = self._operation(
+                "authorization", found.amount, found.currency, found.reference, key
+            )
+        decided = self._settle(found, "succeeded" if approve else "failed", authorization)
+        if self.on_decided is not None:
+            self.on_decided(decided)
+        return decided
+
     # -- lookups --------------------------------------------------------------
+
+    def authentication(self, authentication_id: str) -> Authentication:
+        try:
+            return self._authentications[authentication_id]
+        except KeyError:
+            raise NotFound(f"no such authentication: {authentication_id!r}") from None
 
     def list_operations(
         self,
@@ -239,7 +316,7 @@ class SimulatorLedger:
             return Fault.DROP_REPLY
         return Fault.NONE
 
-    async def run(self, call: Callable[[], Awaitable[GatewayOperation]]) -> GatewayOperation:
+    async def run(self, call: Callable[[], Awaitable[Answer]]) -> Answer:
         """Make one PSP call under the current faults: refuse it before
         committing, or process it and drop the reply, and answer after
         ``latency_ms`` either way."""
@@ -248,7 +325,7 @@ class SimulatorLedger:
         if fault is Fault.UNAVAILABLE:
             await asyncio.sleep(latency)
             raise GatewayUnavailable("simulated outage (error_rate): nothing was committed")
-        outcome: GatewayOperation | PermanentGatewayError
+        outcome: Answer | PermanentGatewayError
         try:
             outcome = await call()
         except PermanentGatewayError as refusal:
@@ -268,10 +345,10 @@ class SimulatorLedger:
         self,
         key: str,
         request: tuple[object, ...],
-        decide: Callable[[], GatewayOperation],
+        decide: Callable[[], GatewayOperation | Authentication],
         *,
         payment_method: str | None = None,
-    ) -> GatewayOperation:
+    ) -> GatewayOperation | Authentication:
         if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidGatewayRequest(
                 "idempotency_key_invalid",
@@ -284,7 +361,7 @@ class SimulatorLedger:
                 # Stands for the issuer round-trip. It is a suspension point,
                 # which is why the replay check and the commit need the lock.
                 await asyncio.sleep(0)
-                outcome: GatewayOperation | CardDeclined
+                outcome: GatewayOperation | CardDeclined | Authentication
                 try:
                     outcome = decide()
                 except CardDeclined as decline:
@@ -300,6 +377,9 @@ class SimulatorLedger:
                     self._file.commit(key, request, outcome, payment_method)
                 if isinstance(outcome, GatewayOperation):
                     self._apply(outcome, payment_method)
+                elif isinstance(outcome, Authentication):
+                    assert payment_method is not None
+                    self._open(outcome, key, payment_method)
                 self._replies[key] = reply
             elif reply.request != request:
                 raise InvalidGatewayRequest(
@@ -309,11 +389,21 @@ class SimulatorLedger:
         if isinstance(reply.outcome, CardDeclined):
             first = reply.outcome
             raise CardDeclined(first.code, first.decline_code, first.message)
+        if isinstance(reply.outcome, Authentication):
+            # Where it stands now: a repeated authorize learns the customer's answer.
+            return self._authentications[reply.outcome.id]
         return reply.outcome
 
     def _authorize(
-        self, reference: str, amount: int, currency: str, payment_method: str, key: str
-    ) -> GatewayOperation:
+        self,
+        reference: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        key: str,
+        challenge_base: str,
+        return_url: str | None,
+    ) -> GatewayOperation | Authentication:
         if not reference:
             raise InvalidGatewayRequest("parameter_missing", "reference is required")
         _check_amount(amount, MAX_AMOUNT, "the largest amount")
@@ -333,6 +423,17 @@ class SimulatorLedger:
         decline = _DECLINES.get(_test_card(payment_method))
         if decline is not None:
             raise CardDeclined(*decline)
+        if _test_card(payment_method) == _THREE_D_SECURE:
+            authentication_id = f"authn_{secrets.token_hex(12)}"
+            return Authentication(
+                id=authentication_id,
+                status="pending",
+                amount=amount,
+                currency=currency,
+                reference=reference,
+                url=f"{challenge_base.rstrip('/')}/authenticate/{authentication_id}",
+                return_url=return_url,
+            )
         return self._operation("authorization", amount, currency, reference, key)
 
     def _capture(self, authorization_id: str, amount: int, key: str) -> GatewayOperation:
@@ -422,15 +523,57 @@ class SimulatorLedger:
                 authorization.refunded += operation.amount
         self._entries.append((datetime.fromisoformat(operation.created_at), operation))
 
+    def _open(self, authentication: Authentication, key: str, payment_method: str) -> None:
+        """Enter a pending authentication, which authorizes under ``key`` if approved."""
+        self._authentications[authentication.id] = authentication
+        self._authentication_keys[authentication.id] = key
+        self._authentication_methods[authentication.id] = payment_method
+
+    def _settle(
+        self,
+        authentication: Authentication,
+        status: AuthenticationStatus,
+        authorization: GatewayOperation | None,
+    ) -> Authentication:
+        """The one place an authentication is decided: written, then applied."""
+        settled = authentication.model_copy(
+            update={"status": status, "authorization": authorization, "url": None}
+        )
+        method = self._authentication_methods[authentication.id]
+        if self._file is not None:
+            self._file.settle(settled, method)
+        if authorization is not None:
+            self._apply(authorization, method)
+        self._authentications[settled.id] = settled
+        return settled
+
     def _load(self, file: LedgerFile) -> None:
         for stored in file.operations():
             self._apply(stored.operation, stored.payment_method)
         committed = {operation.id: operation for _, operation in self._entries}
+        for opened in file.authentications():
+            authentication = opened.authentication
+            if authentication.authorization is not None:
+                authentication = authentication.model_copy(
+                    update={"authorization": committed[authentication.authorization.id]}
+                )
+            self._open(authentication, opened.idempotency_key, opened.payment_method)
         for reply in file.replies():
             outcome = reply.outcome
             self._replies[reply.idempotency_key] = _Reply(
-                reply.request, committed[outcome] if isinstance(outcome, str) else outcome
+                reply.request,
+                committed[outcome]
+                if isinstance(outcome, str)
+                else self._authentications[outcome.id]
+                if isinstance(outcome, Authentication)
+                else outcome,
             )
+
+
+def _operation_only(outcome: GatewayOperation | Authentication) -> GatewayOperation:
+    # Only authorize answers with an authentication.
+    assert isinstance(outcome, GatewayOperation)
+    return outcome
 
 
 def _test_card(payment_method: str) -> str:

@@ -85,3 +85,46 @@ async def test_the_page_shows_its_payments_webhook_deliveries(
     assert kinds == ["payment.requested", "payment.authorized", "payment.captured"]
     await expect(delivered.first).to_contain_text("HTTP 200")
     await page.screenshot(path=ARTIFACTS / "demo-page-webhook-deliveries.png", full_page=True)
+
+
+async def test_confirm_with_your_bank_then_the_payment_succeeds(
+    stack: Stack, browser: Browser
+) -> None:
+    """3-D Secure: the bank's challenge opens in the page, the customer
+    approves there, and the outcome arrives over the stream."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1200, "height": 1100})
+    await page.goto(f"{stack.api_url}/")
+    await pay(page, "pm_card_threeDSecure2Required")
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "requires_action", timeout=20_000)
+    await expect(status).to_have_text("Confirm with your bank")
+    await expect(page.locator("#cancel")).to_be_enabled()
+    challenge = page.frame_locator("#challenge")
+    await expect(challenge.locator("#approve")).to_be_visible(timeout=10_000)
+    await page.screenshot(path=ARTIFACTS / "demo-page-3ds-challenge.png", full_page=True)
+
+    await challenge.locator("#approve").click()
+    await expect(status).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    await expect(status).to_have_text("Payment succeeded")
+    await expect(page.locator("#action")).to_be_hidden()
+    assert [t for t in await timeline(page) if t != "payment.gateway_event"] == [
+        "payment.requested",
+        "payment.action_required",
+        "payment.authenticated",
+        "payment.authorized",
+        "payment.captured",
+    ]
+    await page.screenshot(path=ARTIFACTS / "demo-page-3ds-succeeded.png", full_page=True)
+
+
+async def test_fail_with_your_bank_on_the_page(stack: Stack, browser: Browser) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{stack.api_url}/")
+    await pay(page, "pm_card_threeDSecure2Required")
+    challenge = page.frame_locator("#challenge")
+    await challenge.locator("#fail").click(timeout=20_000)
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-status", "failed", timeout=20_000)
+    await expect(status).to_have_text("Payment failed: authentication failed")
+    assert (await timeline(page))[-2:] == ["payment.authentication_failed", "payment.failed"]

@@ -72,6 +72,15 @@ async def test_pay_and_wait_prints_the_outcome(stack: Stack) -> None:
     ]
 
 
+async def test_pay_with_3d_secure_prints_where_the_customer_confirms(stack: Stack) -> None:
+    code, out, _ = await payments(
+        stack, "pay", "--amount", "2500", "--method", "pm_card_threeDSecure2Required", "--wait"
+    )
+    assert code == 0
+    assert "requires_action" in out
+    assert f"customer confirms at {stack.simulator_url}/authenticate/authn_" in out
+
+
 async def test_capture_refund_and_a_refused_cancel(stack: Stack) -> None:
     authorized = await as_json(stack, "pay", "--amount", "5000", "--manual", "--wait")
     assert authorized["status"] == "requires_capture"

@@ -11,6 +11,7 @@ breaks determinism fails CI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 import uuid
@@ -33,6 +34,7 @@ from support import (  # noqa: E402
 )
 from temporalio.api.common.v1 import WorkflowExecution  # noqa: E402
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
+from temporalio.client import WorkflowFailureError  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
@@ -276,6 +278,68 @@ async def reset_after_refund(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
+async def _waiting_customer(stack: Stack, **fields: object) -> tuple[str, str]:
+    """A 3-D Secure payment waiting on its customer, and its authentication's id."""
+    payment = await stack.create(
+        payment_method="pm_card_threeDSecure2Required",
+        return_url="https://shop.example/orders/1001",
+        **fields,
+    )
+    await stack.wait_status(payment.id, "requires_action")
+    [required] = [e for e in await stack.events(payment.id) if e.type == "payment.action_required"]
+    return payment.id, str(required.data["authentication_id"])
+
+
+async def _ring(stack: Stack, payment_id: str) -> None:
+    event = GatewayEvent(id="evt_3ds_1", type="authentication.succeeded", payment_id=payment_id)
+    await stack.service.deliver(event)
+
+
+async def action_approved(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment_id, authentication_id = await _waiting_customer(stack)
+    stack.gateway.ledger.decide(authentication_id, approve=True)
+    await _ring(stack, payment_id)
+    await stack.wait_status(payment_id, "succeeded")
+    return payment_id
+
+
+async def action_failed(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment_id, authentication_id = await _waiting_customer(stack, capture_method="manual")
+    stack.gateway.ledger.decide(authentication_id, approve=False)
+    await _ring(stack, payment_id)
+    await stack.wait_status(payment_id, "failed")
+    # A failed payment fails its run: wait for the run to end.
+    with contextlib.suppress(WorkflowFailureError):
+        await stack.client.get_workflow_handle(payment_id).result()
+    return payment_id
+
+
+async def action_canceled(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment_id, _ = await _waiting_customer(stack)
+    await stack.client.get_workflow_handle(payment_id).signal(
+        "cancel", CancelPayment(reason="the customer left")
+    )
+    await stack.wait_status(payment_id, "canceled")
+    return payment_id
+
+
+async def action_timeout(stack: Stack, env: WorkflowEnvironment) -> str:
+    payment_id, _ = await _waiting_customer(stack)
+    await env.sleep(timedelta(hours=1, minutes=1))
+    await stack.wait_status(payment_id, "failed")
+    return payment_id
+
+
+async def action_lookup(stack: Stack, env: WorkflowEnvironment) -> str:
+    """Approved, and no webhook: the payment's own look finds it."""
+    payment_id, authentication_id = await _waiting_customer(stack)
+    await env.sleep(timedelta(seconds=25))
+    stack.gateway.ledger.decide(authentication_id, approve=True)
+    await env.sleep(timedelta(seconds=45))
+    await stack.wait_status(payment_id, "succeeded")
+    return payment_id
+
+
 async def expiry(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(capture_method="manual")
     await stack.wait_status(payment.id, "requires_capture")
@@ -472,8 +536,16 @@ DEV_SCENARIOS: list[Scenario] = [
     webhook_endpoints,
     webhook_dispatch,
     webhook_handoff,
+    action_approved,
+    action_failed,
+    action_canceled,
 ]
-TIME_SKIPPING_SCENARIOS: list[Scenario] = [expiry, refund_window_end]
+TIME_SKIPPING_SCENARIOS: list[Scenario] = [
+    expiry,
+    refund_window_end,
+    action_timeout,
+    action_lookup,
+]
 
 
 async def record(env: WorkflowEnvironment, scenarios: list[Scenario]) -> None:

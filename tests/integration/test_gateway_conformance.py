@@ -5,6 +5,11 @@ Stripe-compatible server, started from the venv's console script) through
 ledger, or the PaymentIntents and Refunds localstripe lists), not what the
 adapter says alone.
 
+3-D Secure is the same on both: a card that needs the customer answers
+authorize with a pending authentication, which the customer approves or
+fails (the simulator's challenge page; localstripe's authenticate route, with
+its own 3-D Secure card), or which the payment ends.
+
 Declines are the same on both: localstripe knows few of Stripe's test payment
 methods, and declines only ``pm_card_chargeCustomerFail`` (``card_declined``,
 no ``decline_code``), so the adapter sends it for ``pm_card_chargeDeclined``,
@@ -42,6 +47,7 @@ from gateway.simulator.app import create_app
 from gateway.simulator.core import SimulatorLedger
 from gateway.stripe_adapter import StripeGateway
 from payments.gateway import (
+    Authentication,
     CardDeclined,
     Gateway,
     GatewayOperation,
@@ -74,6 +80,10 @@ class Subject:
     # Refund records the gateway holds for a reference, oldest first.
     refunds: Callable[[str], Awaitable[list[int]]]
     declines: list[Decline]
+    # A payment method that needs the customer to authenticate (3-D Secure),
+    # and the customer's answer to its authentication.
+    three_d_secure: Callable[[], Awaitable[str]]
+    customer_answers: Callable[[Authentication, bool], Awaitable[None]]
 
 
 # The declines of the README's table: the simulator's, and Stripe's for the same names.
@@ -91,7 +101,10 @@ SIMULATOR_DECLINES = [
 async def simulator_subject() -> AsyncIterator[Subject]:
     ledger = SimulatorLedger()
     app = create_app(ledger)
-    async with serving(app, access_log=False, lifespan="off", ws="none") as url:
+    async with (
+        serving(app, access_log=False, lifespan="off", ws="none") as url,
+        httpx.AsyncClient(timeout=10) as customer,
+    ):
         gateway = SimulatorGateway(url, timeout=5)
 
         async def authorizations(reference: str) -> int:
@@ -100,6 +113,19 @@ async def simulator_subject() -> AsyncIterator[Subject]:
         async def refunds(reference: str) -> list[int]:
             return [op.amount for op in ledger.ledger(reference) if op.kind == "refund"]
 
+        async def three_d_secure() -> str:
+            return "pm_card_threeDSecure2Required"
+
+        async def customer_answers(authentication: Authentication, approve: bool) -> None:
+            # The challenge page's form, as the customer's browser posts it.
+            assert authentication.url is not None
+            answered = await customer.post(
+                authentication.url,
+                content=f"result={'approve' if approve else 'fail'}",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+            assert answered.status_code == 200, answered.text
+
         try:
             yield Subject(
                 "simulator",
@@ -107,6 +133,8 @@ async def simulator_subject() -> AsyncIterator[Subject]:
                 authorizations,
                 refunds,
                 SIMULATOR_DECLINES,
+                three_d_secure,
+                customer_answers,
             )
         finally:
             await gateway.aclose()
@@ -140,6 +168,33 @@ async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
                 amounts.extend(refund["amount"] for refund in page.json()["data"])
             return amounts[::-1]
 
+        async def three_d_secure() -> str:
+            # localstripe's card that requires 3-D Secure 2 (Stripe's test card
+            # 4000 0027 6000 3184), as a PaymentMethod made around the adapter.
+            made = await control.post(
+                "/v1/payment_methods",
+                data={
+                    "type": "card",
+                    "card[number]": "4000002760003184",
+                    "card[exp_month]": "12",
+                    "card[exp_year]": "2031",
+                    "card[cvc]": "123",
+                },
+            )
+            assert made.status_code == 200, made.text
+            method: str = made.json()["id"]
+            return method
+
+        async def customer_answers(authentication: Authentication, approve: bool) -> None:
+            # localstripe's authenticate route, with the PaymentIntent's client secret.
+            path = f"/v1/payment_intents/{authentication.id}"
+            intent = (await control.get(path)).json()
+            answered = await control.post(
+                f"{path}/_authenticate",
+                data={"client_secret": intent["client_secret"], "success": str(approve).lower()},
+            )
+            assert answered.status_code == 200, answered.text
+
         try:
             yield Subject(
                 "localstripe",
@@ -151,6 +206,8 @@ async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
                     # localstripe's own decline, as it reports it.
                     Decline("pm_card_chargeCustomerFail", "card_declined", None),
                 ],
+                three_d_secure,
+                customer_answers,
             )
         finally:
             await gateway.aclose()
@@ -186,6 +243,62 @@ async def _authorize(
 
 
 # -- the scenarios --------------------------------------------------------------
+
+
+async def _needs_the_customer(subject: Subject, reference: str) -> Authentication:
+    pending = await subject.gateway.authorize(
+        reference=reference,
+        amount=2500,
+        currency="eur",
+        payment_method=await subject.three_d_secure(),
+        idempotency_key=f"{reference}:authorize",
+        since=datetime.now(UTC),
+        first_attempt=True,
+    )
+    assert isinstance(pending, Authentication), pending
+    assert (pending.status, pending.amount, pending.currency) == ("pending", 2500, "eur")
+    assert pending.reference == reference
+    assert (await subject.gateway.authentication(pending.id)).status == "pending"
+    # Nothing is authorized while the customer has not answered.
+    assert await subject.gateway.find_by_reference(reference) == []
+    return pending
+
+
+async def test_3d_secure_approved_authorizes(subject: Subject, reference: str) -> None:
+    gateway = subject.gateway
+    pending = await _needs_the_customer(subject, reference)
+    await subject.customer_answers(pending, True)
+    decided = await gateway.authentication(pending.id)
+    assert decided.status == "succeeded" and decided.authorization is not None
+    auth = decided.authorization
+    assert (auth.kind, auth.amount, auth.reference) == ("authorization", 2500, reference)
+    capture = await gateway.capture(
+        authorization_id=auth.id, amount=2500, idempotency_key=f"{reference}:capture"
+    )
+    assert await gateway.find_by_reference(reference) == [auth, capture]
+    assert await subject.authorizations(reference) == 1
+
+
+async def test_3d_secure_failed_holds_nothing(subject: Subject, reference: str) -> None:
+    pending = await _needs_the_customer(subject, reference)
+    await subject.customer_answers(pending, False)
+    failed = await subject.gateway.authentication(pending.id)
+    assert (failed.status, failed.authorization) == ("failed", None)
+    assert await subject.gateway.find_by_reference(reference) == []
+
+
+async def test_3d_secure_ended_by_the_payment(subject: Subject, reference: str) -> None:
+    gateway = subject.gateway
+    pending = await _needs_the_customer(subject, reference)
+    key = f"{reference}:cancel_authentication"
+    assert (await gateway.cancel_authentication(pending.id, idempotency_key=key)).status == (
+        "canceled"
+    )
+    # Again: answered where it ended; and nothing was, or can now be, authorized.
+    assert (await gateway.cancel_authentication(pending.id, idempotency_key=key)).status == (
+        "canceled"
+    )
+    assert await gateway.find_by_reference(reference) == []
 
 
 async def test_authorize_and_capture(subject: Subject, reference: str) -> None:

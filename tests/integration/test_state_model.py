@@ -3,7 +3,9 @@
 Hypothesis drives the real ``PaymentWorkflow`` on the time-skipping test server
 (a real worker, the real activities, the in-memory simulator as the gateway)
 through random sequences of: creates (automatic and manual capture; cards that
-succeed, decline, or authorize and then refuse every capture), captures,
+succeed, decline, authorize and then refuse every capture, or need the
+customer to authenticate first, 3-D Secure), the customer's answer (approve
+or fail, with the gateway's webhook or found by the payment's own look), captures,
 cancels and refunds (all, exactly what remains, part, too much), the same
 create or refund sent again, operators' signals (well-formed and malformed),
 jumps in time across the authorization and refund windows, and gateway faults
@@ -14,6 +16,8 @@ After every step, for every payment of the run:
 
 - captured ≤ authorized, refunded ≤ captured, a final status never changes and
   a closed workflow stays closed;
+- a payment waiting on its customer holds nothing on the card and shows where
+  to send them (``next_action``), and nothing else does;
 - the gateway's ledger matches the payment: one authorization for the payment's
   amount, at most one capture and one void and never both, refunds within the
   capture, every refund the payment counts was paid out once, and an
@@ -76,6 +80,7 @@ from payments.models import (
     CancelPayment,
     CapturePayment,
     Event,
+    GatewayEvent,
     PaymentInput,
     PaymentState,
     Refund,
@@ -128,17 +133,23 @@ LONG_FAULT = {
 }
 FaultKind = Literal["outage", "lost_replies", "blackout"]
 
-# Half the payments on the plain test card, so that most live long enough to
-# be captured, refunded and expired; the rest on every other kind of card.
-CARDS = st.just("pm_card_visa") | st.sampled_from(
-    [
-        "pm_card_mastercard",
-        "tok_visa",
-        "pm_card_captureFails",
-        "pm_card_chargeDeclined",
-        "pm_card_chargeDeclinedInsufficientFunds",
-        "pm_card_chargeDeclinedExpiredCard",
-    ]
+# A third of the payments on the plain test card, so that many live long
+# enough to be captured, refunded and expired; a third on the card that needs
+# the customer (3-D Secure), so that they answer, or not, often enough; the
+# rest on every other kind of card.
+CARDS = (
+    st.just("pm_card_visa")
+    | st.just("pm_card_threeDSecure2Required")
+    | st.sampled_from(
+        [
+            "pm_card_mastercard",
+            "tok_visa",
+            "pm_card_captureFails",
+            "pm_card_chargeDeclined",
+            "pm_card_chargeDeclinedInsufficientFunds",
+            "pm_card_chargeDeclinedExpiredCard",
+        ]
+    )
 )
 DECLINES = {
     "pm_card_chargeDeclined": ("card_declined", "generic_decline"),
@@ -146,6 +157,11 @@ DECLINES = {
     "pm_card_chargeDeclinedExpiredCard": ("expired_card", "expired_card"),
 }
 CAPTURE_REFUSED = "pm_card_captureFails"
+THREE_D_SECURE = "pm_card_threeDSecure2Required"
+# The model's action window: longer than MARGIN, so the customer has time to
+# answer between steps; short enough that the payment's looks (every five
+# minutes at most) stay few when time is skipped through it.
+ACTION_WINDOW = timedelta(minutes=90)
 JUMPS = [
     timedelta(hours=1),
     timedelta(days=1),
@@ -272,6 +288,9 @@ class Expected:
     decided: bool = False
     expired: bool = False
     window_ends_at: datetime | None = None
+    # While it waits on its customer (3-D Secure): when it stops waiting.
+    action_ends_at: datetime | None = None
+    authenticated: bool = False
     # The expiry's void ran into a fault: whether the gateway voided is open.
     loose_void: bool = False
     refused_signals: list[tuple[str, str]] = field(default_factory=list)
@@ -303,7 +322,11 @@ class Expected:
     def cancel_refusal(self) -> str | None:
         if self.closed:
             return "payment_closed"
-        if self.decided or self.status not in (S.PROCESSING, S.REQUIRES_CAPTURE):
+        if self.decided or self.status not in (
+            S.PROCESSING,
+            S.REQUIRES_ACTION,
+            S.REQUIRES_CAPTURE,
+        ):
             return "payment_not_cancelable"
         return None
 
@@ -416,6 +439,12 @@ def rebuild(events: list[Event]) -> dict[str, Any]:
     for event in rest:
         data = event.data
         match event.type:
+            case "payment.action_required":
+                status = S.REQUIRES_ACTION
+            case "payment.authenticated":
+                status = S.PROCESSING
+            case "payment.authentication_failed":
+                failure = (data["type"], data["code"], data.get("decline_code"))
             case "payment.authorized":
                 authorization_id = data["authorization_id"]
                 capturable = data["amount"]
@@ -509,7 +538,11 @@ def check_invariants(o: Observed, seen: list[PaymentStatus], was_closed: bool) -
     assert state.refundable_amount >= 0, state
     if state.amount_captured:
         assert state.amount_capturable == 0
+    # Only a payment waiting on its customer says where to send them.
+    assert (state.next_action is not None) == (state.status is S.REQUIRES_ACTION), state
     match state.status:
+        case S.REQUIRES_ACTION:
+            assert state.amount_capturable == 0 and state.amount_captured == 0
         case S.REQUIRES_CAPTURE:
             assert state.amount_capturable == state.amount and state.amount_captured == 0
         case S.SUCCEEDED:
@@ -564,6 +597,12 @@ def check_invariants(o: Observed, seen: list[PaymentStatus], was_closed: bool) -
         assert state.failure is not None and state.failure.code == "outcome_unknown", state
     if state.status is S.REQUIRES_CAPTURE:
         assert kinds == ["authorization"], kinds
+    if state.status is S.REQUIRES_ACTION:
+        # Nothing is held on the card before the customer approved.
+        assert kinds == [], kinds
+    if "payment.authenticated" in types:
+        # Approved by the customer first: the authorization came after.
+        assert types.index("payment.action_required") < types.index("payment.authenticated")
     if "payment.voided" in types:
         assert "void" in kinds, kinds
     held = auths and not captures and "void" not in kinds
@@ -610,7 +649,12 @@ class Harness:
         now = await self.env.get_current_time()
         lead = now - datetime.now(now.tzinfo)
         window = self.stack.settings.authorization_window
-        settings = self.stack.settings.model_copy(update={"authorization_window": window + lead})
+        settings = self.stack.settings.model_copy(
+            update={
+                "authorization_window": window + lead,
+                "action_window_seconds": ACTION_WINDOW.total_seconds(),
+            }
+        )
         state = await dataclasses.replace(self.stack, settings=settings).create(
             idempotency_key=key, **request
         )
@@ -735,6 +779,8 @@ class PaymentModel(RuleBasedStateMachine):
                 continue
             if e.status is S.REQUIRES_CAPTURE and not e.decided:
                 ends.append(e.expires_at)
+            elif e.status is S.REQUIRES_ACTION and e.action_ends_at is not None:
+                ends.append(e.action_ends_at)
             elif e.window_ends_at is not None:
                 ends.append(e.window_ends_at)
         return ends
@@ -771,7 +817,10 @@ class PaymentModel(RuleBasedStateMachine):
     ) -> None:
         if e.closed:
             return
-        if e.status is S.REQUIRES_CAPTURE and not e.decided and e.expires_at <= now:
+        if e.status is S.REQUIRES_ACTION and e.action_ends_at and e.action_ends_at <= now:
+            # Nobody answered in time: the payment ended the authentication, holding nothing.
+            e.ended(S.FAILED, ("card_error", "authentication_timeout"))
+        elif e.status is S.REQUIRES_CAPTURE and not e.decided and e.expires_at <= now:
             e.expired = True
             e.ended(S.CANCELED)
             e.ledger.append("void")
@@ -815,6 +864,10 @@ class PaymentModel(RuleBasedStateMachine):
             assert self.refusal_of(refund) == "payment_not_refundable"
             cancel = self.stack.update(e.id, "cancel", CancelPayment(), PaymentState)
             assert self.refusal_of(cancel) is None
+            if down is None and e.card == THREE_D_SECURE:
+                # The customer is never asked: the authentication ends at once.
+                e.ended(S.CANCELED)
+                return e.id
             if down is None and e.card not in DECLINES:
                 e.ledger += ["authorization", "void"]
                 e.ended(S.CANCELED)
@@ -826,16 +879,22 @@ class PaymentModel(RuleBasedStateMachine):
         """What follows the authorize step, once it ends."""
         if down is not None:
             # authorize gave up; the workflow voids by reference what the
-            # gateway may hold: nothing after an outage, or a declined card;
-            # else an authorization whose void is committed but unanswered
-            # (lost replies), or never sent (lookups down too).
-            if e.card not in DECLINES and down != "outage":
+            # gateway may hold: nothing after an outage, or a declined card,
+            # or a card still waiting for its customer; else an authorization
+            # whose void is committed but unanswered (lost replies), or never
+            # sent (lookups down too).
+            if e.card not in (*DECLINES, THREE_D_SECURE) and down != "outage":
                 e.ledger.append("authorization")
                 if down == "lost_replies":
                     e.ledger.append("void")
             e.ended(S.FAILED, ("api_error", "gateway_unavailable"))
         elif e.card in DECLINES:
             e.ended(S.FAILED, ("card_error", DECLINES[e.card][0]))
+        elif e.card == THREE_D_SECURE and not e.authenticated:
+            e.status = S.REQUIRES_ACTION
+            e.action_ends_at = (
+                e.expires_at - self.stack.settings.authorization_window + ACTION_WINDOW
+            )
         else:
             e.ledger.append("authorization")
             if e.request["capture_method"] == "manual":
@@ -864,6 +923,11 @@ class PaymentModel(RuleBasedStateMachine):
             e.status, e.captured = S.SUCCEEDED, amount
 
     def canceled(self, e: Expected, down: FaultKind | None) -> None:
+        if e.status is S.REQUIRES_ACTION:
+            # Nothing held: the authentication ends (or, with no answer, a
+            # void by reference finds nothing to void).
+            e.ended(S.CANCELED)
+            return
         # A void has no lookup: once its retries run out it is void_failed,
         # committed or not.
         if down != "outage":
@@ -1035,6 +1099,37 @@ class PaymentModel(RuleBasedStateMachine):
             return True
         assert not e.closed, "a signal reached a payment that should have closed"
         return False
+
+    @precondition(
+        lambda self: any(
+            e.status is S.REQUIRES_ACTION and not e.closed for e in self.expected.values()
+        )
+    )
+    @rule(approve=st.booleans(), ring=st.booleans(), data=st.data())
+    def customer_answers(self, approve: bool, ring: bool, data: st.DataObject) -> None:
+        """The customer approves or fails at their bank; the gateway's webhook
+        reaches the payment, or it is lost and the payment's own look finds it."""
+        waiting = [e for e in self.expected.values() if e.status is S.REQUIRES_ACTION]
+        e = data.draw(st.sampled_from(waiting), label="payment")
+        [required] = [
+            ev for ev in self.h.run(self.stack.events(e.id)) if ev.type == "payment.action_required"
+        ]
+        self.h.gateway.ledger.decide(str(required.data["authentication_id"]), approve=approve)
+        e.action_ends_at = None
+        if approve:
+            e.status, e.authenticated = S.PROCESSING, True
+            self.authorized(e, None)
+        else:
+            e.ended(S.FAILED, ("card_error", "authentication_failed"))
+        if ring:
+            event = GatewayEvent(
+                id=f"evt_{uuid.uuid4().hex}", type="authentication", payment_id=e.id
+            )
+            assert self.h.run(self.stack.service.deliver(event))
+        else:
+            # Past the payment's next look (five minutes apart at most).
+            self.h.run(self.h.env.sleep(timedelta(minutes=6)))
+        self.settle()
 
     @rule(duration=st.sampled_from(JUMPS))
     def time_passes(self, duration: timedelta) -> None:

@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError
 
 from payments.models import CancelPayment, CapturePayment, PaymentState, Refund, RefundCommand
+from payments.names import STATUS
 
 
 async def test_a_declined_payment_s_run_fails_with_the_decline(
@@ -54,6 +55,24 @@ async def test_a_canceled_payment_s_run_completes(dev_client: Client, task_queue
         await stack.update(created.id, "cancel", CancelPayment(reason="test"), PaymentState)
         assert await run_closed(dev_client, created.id) == WorkflowExecutionStatus.COMPLETED
         assert (await current_details(dev_client, created.id)).startswith("**canceled**")
+
+
+async def test_a_payment_waiting_on_its_customer_says_so(
+    dev_client: Client, task_queue: str
+) -> None:
+    """3-D Secure: the list's PaymentStatus and the details say who the run waits for."""
+    async with running_stack(dev_client, task_queue) as stack:
+        created = await stack.create(payment_method="pm_card_threeDSecure2Required")
+        waiting = await stack.wait_status(created.id, "requires_action")
+        assert waiting.next_action is not None
+        details = await current_details(dev_client, created.id)
+        assert details.startswith("**requires_action** · 19.99 USD")
+        assert f"customer authenticates at: {waiting.next_action.redirect_to_url.url}" in details
+        assert "waiting for: the customer to authenticate (3-D Secure), until " in details
+        description = await dev_client.get_workflow_handle(created.id).describe()
+        assert description.typed_search_attributes.get(STATUS) == "requires_action"
+        await stack.update(created.id, "cancel", CancelPayment(reason="test"), PaymentState)
+        assert await run_closed(dev_client, created.id) == WorkflowExecutionStatus.COMPLETED
 
 
 async def test_the_details_follow_capture_and_refunds(dev_client: Client, task_queue: str) -> None:

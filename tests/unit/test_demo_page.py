@@ -70,6 +70,7 @@ async def test_the_config_offers_the_simulator_s_test_payment_methods() -> None:
         "pm_card_chargeDeclinedInsufficientFunds",
         "pm_card_chargeDeclinedExpiredCard",
         "pm_card_captureFails",
+        "pm_card_threeDSecure2Required",
     ]
 
 

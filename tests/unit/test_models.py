@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from payments.ids import fingerprint
 from payments.models import (
     CancelPayment,
     CapturePayment,
@@ -42,7 +43,33 @@ def create(**changes: Any) -> CreatePayment:
 
 def test_the_contract_example_body_is_accepted() -> None:
     payment = CreatePayment.model_validate(EXAMPLE)
-    assert payment.model_dump() == EXAMPLE
+    assert payment.model_dump() == {**EXAMPLE, "return_url": None}
+
+
+@pytest.mark.parametrize(
+    "url", ["https://shop.example/orders/1001?x=1", "http://127.0.0.1:8000/demo"]
+)
+def test_a_return_url_is_an_http_url(url: str) -> None:
+    assert create(return_url=url).return_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", "shop.example/orders", "https://", "ftp://x.example", "https://a b"],
+)
+def test_a_return_url_that_is_not_an_http_url_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        create(return_url=url)
+    assert info.value.errors()[0]["loc"] == ("return_url",)
+
+
+def test_a_request_without_return_url_keeps_its_fingerprint() -> None:
+    # The digest a request had before return_url existed: a create sent again
+    # under its Idempotency-Key after the upgrade is still the same request.
+    assert fingerprint(create()) == (
+        "5335806623060a9d453b8214ff8ce250139713b3403167a32e821d1bf4c91ad0"
+    )
+    assert fingerprint(create(return_url="https://shop.example/")) != fingerprint(create())
 
 
 def test_defaults() -> None:

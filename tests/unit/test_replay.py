@@ -62,6 +62,13 @@ EXPECTED_PATHS = {
     # First attempts in batches (the dispatch workflow), the rest handed on.
     "webhook_dispatch",
     "webhook_handoff",
+    # Customer action (3-D Secure): approved, failed, canceled while waiting,
+    # out of time, and approved with no webhook (found by the payment's look).
+    "action_approved",
+    "action_failed",
+    "action_canceled",
+    "action_timeout",
+    "action_lookup",
 }
 
 

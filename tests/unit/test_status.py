@@ -18,12 +18,15 @@ from payments.status import (
     check_transition,
     is_final,
     is_settled,
+    needs_customer,
     status_after_refund,
 )
 
 S = PaymentStatus
 EXPECTED = {
-    S.PROCESSING: {S.REQUIRES_CAPTURE, S.SUCCEEDED, S.FAILED, S.CANCELED},
+    S.PROCESSING: {S.REQUIRES_ACTION, S.REQUIRES_CAPTURE, S.SUCCEEDED, S.FAILED, S.CANCELED},
+    # The customer authenticated (back to processing), failed or ran out of time, or canceled.
+    S.REQUIRES_ACTION: {S.PROCESSING, S.FAILED, S.CANCELED},
     S.REQUIRES_CAPTURE: {S.SUCCEEDED, S.FAILED, S.CANCELED},
     S.SUCCEEDED: {S.PARTIALLY_REFUNDED, S.REFUNDED},
     S.PARTIALLY_REFUNDED: {S.PARTIALLY_REFUNDED, S.REFUNDED},
@@ -37,6 +40,7 @@ PAIRS = list(itertools.product(S, S))
 def test_status_values_are_the_contract_words() -> None:
     assert {s.value for s in S} == {
         "processing",
+        "requires_action",
         "requires_capture",
         "succeeded",
         "partially_refunded",
@@ -73,6 +77,7 @@ def test_check_transition(current: PaymentStatus, target: PaymentStatus) -> None
     ("status", "settled", "capture", "cancel", "refund"),
     [
         (S.PROCESSING, False, False, True, False),
+        (S.REQUIRES_ACTION, False, False, True, False),
         (S.REQUIRES_CAPTURE, True, True, True, False),
         (S.SUCCEEDED, True, False, False, True),
         (S.PARTIALLY_REFUNDED, True, False, False, True),
@@ -88,6 +93,7 @@ def test_what_each_status_allows(
     assert can_capture(status) is capture
     assert can_cancel(status) is cancel
     assert can_refund(status) is refund
+    assert needs_customer(status) is (status is S.REQUIRES_ACTION)
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,8 @@ def test_the_activities_keep_their_names() -> None:
         "refund",
         "find_operation",
         "committed_operations",
+        "look_up_authentication",
+        "cancel_authentication",
     }
 
 

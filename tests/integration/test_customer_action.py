@@ -1,0 +1,156 @@
+"""Customer action (3-D Secure, CONTRACT §14) through the payment workflow, on
+real Temporal servers with the simulator's ledger: the payment waits for its
+customer, durably, and ends as the gateway says the customer decided, or as
+its action window and its cancel say. The gateway's ledger is the check: an
+authorization only once the customer approved, and never one left open."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from support import Stack, event_types, running_stack
+from temporalio.testing import WorkflowEnvironment
+
+from payments.gateway import InvalidGatewayRequest
+from payments.models import CancelCommand, CapturePayment, GatewayEvent, PaymentState
+
+THREE_D_SECURE = "pm_card_threeDSecure2Required"
+
+
+async def _waiting(stack: Stack, **fields: object) -> tuple[PaymentState, str]:
+    """A payment waiting on its customer, and its authentication's id."""
+    created = await stack.create(payment_method=THREE_D_SECURE, **fields)
+    waiting = await stack.wait_status(created.id, "requires_action")
+    required = [e for e in await stack.events(created.id) if e.type == "payment.action_required"]
+    assert len(required) == 1
+    return waiting, str(required[0].data["authentication_id"])
+
+
+async def _ring(stack: Stack, payment_id: str, event_id: str = "evt_1") -> None:
+    """The gateway's webhook, as the API delivers it."""
+    event = GatewayEvent(
+        id=event_id, type="authentication.succeeded", payment_id=payment_id, object_id="x"
+    )
+    assert await stack.service.deliver(event)
+
+
+async def test_approved_authentication_goes_on_to_capture(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(dev_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(
+            stack, return_url="https://shop.example/orders/1001"
+        )
+        assert waiting.next_action is not None
+        redirect = waiting.next_action.redirect_to_url
+        assert redirect.url == f"simulator:/authenticate/{authentication_id}"
+        assert redirect.return_url == "https://shop.example/orders/1001"
+        # Nothing is held on the card while the customer has not authenticated.
+        assert stack.kinds(waiting.id) == []
+
+        stack.gateway.ledger.decide(authentication_id, approve=True)
+        await _ring(stack, waiting.id)
+        # The webhook wakes the payment: sooner than its own first look (10 s on).
+        done = await stack.wait_status(waiting.id, "succeeded", "failed", within=8)
+
+        assert done.status == "succeeded" and done.amount_captured == 1999
+        assert done.next_action is None
+        assert stack.kinds(waiting.id) == ["authorization", "capture"]
+        types = event_types(await stack.events(waiting.id))
+        assert types[types.index("payment.action_required") :] == [
+            "payment.action_required",
+            "payment.gateway_event",
+            "payment.authenticated",
+            "payment.authorized",
+            "payment.captured",
+        ]
+
+
+async def test_approved_manual_payment_waits_for_capture(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(dev_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(stack, capture_method="manual")
+        stack.gateway.ledger.decide(authentication_id, approve=True)
+        await _ring(stack, waiting.id)
+        authorized = await stack.wait_status(waiting.id, "requires_capture")
+        assert authorized.amount_capturable == 1999
+        await stack.update(waiting.id, "capture", CapturePayment(amount=1500), PaymentState)
+        captured = await stack.wait_status(waiting.id, "succeeded")
+        assert captured.amount_captured == 1500
+        assert stack.kinds(waiting.id) == ["authorization", "capture"]
+
+
+async def test_failed_authentication_fails_the_payment(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(dev_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(stack)
+        stack.gateway.ledger.decide(authentication_id, approve=False)
+        await _ring(stack, waiting.id)
+        failed = await stack.wait_status(waiting.id, "failed", "succeeded")
+
+        assert failed.status == "failed"
+        assert failed.failure is not None
+        assert (failed.failure.type, failed.failure.code) == ("card_error", "authentication_failed")
+        assert failed.next_action is None
+        assert stack.kinds(waiting.id) == []
+        types = event_types(await stack.events(waiting.id))
+        assert types[-2:] == ["payment.authentication_failed", "payment.failed"]
+
+
+async def test_cancel_while_the_customer_authenticates(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(dev_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(stack)
+        await stack.update(
+            waiting.id, "cancel", CancelCommand(reason="changed my mind"), PaymentState
+        )
+        canceled = await stack.wait_status(waiting.id, "canceled", "failed")
+
+        assert canceled.status == "canceled" and canceled.next_action is None
+        # Ended at the gateway: the customer can no longer authorize it.
+        assert stack.gateway.ledger.authentication(authentication_id).status == "canceled"
+        with pytest.raises(InvalidGatewayRequest) as refused:
+            stack.gateway.ledger.decide(authentication_id, approve=True)
+        assert refused.value.code == "authentication_closed"
+        assert stack.kinds(waiting.id) == []
+        types = event_types(await stack.events(waiting.id))
+        assert types[-2:] == ["payment.cancel_requested", "payment.canceled"]
+
+
+async def test_a_lost_webhook_is_recovered_by_the_lookup(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(stack)
+        stack.gateway.ledger.decide(authentication_id, approve=True)
+        # No webhook ever comes: the payment's own look, a few seconds on, finds it.
+        await time_env.sleep(timedelta(seconds=15))
+        done = await stack.wait_status(waiting.id, "succeeded", "failed")
+        assert done.status == "succeeded"
+        assert stack.kinds(waiting.id) == ["authorization", "capture"]
+        assert "payment.gateway_event" not in event_types(await stack.events(waiting.id))
+        # Nothing left open on the shared time-skipping server: its refund
+        # window's timer would fire in a later test's skip, with no worker.
+        await time_env.client.get_workflow_handle(waiting.id).terminate("test over")
+
+
+async def test_no_authentication_within_the_window_fails_the_payment(
+    time_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(time_env.client, task_queue) as stack:
+        waiting, authentication_id = await _waiting(stack)
+        await time_env.sleep(timedelta(minutes=59))
+        assert (await stack.get(waiting.id)).status == "requires_action"
+        await time_env.sleep(timedelta(minutes=2))
+        failed = await stack.wait_status(waiting.id, "failed", "succeeded")
+
+        assert failed.failure is not None
+        assert failed.failure.code == "authentication_timeout"
+        assert stack.gateway.ledger.authentication(authentication_id).status == "canceled"
+        assert stack.kinds(waiting.id) == []
+        types = event_types(await stack.events(waiting.id))
+        assert types[-2:] == ["payment.authentication_failed", "payment.failed"]
