@@ -38,13 +38,20 @@ from payments.models import (
     RefundPayment,
 )
 from payments.service import PaymentService, Sent
-from payments.status import PaymentStatus, is_settled
+from payments.status import PaymentStatus, is_settled, needs_customer
 
 router = APIRouter()
 
 
 def _settled(state: PaymentState) -> bool:
     return is_settled(state.status)
+
+
+def _all_it_can_do_alone(state: PaymentState) -> bool:
+    """Where a create's wait ends: settled, or waiting on the customer (3-D
+    Secure), who can act only once the caller has the ``next_action``. Still
+    ``202``: the payment has not settled. A read's wait goes on to the outcome."""
+    return _settled(state) or needs_customer(state.status)
 
 
 @router.post(
@@ -67,14 +74,14 @@ async def create_payment(
     body = await parse_body(request, CreatePayment)
     started = await service.start(merchant_id, body, idempotency_key)
     state = started.payment
-    if wait is not None and not _settled(state):
+    if wait is not None and not _all_it_can_do_alone(state):
         changes = service.changes(
             state.id,
             merchant_id,
             # Just started here: nothing to read before following its history.
             started=state if started.created else None,
         )
-        state = await prefer.wait_until(request, wait, _settled, changes)
+        state = await prefer.wait_until(request, wait, _all_it_can_do_alone, changes)
     settled = _settled(state)
     headers = {"Location": f"/v1/payments/{state.id}", **prefer.response_headers(wait, settled)}
     if not started.created:

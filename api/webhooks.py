@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.deps import ServiceDep
-from api.errors import InvalidRequest
+from api.errors import InvalidRequest, not_found
 from api.openapi import WebhookReceipt, errors
 from payments.cards import find_card_number
 from payments.models import GatewayEvent
@@ -113,7 +113,10 @@ async def stripe_webhook(request: Request, service: ServiceDep) -> Any:
 @router.post(**_route("simulator"))
 async def simulator_webhook(request: Request, service: ServiceDep) -> Any:
     """The simulator's word that a customer decided: it only wakes the payment,
-    which asks the gateway itself what was decided."""
+    which asks the gateway itself what was decided. Only while the simulator
+    is the gateway."""
+    if service.settings.gateway != "simulator":
+        raise not_found("webhook endpoint")
     secret = service.settings.simulator_webhook_secret.get_secret_value()
     return await _receive(request, service, secret)
 

@@ -156,6 +156,14 @@ def refused(err: stripe.InvalidRequestError, parameter: str) -> bool:
     return err.param == parameter or f"Unexpected {parameter}" in (err.user_message or "")
 
 
+def lacks_parameter(err: stripe.InvalidRequestError, parameter: str) -> bool:
+    """Whether the server refused a parameter because it does not know it at
+    all, as localstripe says it ("Unexpected <parameter>"). Stripe names a
+    parameter it refuses for its value too (``param``): that is the request's
+    fault, not a gap to learn from."""
+    return f"Unexpected {parameter}" in (err.user_message or "")
+
+
 def lost_reference(err: stripe.InvalidRequestError) -> bool:
     """Whether a list was refused because the server could not expand what an
     item refers to: a list's URL exists, so its 404 can mean nothing else."""

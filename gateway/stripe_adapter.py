@@ -92,6 +92,7 @@ from gateway.localstripe import (
     STAND_INS,
     ServerSupport,
     as_stripe_declines,
+    lacks_parameter,
     lacks_payment_method,
     lost_reference,
     refused,
@@ -270,7 +271,7 @@ class StripeGateway:
                 )
             except stripe.InvalidRequestError as err:
                 # Refused while validating: nothing was confirmed, so asking again is safe.
-                if "return_url" not in params or not refused(err, "return_url"):
+                if "return_url" not in params or not lacks_parameter(err, "return_url"):
                     raise
                 self._server.confirm_return_url = False
                 return await self._confirm(intent, payment_method, idempotency_key, return_url)

@@ -152,18 +152,27 @@ def authorization_outcome(intent: Intent) -> GatewayOperation | Authentication |
 
 def authentication_of(intent: Intent) -> Authentication:
     """The PaymentIntent as the customer's authentication (3-D Secure): pending
-    while it ``requires_action``, succeeded once authorized, failed when the
-    customer failed it, canceled when it was canceled before."""
+    while it ``requires_action``; canceled once canceled (even if it had been
+    authorized: the cancel voided that); succeeded once authorized; failed
+    when the customer failed it. A card declined after the customer
+    authenticated raises that decline."""
     redirect = intent.next_action.redirect_to_url if intent.next_action else None
     error = intent.last_payment_error
-    if intent.authorized:
-        status: AuthenticationStatus = "succeeded"
+    status: AuthenticationStatus
+    if intent.status == "canceled":
+        status = "canceled"
+    elif intent.authorized:
+        status = "succeeded"
     elif intent.status == "requires_action":
         status = "pending"
-    elif intent.status == "canceled":
-        status = "canceled"
     elif error is not None and error.code == AUTHENTICATION_FAILURE:
         status = "failed"
+    elif intent.status == "requires_payment_method" and error is not None:
+        raise CardDeclined(
+            error.code or "card_declined",
+            error.decline_code,
+            error.message or "Your card was declined.",
+        )
     else:
         raise TransientGatewayError(f"{intent.id} is {intent.status}: no authentication to read")
     return Authentication(
@@ -174,7 +183,7 @@ def authentication_of(intent: Intent) -> Authentication:
         reference=intent.metadata.get(PAYMENT_ID, ""),
         url=redirect.url if redirect and status == "pending" else None,
         return_url=redirect.return_url if redirect else None,
-        authorization=intent_operations(intent, [])[0] if intent.authorized else None,
+        authorization=intent_operations(intent, [])[0] if status == "succeeded" else None,
     )
 
 

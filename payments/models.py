@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -82,9 +83,7 @@ class CreatePayment(_Command):
     description: Annotated[str, Field(max_length=1000)] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     # Where the customer comes back to after authenticating (3-D Secure).
-    return_url: (
-        Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")] | None
-    ) = None
+    return_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
 
     @field_validator("currency")
     @classmethod
@@ -106,6 +105,21 @@ class CreatePayment(_Command):
                 "attribute, which is no place for personal data; send your own customer "
                 "reference, such as cus_42"
             )
+        return value
+
+    @field_validator("return_url")
+    @classmethod
+    def _a_web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in value):
+            raise ValueError("must not hold spaces or control characters")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http or https URL with a host")
+        if parts.username is not None or parts.password is not None:
+            # It is shown to the customer's browser and kept in the history.
+            raise ValueError("must not carry a user name or password")
         return value
 
     @field_validator("metadata")

@@ -97,6 +97,17 @@ def problems(settings: Settings) -> list[str]:
             "set the endpoint's signing secret (whsec_...) from Stripe",
         )
 
+    if settings.gateway == "simulator" and _secret(settings, "simulator_webhook_secret") in (
+        "",
+        _builtin("simulator_webhook_secret"),
+    ):
+        refuse(
+            "simulator_webhook_secret",
+            "is the built-in development secret or empty while PAYMENTS_GATEWAY=simulator: "
+            "anyone could sign the simulator's events",
+            "set a random one, the same for the simulator and the API",
+        )
+
     if settings.gateway == "stripe" and _secret(settings, "stripe_api_key") in (
         "",
         _builtin("stripe_api_key"),

@@ -104,11 +104,10 @@ LOOK_UP_AUTHENTICATION = StepPolicy(
     _retry(timedelta(seconds=10)),
     fast_attempt=FAST_ATTEMPT,
 )
-# Ending it when the payment stops waiting: as long as an authorize, then the
-# payment voids by reference whatever the customer may still have authorized.
+# Ending it when the payment stops waiting: for as long as a void, since until
+# the gateway says it ended, the customer could still authorize money nobody
+# would capture; if it never answers, the payment voids by reference whatever
+# the customer authorized by then, and reconciliation reports anything later.
 CANCEL_AUTHENTICATION = StepPolicy(
-    timedelta(seconds=30),
-    timedelta(minutes=10),
-    _retry(timedelta(seconds=30)),
-    fast_attempt=FAST_ATTEMPT,
+    timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)), fast_attempt=FAST_ATTEMPT
 )

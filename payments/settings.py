@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: float = Field(default=300, gt=0)
     # The simulator's webhooks to the API (a customer's 3-D Secure decision):
     # unset, the API's own URL from api_host and api_port; "" sends none. Its
-    # word only wakes the payment, which asks the gateway what was decided,
-    # so a forged event changes nothing: the built-in secret is allowed.
+    # word only wakes the payment, which asks the gateway what was decided;
+    # production refuses the built-in secret all the same (with the simulator).
     simulator_webhook_url: str | None = None
     simulator_webhook_secret: SecretStr = SecretStr("whsec_simulator_local_dev_only")
     # How long a payment waits for its customer to authenticate (CONTRACT §14).

@@ -432,12 +432,23 @@ class PaymentWorkflow:
         deadline = workflow.now() + timedelta(seconds=self._input.action_window_seconds)
         waiting = f"the customer to authenticate (3-D Secure), until {until(deadline)}"
         self._wait_for(waiting)
-        outcome = await self._customer_outcome(action, deadline, waiting)
-        if outcome is None or outcome.status == "pending":
-            # Canceled, or the window closed: nobody may authorize from now on.
-            outcome = await self._authentication_step(
-                Activities.CANCEL_AUTHENTICATION, action, retries.CANCEL_AUTHENTICATION
+        try:
+            outcome = await self._customer_outcome(action, deadline, waiting)
+            if outcome is None or outcome.status == "pending":
+                # Canceled, or the window closed: nobody may authorize from now on.
+                outcome = await self._authentication_step(
+                    Activities.CANCEL_AUTHENTICATION, action, retries.CANCEL_AUTHENTICATION
+                )
+        except StepFailed as declined:
+            # The customer authenticated, then the issuer declined the card.
+            state.next_action = None
+            self._emit(
+                "payment.authenticated",
+                {"authentication_id": action.authentication_id},
+                status=S.PROCESSING,
             )
+            await self._authorize_failed(declined)
+            return None
         state.next_action = None
         if outcome is None:
             # No answer from the gateway: void whatever it may have authorized.
@@ -523,7 +534,9 @@ class PaymentWorkflow:
                 policy=policy,
                 summary=f"{verb} the customer's authentication",
             )
-        except StepFailed:
+        except StepFailed as err:
+            if err.error_type == retries.CARD_DECLINED:
+                raise  # the gateway's last word: declined once authenticated
             return None
         return result
 

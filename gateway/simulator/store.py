@@ -98,7 +98,10 @@ class LedgerFile:
                 f"{path} is a simulator ledger of version {version}, not {_SCHEMA_VERSION}; "
                 "delete it to start from empty"
             )
-        if version == 1:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(replies)")}
+        if version == 1 and "authentication_id" not in columns:
+            # Checked, not assumed: the ALTER commits on its own, so a process
+            # that died before the version was written has done it already.
             self._db.execute(_FROM_VERSION_1)
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")

@@ -28,10 +28,13 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 async def _requires_action(http: httpx.AsyncClient, **changes: Any) -> dict[str, Any]:
     response = await http.post(
-        "/v1/payments", json={**THREE_D_SECURE, **changes}, headers={"Prefer": "wait=10"}
+        "/v1/payments", json={**THREE_D_SECURE, **changes}, headers={"Prefer": "wait=60"}
     )
-    # Not settled, but all the server can do alone: answered once the customer must act.
+    # Not settled, but all the server can do alone: answered once the customer
+    # must act (not when the wait is over), so that they can.
     assert response.status_code == 202, response.text
+    assert response.headers["preference-applied"] == "wait=60"
+    assert response.elapsed.total_seconds() < 30, response.elapsed
     payment: dict[str, Any] = response.json()
     assert payment["status"] == "requires_action"
     return payment

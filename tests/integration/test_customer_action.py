@@ -12,7 +12,8 @@ import pytest
 from support import Stack, event_types, running_stack
 from temporalio.testing import WorkflowEnvironment
 
-from payments.gateway import InvalidGatewayRequest
+from gateway.memory import InMemoryGateway
+from payments.gateway import Authentication, CardDeclined, InvalidGatewayRequest
 from payments.models import CancelCommand, CapturePayment, GatewayEvent, PaymentState
 
 THREE_D_SECURE = "pm_card_threeDSecure2Required"
@@ -154,3 +155,33 @@ async def test_no_authentication_within_the_window_fails_the_payment(
         assert stack.kinds(waiting.id) == []
         types = event_types(await stack.events(waiting.id))
         assert types[-2:] == ["payment.authentication_failed", "payment.failed"]
+
+
+class DeclinesOnceAuthenticated(InMemoryGateway):
+    """An issuer that declines the card after the customer authenticated (as
+    Stripe's 3-D Secure test cards that then decline do)."""
+
+    async def authentication(self, authentication_id: str) -> Authentication:
+        found = await super().authentication(authentication_id)
+        if found.status == "succeeded":
+            raise CardDeclined("card_declined", "insufficient_funds", "Insufficient funds.")
+        return found
+
+
+async def test_declined_after_authenticating_fails_with_the_decline(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    async with running_stack(dev_env.client, task_queue, DeclinesOnceAuthenticated()) as stack:
+        waiting, authentication_id = await _waiting(stack)
+        stack.gateway.ledger.decide(authentication_id, approve=True)
+        await _ring(stack, waiting.id)
+        failed = await stack.wait_status(waiting.id, "failed", "succeeded", within=8)
+
+        assert failed.failure is not None
+        assert (failed.failure.code, failed.failure.decline_code) == (
+            "card_declined",
+            "insufficient_funds",
+        )
+        assert failed.next_action is None
+        types = event_types(await stack.events(waiting.id))
+        assert types[-3:] == ["payment.authenticated", "payment.declined", "payment.failed"]

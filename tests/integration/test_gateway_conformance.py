@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import localstripe_intents, serving
+from support import localstripe_card, localstripe_intents, serving
 
 from gateway.http_simulator import SimulatorGateway
 from gateway.simulator.app import create_app
@@ -169,21 +169,8 @@ async def localstripe_subject(localstripe: str) -> AsyncIterator[Subject]:
             return amounts[::-1]
 
         async def three_d_secure() -> str:
-            # localstripe's card that requires 3-D Secure 2 (Stripe's test card
-            # 4000 0027 6000 3184), as a PaymentMethod made around the adapter.
-            made = await control.post(
-                "/v1/payment_methods",
-                data={
-                    "type": "card",
-                    "card[number]": "4000002760003184",
-                    "card[exp_month]": "12",
-                    "card[exp_year]": "2031",
-                    "card[cvc]": "123",
-                },
-            )
-            assert made.status_code == 200, made.text
-            method: str = made.json()["id"]
-            return method
+            # localstripe's card that requires 3-D Secure 2 (Stripe's 4000 0027 6000 3184).
+            return await localstripe_card(control, "4000002760003184")
 
         async def customer_answers(authentication: Authentication, approve: bool) -> None:
             # localstripe's authenticate route, with the PaymentIntent's client secret.

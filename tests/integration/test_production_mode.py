@@ -49,6 +49,7 @@ CONFIGURED = {
     "PAYMENTS_CLIENT_SECRET_KEY": secrets.token_urlsafe(32),
     "PAYMENTS_ENCRYPTION_KEYS": generate_key("prod-test").entry(),
     "PAYMENTS_STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_urlsafe(24)}",
+    "PAYMENTS_SIMULATOR_WEBHOOK_SECRET": secrets.token_urlsafe(24),
 }
 
 
@@ -121,6 +122,11 @@ REFUSALS: list[tuple[str, dict[str, str | None], str]] = [
         "PAYMENTS_STRIPE_WEBHOOK_SECRET",
     ),
     (
+        "built-in simulator webhook secret with the simulator",
+        {"PAYMENTS_SIMULATOR_WEBHOOK_SECRET": None},
+        "PAYMENTS_SIMULATOR_WEBHOOK_SECRET",
+    ),
+    (
         "Stripe's placeholder key on Stripe",
         {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_KEY": None},
         "PAYMENTS_STRIPE_API_KEY",
@@ -179,6 +185,7 @@ def test_out_of_the_box_every_built_in_is_named_one_line_each(entry_point: str) 
         "PAYMENTS_CLIENT_SECRET_KEY",
         "PAYMENTS_ENCRYPTION_KEYS",
         "PAYMENTS_STRIPE_WEBHOOK_SECRET",
+        "PAYMENTS_SIMULATOR_WEBHOOK_SECRET",
     ]
 
 

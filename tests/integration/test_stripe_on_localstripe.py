@@ -13,11 +13,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from support import localstripe_intents, request_shape, requests_sent
+from support import localstripe_card, localstripe_intents, request_shape, requests_sent
 
 from gateway.localstripe import STAND_INS
 from gateway.stripe_adapter import StripeGateway
-from payments.gateway import CardDeclined, GatewayOperation, InvalidGatewayRequest
+from payments.gateway import (
+    Authentication,
+    CardDeclined,
+    GatewayOperation,
+    InvalidGatewayRequest,
+)
 from payments.settings import Settings
 
 API_KEY = "sk_test_localstripe_gaps"
@@ -193,3 +198,31 @@ async def test_lookups_and_reconciliation_survive_an_object_localstripe_lost(
         since=start, until=datetime.now(UTC) + timedelta(seconds=2)
     )
     assert [op for op in operations if op.reference == reference] == [auth, capture, refund]
+
+
+async def test_a_card_declined_after_3d_secure_is_the_decline(
+    gateway: StripeGateway, control: httpx.AsyncClient, reference: str
+) -> None:
+    """localstripe's 4000 0084 0000 1629 needs 3-D Secure, then declines: the
+    authentication's lookup answers with the decline, not a failed authentication."""
+    pending = await gateway.authorize(
+        reference=reference,
+        amount=2000,
+        currency="usd",
+        payment_method=await localstripe_card(control, "4000008400001629"),
+        idempotency_key=f"{reference}:authorize",
+        since=datetime.now(UTC),
+        first_attempt=True,
+    )
+    assert isinstance(pending, Authentication) and pending.status == "pending"
+    intent = (await control.get(f"/v1/payment_intents/{pending.id}")).json()
+    answered = await control.post(
+        f"/v1/payment_intents/{pending.id}/_authenticate",
+        data={"client_secret": intent["client_secret"], "success": "true"},
+    )
+    # localstripe answers the authenticate call itself with the charge's decline.
+    assert answered.status_code == 402, answered.text
+    with pytest.raises(CardDeclined) as declined:
+        await gateway.authentication(pending.id)
+    assert declined.value.code == "card_declined"
+    assert await gateway.find_by_reference(reference) == []

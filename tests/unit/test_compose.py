@@ -241,6 +241,7 @@ EXPORTED = {
     "PAYMENTS_CLIENT_SECRET_KEY": "compose-test-signing-key",
     "PAYMENTS_ENCRYPTION_KEYS": generate_key("compose").entry(),
     "PAYMENTS_STRIPE_WEBHOOK_SECRET": "whsec_compose_test",
+    "PAYMENTS_SIMULATOR_WEBHOOK_SECRET": "compose-test-simulator-secret",
     "POSTGRES_PASSWORD": "compose-test-password",
 }
 # Every secret the service has: its SecretStr settings and its keys.

@@ -55,7 +55,16 @@ def test_a_return_url_is_an_http_url(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "shop.example/orders", "https://", "ftp://x.example", "https://a b"],
+    [
+        "javascript:alert(1)",
+        "shop.example/orders",
+        "https://",
+        "ftp://x.example",
+        "https://a b",
+        "https://shop.example/\x00",
+        "https://user:secret@shop.example/",
+        "https://shop.example/" + "a" * 2048,
+    ],
 )
 def test_a_return_url_that_is_not_an_http_url_is_refused(url: str) -> None:
     with pytest.raises(ValidationError) as info:

@@ -4,6 +4,7 @@ the same refusals, and no card number written."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,3 +174,56 @@ async def test_a_card_number_is_refused_and_never_written(
     )
     assert b"pm_card_visa" in written  # what it does write is there to be found
     assert b"4242424242424242" not in written
+
+
+# The book as version 1 wrote it: before customer authentications (3-D Secure).
+_VERSION_1 = """
+CREATE TABLE operations (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    amount INTEGER NOT NULL, currency TEXT NOT NULL, reference TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL, authorization_id TEXT, created_at TEXT NOT NULL,
+    payment_method TEXT
+);
+CREATE TABLE replies (
+    idempotency_key TEXT PRIMARY KEY, request TEXT NOT NULL,
+    operation_id TEXT REFERENCES operations (id), decline TEXT
+);
+INSERT INTO operations VALUES (1, 'auth_old', 'authorization', 1999, 'usd', 'pay_old',
+    'pay_old:authorize', NULL, '2026-11-01T10:00:00.000000Z', 'pm_card_visa');
+INSERT INTO replies VALUES ('pay_old:authorize',
+    '["authorize", "pay_old", 1999, "usd", "pm_card_visa"]', 'auth_old', NULL);
+PRAGMA user_version=1;
+"""
+
+
+@pytest.mark.parametrize("altered_already", [False, True])
+async def test_a_version_1_book_opens_with_what_it_held(
+    path: Path, opened: list[SimulatorLedger], altered_already: bool
+) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(_VERSION_1)
+    if altered_already:
+        # A simulator that died after the column was added, before the version was.
+        db.execute("ALTER TABLE replies ADD COLUMN authentication_id TEXT")
+    db.close()
+    ledger = _open(path, opened)
+    assert [op.id for op in ledger.ledger("pay_old")] == ["auth_old"]
+    again = await ledger.authorize(
+        reference="pay_old",
+        amount=1999,
+        currency="usd",
+        payment_method="pm_card_visa",
+        idempotency_key="pay_old:authorize",
+    )
+    assert again.id == "auth_old"
+    pending = await ledger.authorize(
+        reference="pay_new",
+        amount=500,
+        currency="usd",
+        payment_method="pm_card_threeDSecure2Required",
+        idempotency_key="pay_new:authorize",
+    )
+    ledger = _reopen(ledger, path, opened)
+    assert ledger.authentication(pending.id).status == "pending"
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 2
