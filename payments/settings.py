@@ -55,8 +55,10 @@ class Settings(BaseSettings):
     # production refuses the built-in secret all the same (with the simulator).
     simulator_webhook_url: str | None = None
     simulator_webhook_secret: SecretStr = SecretStr("whsec_simulator_local_dev_only")
-    # How long a payment waits for its customer to authenticate (CONTRACT §14).
-    action_window_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    # How long a payment waits for its customer to authenticate (CONTRACT §14):
+    # at most a day, since a bank's challenge lasts minutes and the payment
+    # looks every 5 minutes while it waits.
+    action_window_seconds: float = Field(default=3600.0, gt=0, le=86_400)
 
     # Each merchant's token bucket in each API process: requests a second, and
     # how many may come at once after a quiet spell. Over it: 429, Retry-After.

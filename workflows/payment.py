@@ -441,7 +441,6 @@ class PaymentWorkflow:
                 )
         except StepFailed as declined:
             # The customer authenticated, then the issuer declined the card.
-            state.next_action = None
             self._emit(
                 "payment.authenticated",
                 {"authentication_id": action.authentication_id},
@@ -449,7 +448,6 @@ class PaymentWorkflow:
             )
             await self._authorize_failed(declined)
             return None
-        state.next_action = None
         if outcome is None:
             # No answer from the gateway: void whatever it may have authorized.
             await self._void(by_reference=True)
@@ -1115,6 +1113,9 @@ class PaymentWorkflow:
         before = state.status
         if status is not None:
             state.status = check_transition(state.status, status)
+        if state.status is not S.REQUIRES_ACTION:
+            # Where to send the customer, only while the payment waits on them.
+            state.next_action = None
         for name, labels in metrics.counted(event_type, data, before.value, state.status.value):
             counters.add(name, labels)
         state.updated_at = workflow.now()

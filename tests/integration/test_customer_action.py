@@ -7,13 +7,21 @@ authorization only once the customer approved, and never one left open."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from support import Stack, event_types, running_stack
+from support import TEST_SERVER, Stack, event_types, register_search_attributes, running_stack
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from gateway.memory import InMemoryGateway
-from payments.gateway import Authentication, CardDeclined, InvalidGatewayRequest
+from payments.gateway import (
+    Authentication,
+    CardDeclined,
+    GatewayOperation,
+    InvalidGatewayRequest,
+    TransientGatewayError,
+)
 from payments.models import CancelCommand, CapturePayment, GatewayEvent, PaymentState
 
 THREE_D_SECURE = "pm_card_threeDSecure2Required"
@@ -185,3 +193,57 @@ async def test_declined_after_authenticating_fails_with_the_decline(
         assert failed.next_action is None
         types = event_types(await stack.events(waiting.id))
         assert types[-3:] == ["payment.authenticated", "payment.declined", "payment.failed"]
+
+
+class Unreachable(InMemoryGateway):
+    """A gateway that stops answering ends and lookups by reference while ``down``."""
+
+    down = False
+
+    async def cancel_authentication(
+        self, authentication_id: str, *, idempotency_key: str
+    ) -> Authentication:
+        if self.down:
+            raise TransientGatewayError("no answer")
+        return await super().cancel_authentication(
+            authentication_id, idempotency_key=idempotency_key
+        )
+
+    async def find_by_reference(self, reference: str, **hints: Any) -> list[GatewayOperation]:
+        if self.down:
+            raise TransientGatewayError("no answer")
+        return await super().find_by_reference(reference, **hints)
+
+
+async def test_a_cancel_the_gateway_never_answers_still_cancels(task_queue: str) -> None:
+    """Neither the end of the authentication nor the void by reference gets an
+    answer for a day each: the payment says where it stands all along (what
+    the API reads is what the workflow holds), then ends canceled."""
+    # A server of its own: days skipped here would move the shared one's clock
+    # ahead of the wall clock the API stamps payments with.
+    time_env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEST_SERVER)
+    )
+    try:
+        await register_search_attributes(time_env.client)
+        await _never_answered(time_env, task_queue)
+    finally:
+        await time_env.shutdown()
+
+
+async def _never_answered(time_env: WorkflowEnvironment, task_queue: str) -> None:
+    gateway = Unreachable()
+    async with running_stack(time_env.client, task_queue, gateway) as stack:
+        waiting, _ = await _waiting(stack)
+        gateway.down = True
+        await stack.update(waiting.id, "cancel", CancelCommand(reason="gone"), PaymentState)
+        for _ in range(3):
+            await time_env.sleep(timedelta(hours=16))
+            read, told = await stack.get(waiting.id), await stack.query(waiting.id)
+            assert read.model_dump() == told.model_dump()
+            assert (told.next_action is not None) == (told.status == "requires_action")
+        gateway.down = False
+        done = await stack.wait_status(waiting.id, "canceled", "failed")
+        assert done.status == "canceled" and done.next_action is None
+        types = event_types(await stack.events(waiting.id))
+        assert types[-2:] == ["payment.void_failed", "payment.canceled"]

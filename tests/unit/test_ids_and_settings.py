@@ -145,6 +145,11 @@ def test_settings_defaults_match_the_contract(env: pytest.MonkeyPatch) -> None:
     assert settings.authorization_window == timedelta(days=7)
     assert settings.refund_window == timedelta(days=180)
     assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+    assert settings.action_window_seconds == 3600
+    # The simulator tells the API by default, at the API's own address.
+    assert settings.simulator_webhook_target() == (
+        "http://127.0.0.1:8000/v1/gateway/webhooks/simulator"
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,13 +167,16 @@ def test_settings_defaults_match_the_contract(env: pytest.MonkeyPatch) -> None:
         ("AUTHORIZATION_WINDOW", "P1DT12H", "authorization_window", timedelta(hours=36)),
         ("GATEWAY", "stripe", "gateway", "stripe"),
         ("TASK_QUEUE", "payments-test", "task_queue", "payments-test"),
+        ("ACTION_WINDOW_SECONDS", "600", "action_window_seconds", 600),
+        ("SIMULATOR_WEBHOOK_URL", "", "simulator_webhook_target", None),
     ],
 )
 def test_settings_from_the_environment(
     env: pytest.MonkeyPatch, name: str, value: str, field: str, expected: Any
 ) -> None:
     env.setenv(f"PAYMENTS_{name}", value)
-    assert getattr(Settings(), field) == expected
+    found = getattr(Settings(), field)
+    assert (found() if callable(found) else found) == expected
 
 
 def test_settings_urls_from_the_environment(env: pytest.MonkeyPatch) -> None:
@@ -199,6 +207,8 @@ def test_windows_accept_seconds(env: pytest.MonkeyPatch, seconds: float) -> None
         ("GATEWAY", "paypal"),
         ("GATEWAY_URL", "not a url"),
         ("API_PORT", "0"),
+        ("ACTION_WINDOW_SECONDS", "0"),
+        ("ACTION_WINDOW_SECONDS", "90000"),
     ],
 )
 def test_invalid_settings_are_refused(env: pytest.MonkeyPatch, name: str, value: str) -> None:
