@@ -172,12 +172,7 @@ DEMO_ENDPOINT_DESCRIPTION = "the demo page's own receiver"
 
 
 def demo_endpoint_url(settings: Settings) -> str:
-    host = settings.api_host
-    if host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.api_port}{DEMO_ENDPOINT_PATH}"
+    return f"{settings.api_self_url()}{DEMO_ENDPOINT_PATH}"
 
 
 async def keep_demo_endpoint(app: FastAPI) -> None:

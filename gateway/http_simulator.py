@@ -77,9 +77,7 @@ class SimulatorGateway:
         if return_url is not None:
             # Only when there is one: a simulator from before 3-D Secure refuses the field.
             body["return_url"] = return_url
-        request = self._client.build_request(
-            "POST", "/v1/authorizations", json=body, headers={"Idempotency-Key": idempotency_key}
-        )
+        request = self._keyed("/v1/authorizations", idempotency_key, body)
         return await self._send(request, GatewayOperation, pending=Authentication)
 
     async def authentication(self, authentication_id: str) -> Authentication:
@@ -92,10 +90,7 @@ class SimulatorGateway:
         self, authentication_id: str, *, idempotency_key: str
     ) -> Authentication:
         path = f"/v1/authentications/{quote(authentication_id, safe='')}/cancel"
-        request = self._client.build_request(
-            "POST", path, headers={"Idempotency-Key": idempotency_key}
-        )
-        return await self._send(request, Authentication)
+        return await self._send(self._keyed(path, idempotency_key, None), Authentication)
 
     async def capture(
         self, *, authorization_id: str, amount: int, idempotency_key: str
@@ -135,10 +130,15 @@ class SimulatorGateway:
     async def _post(
         self, path: str, idempotency_key: str, body: dict[str, object] | None
     ) -> GatewayOperation:
-        request = self._client.build_request(
+        return await self._send(self._keyed(path, idempotency_key, body), GatewayOperation)
+
+    def _keyed(
+        self, path: str, idempotency_key: str, body: dict[str, object] | None
+    ) -> httpx.Request:
+        """A POST under the idempotency key."""
+        return self._client.build_request(
             "POST", path, json=body, headers={"Idempotency-Key": idempotency_key}
         )
-        return await self._send(request, GatewayOperation)
 
     async def _send(
         self,

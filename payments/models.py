@@ -22,6 +22,7 @@ from pydantic import (
 
 from payments import currencies
 from payments.cards import find_card_number
+from payments.gateway import AuthenticationStatus
 from payments.personal import looks_like_email
 from payments.refusals import OUTCOME_UNKNOWN
 from payments.status import PaymentStatus
@@ -444,7 +445,7 @@ class CustomerAction(BaseModel):
 
     authentication_id: str
     url: str | None = None
-    status: Literal["pending", "succeeded", "failed", "canceled"] = "pending"
+    status: AuthenticationStatus = "pending"
 
 
 class GatewayResult(BaseModel):
@@ -462,7 +463,7 @@ class AuthenticationResult(BaseModel):
     """Where the customer's authentication stands; once it succeeded, the
     authorization it made."""
 
-    status: Literal["pending", "succeeded", "failed", "canceled"]
+    status: AuthenticationStatus
     authorization: GatewayResult | None = None
 
 

@@ -199,10 +199,15 @@ class Settings(BaseSettings):
     def gateway_base(self) -> str:
         return str(self.gateway_url).rstrip("/")
 
+    def api_self_url(self) -> str:
+        """The API as a process on its own machine reaches it (an API that
+        listens on every interface is reached on loopback)."""
+        host = "127.0.0.1" if self.api_host in ("", "0.0.0.0", "::") else self.api_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.api_port}"
+
     def simulator_webhook_target(self) -> str | None:
         """Where the simulator sends its webhooks; None for nowhere."""
         if self.simulator_webhook_url is None:
-            host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
-            host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{self.api_port}/v1/gateway/webhooks/simulator"
+            return f"{self.api_self_url()}/v1/gateway/webhooks/simulator"
         return self.simulator_webhook_url or None

@@ -34,7 +34,7 @@ from gateway.memory import InMemoryGateway
 from gateway.simulator.core import SimulatorLedger
 from payments import events
 from payments.gateway import Gateway, GatewayOperation, InvalidGatewayRequest
-from payments.models import CreatePayment, Event, PaymentState
+from payments.models import CreatePayment, Event, GatewayEvent, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
 from payments.outbound import Outbound
 from payments.service import PaymentService
@@ -138,6 +138,22 @@ class Stack:
         self, payment_id: str, *statuses: str, within: float = 20.0, merchant: str = MERCHANT
     ) -> PaymentState:
         return await self.wait_for(payment_id, lambda s: s.status in statuses, within, merchant)
+
+    async def waiting_on_customer(self, **fields: Any) -> tuple[PaymentState, str]:
+        """A 3-D Secure payment waiting on its customer, and its authentication's id."""
+        created = await self.create(payment_method="pm_card_threeDSecure2Required", **fields)
+        waiting = await self.wait_status(created.id, "requires_action")
+        [required] = [
+            e for e in await self.events(created.id) if e.type == "payment.action_required"
+        ]
+        return waiting, str(required.data["authentication_id"])
+
+    async def ring(self, payment_id: str, event_id: str = "evt_1") -> None:
+        """The gateway's webhook for the payment, as the API delivers it."""
+        event = GatewayEvent(
+            id=event_id, type="authentication.succeeded", payment_id=payment_id, object_id="x"
+        )
+        assert await self.service.deliver(event)
 
     def ledger(self, payment_id: str) -> list[GatewayOperation]:
         return self.gateway.ledger.ledger(payment_id)

@@ -437,26 +437,21 @@ class PaymentWorkflow:
             if outcome is None or outcome.status == "pending":
                 # Canceled, or the window closed: nobody may authorize from now on.
                 outcome = await self._authentication_step(
-                    Activities.CANCEL_AUTHENTICATION, action, retries.CANCEL_AUTHENTICATION
+                    Activities.CANCEL_AUTHENTICATION,
+                    action,
+                    retries.CANCEL_AUTHENTICATION,
+                    "end the customer's authentication",
                 )
         except StepFailed as declined:
             # The customer authenticated, then the issuer declined the card.
-            self._emit(
-                "payment.authenticated",
-                {"authentication_id": action.authentication_id},
-                status=S.PROCESSING,
-            )
+            self._authenticated(action)
             await self._authorize_failed(declined)
             return None
         if outcome is None:
             # No answer from the gateway: void whatever it may have authorized.
             await self._void(by_reference=True)
         if outcome is not None and outcome.status == "succeeded":
-            self._emit(
-                "payment.authenticated",
-                {"authentication_id": action.authentication_id},
-                status=S.PROCESSING,
-            )
+            self._authenticated(action)
             return outcome.authorization
         if self._cancel is not None and (outcome is None or outcome.status == "canceled"):
             self._emit("payment.canceled", {"reason": self._cancel.reason}, status=S.CANCELED)
@@ -481,45 +476,65 @@ class PaymentWorkflow:
         self._emit("payment.failed", {"failure": failure.model_dump()}, status=S.FAILED)
         return None
 
+    def _authenticated(self, action: CustomerAction) -> None:
+        """The customer did their part: the gateway decides from here."""
+        self._emit(
+            "payment.authenticated",
+            {"authentication_id": action.authentication_id},
+            status=S.PROCESSING,
+        )
+
     async def _customer_outcome(
         self, action: CustomerAction, deadline: datetime, waiting: str
     ) -> AuthenticationResult | None:
         """The customer's decision, as the gateway tells it; None when the
         payment stopped waiting first (a cancel, the window's end)."""
+        if action.status != "pending" and self._cancel is None:
+            # Already decided (a repeated authorize, after a reset): look at once.
+            decided = await self._look(action, waiting)
+            if decided is not None:
+                return decided
         pauses = iter(retries.AUTHENTICATION_LOOKUPS)
         pause = next(pauses)
-        # Already decided (a repeated authorize, after a reset): look at once.
-        look = action.status != "pending"
         while self._cancel is None:
             remaining = deadline - workflow.now()
-            if not look and remaining <= timedelta(0):
+            if remaining <= timedelta(0):
                 return None
-            if not look:
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._gateway_rang or self._cancel is not None,
-                        timeout=min(pause, remaining),
-                        timeout_summary="look up the customer's authentication",
-                    )
-                except TimeoutError:
-                    pause = next(pauses, pause)
-                if self._cancel is not None:
-                    return None
-            look = False
-            self._gateway_rang = False
-            outcome = await self._authentication_step(
-                Activities.LOOK_UP_AUTHENTICATION, action, retries.LOOK_UP_AUTHENTICATION
-            )
-            self._wait_for(waiting)
-            if outcome is not None and outcome.status != "pending":
-                return outcome
+            try:
+                await workflow.wait_condition(
+                    lambda: self._gateway_rang or self._cancel is not None,
+                    timeout=min(pause, remaining),
+                    timeout_summary="look up the customer's authentication",
+                )
+            except TimeoutError:
+                pause = next(pauses, pause)
+            if self._cancel is not None:
+                return None
+            decided = await self._look(action, waiting)
+            if decided is not None:
+                return decided
         return None
 
+    async def _look(self, action: CustomerAction, waiting: str) -> AuthenticationResult | None:
+        """One look at the authentication: its outcome once decided, else None."""
+        self._gateway_rang = False
+        outcome = await self._authentication_step(
+            Activities.LOOK_UP_AUTHENTICATION,
+            action,
+            retries.LOOK_UP_AUTHENTICATION,
+            "look up the customer's authentication",
+        )
+        self._wait_for(waiting)
+        return outcome if outcome is not None and outcome.status != "pending" else None
+
     async def _authentication_step(
-        self, activity: str, action: CustomerAction, policy: retries.StepPolicy
+        self,
+        activity: str,
+        action: CustomerAction,
+        policy: retries.StepPolicy,
+        summary: str,
     ) -> AuthenticationResult | None:
         """A look at (or the end of) the authentication; None without an answer."""
-        verb = "end" if activity == Activities.CANCEL_AUTHENTICATION else "look up"
         try:
             result: AuthenticationResult = await self._gateway(
                 activity,
@@ -530,7 +545,7 @@ class PaymentWorkflow:
                 ),
                 result_type=AuthenticationResult,
                 policy=policy,
-                summary=f"{verb} the customer's authentication",
+                summary=summary,
             )
         except StepFailed as err:
             if err.error_type == retries.CARD_DECLINED:

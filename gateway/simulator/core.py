@@ -124,6 +124,16 @@ class Fault(Enum):
 
 
 @dataclass
+class _Authentication:
+    """A customer's authentication and what approving it authorizes with."""
+
+    authentication: Authentication
+    # The authorize call's: the authorization, if approved, is committed under it.
+    idempotency_key: str
+    payment_method: str
+
+
+@dataclass
 class _Authorization:
     operation: GatewayOperation
     payment_method: str
@@ -159,11 +169,7 @@ class SimulatorLedger:
         self._entries: list[tuple[datetime, GatewayOperation]] = []
         self._authorizations: dict[str, _Authorization] = {}
         self._replies: dict[str, _Reply] = {}
-        self._authentications: dict[str, Authentication] = {}
-        # The authorize key each authentication authorizes under, if approved.
-        self._authentication_keys: dict[str, str] = {}
-        # The test card each authentication's authorization is for.
-        self._authentication_methods: dict[str, str] = {}
+        self._authentications: dict[str, _Authentication] = {}
         # Told of each authentication the customer decided (the HTTP app sends
         # the service a webhook).
         self.on_decided: Callable[[Authentication], None] | None = None
@@ -262,7 +268,7 @@ class SimulatorLedger:
             )
         authorization = None
         if approve:
-            key = self._authentication_keys[authentication_id]
+            key = self._authentications[authentication_id].idempotency_key
             authorization = self._operation(
                 "authorization", found.amount, found.currency, found.reference, key
             )
@@ -275,7 +281,7 @@ class SimulatorLedger:
 
     def authentication(self, authentication_id: str) -> Authentication:
         try:
-            return self._authentications[authentication_id]
+            return self._authentications[authentication_id].authentication
         except KeyError:
             raise NotFound(f"no such authentication: {authentication_id!r}") from None
 
@@ -391,7 +397,7 @@ class SimulatorLedger:
             raise CardDeclined(first.code, first.decline_code, first.message)
         if isinstance(reply.outcome, Authentication):
             # Where it stands now: a repeated authorize learns the customer's answer.
-            return self._authentications[reply.outcome.id]
+            return self._authentications[reply.outcome.id].authentication
         return reply.outcome
 
     def _authorize(
@@ -525,9 +531,9 @@ class SimulatorLedger:
 
     def _open(self, authentication: Authentication, key: str, payment_method: str) -> None:
         """Enter a pending authentication, which authorizes under ``key`` if approved."""
-        self._authentications[authentication.id] = authentication
-        self._authentication_keys[authentication.id] = key
-        self._authentication_methods[authentication.id] = payment_method
+        self._authentications[authentication.id] = _Authentication(
+            authentication, key, payment_method
+        )
 
     def _settle(
         self,
@@ -539,12 +545,12 @@ class SimulatorLedger:
         settled = authentication.model_copy(
             update={"status": status, "authorization": authorization, "url": None}
         )
-        method = self._authentication_methods[authentication.id]
+        entry = self._authentications[authentication.id]
         if self._file is not None:
-            self._file.settle(settled, method)
+            self._file.settle(settled, entry.payment_method)
         if authorization is not None:
-            self._apply(authorization, method)
-        self._authentications[settled.id] = settled
+            self._apply(authorization, entry.payment_method)
+        entry.authentication = settled
         return settled
 
     def _load(self, file: LedgerFile) -> None:
@@ -559,15 +565,15 @@ class SimulatorLedger:
                 )
             self._open(authentication, opened.idempotency_key, opened.payment_method)
         for reply in file.replies():
-            outcome = reply.outcome
-            self._replies[reply.idempotency_key] = _Reply(
-                reply.request,
-                committed[outcome]
-                if isinstance(outcome, str)
-                else self._authentications[outcome.id]
-                if isinstance(outcome, Authentication)
-                else outcome,
-            )
+            first = reply.outcome
+            outcome: GatewayOperation | CardDeclined | Authentication
+            if isinstance(first, str):
+                outcome = committed[first]
+            elif isinstance(first, Authentication):
+                outcome = self._authentications[first.id].authentication
+            else:
+                outcome = first
+            self._replies[reply.idempotency_key] = _Reply(reply.request, outcome)
 
 
 def _operation_only(outcome: GatewayOperation | Authentication) -> GatewayOperation:

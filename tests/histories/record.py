@@ -278,35 +278,25 @@ async def reset_after_refund(stack: Stack, env: WorkflowEnvironment) -> str:
     return payment.id
 
 
-async def _waiting_customer(stack: Stack, **fields: object) -> tuple[str, str]:
-    """A 3-D Secure payment waiting on its customer, and its authentication's id."""
-    payment = await stack.create(
-        payment_method="pm_card_threeDSecure2Required",
-        return_url="https://shop.example/orders/1001",
-        **fields,
-    )
-    await stack.wait_status(payment.id, "requires_action")
-    [required] = [e for e in await stack.events(payment.id) if e.type == "payment.action_required"]
-    return payment.id, str(required.data["authentication_id"])
-
-
-async def _ring(stack: Stack, payment_id: str) -> None:
-    event = GatewayEvent(id="evt_3ds_1", type="authentication.succeeded", payment_id=payment_id)
-    await stack.service.deliver(event)
+RETURN_URL = "https://shop.example/orders/1001"
 
 
 async def action_approved(stack: Stack, env: WorkflowEnvironment) -> str:
-    payment_id, authentication_id = await _waiting_customer(stack)
+    waiting, authentication_id = await stack.waiting_on_customer(return_url=RETURN_URL)
+    payment_id = waiting.id
     stack.gateway.ledger.decide(authentication_id, approve=True)
-    await _ring(stack, payment_id)
+    await stack.ring(payment_id, "evt_3ds_1")
     await stack.wait_status(payment_id, "succeeded")
     return payment_id
 
 
 async def action_failed(stack: Stack, env: WorkflowEnvironment) -> str:
-    payment_id, authentication_id = await _waiting_customer(stack, capture_method="manual")
+    waiting, authentication_id = await stack.waiting_on_customer(
+        return_url=RETURN_URL, capture_method="manual"
+    )
+    payment_id = waiting.id
     stack.gateway.ledger.decide(authentication_id, approve=False)
-    await _ring(stack, payment_id)
+    await stack.ring(payment_id, "evt_3ds_1")
     await stack.wait_status(payment_id, "failed")
     # A failed payment fails its run: wait for the run to end.
     with contextlib.suppress(WorkflowFailureError):
@@ -315,7 +305,8 @@ async def action_failed(stack: Stack, env: WorkflowEnvironment) -> str:
 
 
 async def action_canceled(stack: Stack, env: WorkflowEnvironment) -> str:
-    payment_id, _ = await _waiting_customer(stack)
+    waiting, _ = await stack.waiting_on_customer(return_url=RETURN_URL)
+    payment_id = waiting.id
     await stack.client.get_workflow_handle(payment_id).signal(
         "cancel", CancelPayment(reason="the customer left")
     )
@@ -324,7 +315,8 @@ async def action_canceled(stack: Stack, env: WorkflowEnvironment) -> str:
 
 
 async def action_timeout(stack: Stack, env: WorkflowEnvironment) -> str:
-    payment_id, _ = await _waiting_customer(stack)
+    waiting, _ = await stack.waiting_on_customer(return_url=RETURN_URL)
+    payment_id = waiting.id
     await env.sleep(timedelta(hours=1, minutes=1))
     await stack.wait_status(payment_id, "failed")
     return payment_id
@@ -332,7 +324,8 @@ async def action_timeout(stack: Stack, env: WorkflowEnvironment) -> str:
 
 async def action_lookup(stack: Stack, env: WorkflowEnvironment) -> str:
     """Approved, and no webhook: the payment's own look finds it."""
-    payment_id, authentication_id = await _waiting_customer(stack)
+    waiting, authentication_id = await stack.waiting_on_customer(return_url=RETURN_URL)
+    payment_id = waiting.id
     await env.sleep(timedelta(seconds=25))
     stack.gateway.ledger.decide(authentication_id, approve=True)
     await env.sleep(timedelta(seconds=45))

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support import TEST_SERVER, Stack, event_types, register_search_attributes, running_stack
+from support import TEST_SERVER, event_types, register_search_attributes, running_stack
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,34 +22,15 @@ from payments.gateway import (
     InvalidGatewayRequest,
     TransientGatewayError,
 )
-from payments.models import CancelCommand, CapturePayment, GatewayEvent, PaymentState
-
-THREE_D_SECURE = "pm_card_threeDSecure2Required"
-
-
-async def _waiting(stack: Stack, **fields: object) -> tuple[PaymentState, str]:
-    """A payment waiting on its customer, and its authentication's id."""
-    created = await stack.create(payment_method=THREE_D_SECURE, **fields)
-    waiting = await stack.wait_status(created.id, "requires_action")
-    required = [e for e in await stack.events(created.id) if e.type == "payment.action_required"]
-    assert len(required) == 1
-    return waiting, str(required[0].data["authentication_id"])
-
-
-async def _ring(stack: Stack, payment_id: str, event_id: str = "evt_1") -> None:
-    """The gateway's webhook, as the API delivers it."""
-    event = GatewayEvent(
-        id=event_id, type="authentication.succeeded", payment_id=payment_id, object_id="x"
-    )
-    assert await stack.service.deliver(event)
+from payments.models import CancelCommand, CapturePayment, PaymentState
 
 
 async def test_approved_authentication_goes_on_to_capture(
     dev_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(dev_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(
-            stack, return_url="https://shop.example/orders/1001"
+        waiting, authentication_id = await stack.waiting_on_customer(
+            return_url="https://shop.example/orders/1001"
         )
         assert waiting.next_action is not None
         redirect = waiting.next_action.redirect_to_url
@@ -59,7 +40,7 @@ async def test_approved_authentication_goes_on_to_capture(
         assert stack.kinds(waiting.id) == []
 
         stack.gateway.ledger.decide(authentication_id, approve=True)
-        await _ring(stack, waiting.id)
+        await stack.ring(waiting.id)
         # The webhook wakes the payment: sooner than its own first look (10 s on).
         done = await stack.wait_status(waiting.id, "succeeded", "failed", within=8)
 
@@ -80,9 +61,9 @@ async def test_approved_manual_payment_waits_for_capture(
     dev_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(dev_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(stack, capture_method="manual")
+        waiting, authentication_id = await stack.waiting_on_customer(capture_method="manual")
         stack.gateway.ledger.decide(authentication_id, approve=True)
-        await _ring(stack, waiting.id)
+        await stack.ring(waiting.id)
         authorized = await stack.wait_status(waiting.id, "requires_capture")
         assert authorized.amount_capturable == 1999
         await stack.update(waiting.id, "capture", CapturePayment(amount=1500), PaymentState)
@@ -95,9 +76,9 @@ async def test_failed_authentication_fails_the_payment(
     dev_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(dev_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(stack)
+        waiting, authentication_id = await stack.waiting_on_customer()
         stack.gateway.ledger.decide(authentication_id, approve=False)
-        await _ring(stack, waiting.id)
+        await stack.ring(waiting.id)
         failed = await stack.wait_status(waiting.id, "failed", "succeeded")
 
         assert failed.status == "failed"
@@ -113,7 +94,7 @@ async def test_cancel_while_the_customer_authenticates(
     dev_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(dev_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(stack)
+        waiting, authentication_id = await stack.waiting_on_customer()
         await stack.update(
             waiting.id, "cancel", CancelCommand(reason="changed my mind"), PaymentState
         )
@@ -134,7 +115,7 @@ async def test_a_lost_webhook_is_recovered_by_the_lookup(
     time_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(time_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(stack)
+        waiting, authentication_id = await stack.waiting_on_customer()
         stack.gateway.ledger.decide(authentication_id, approve=True)
         # No webhook ever comes: the payment's own look, a few seconds on, finds it.
         await time_env.sleep(timedelta(seconds=15))
@@ -151,7 +132,7 @@ async def test_no_authentication_within_the_window_fails_the_payment(
     time_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(time_env.client, task_queue) as stack:
-        waiting, authentication_id = await _waiting(stack)
+        waiting, authentication_id = await stack.waiting_on_customer()
         await time_env.sleep(timedelta(minutes=59))
         assert (await stack.get(waiting.id)).status == "requires_action"
         await time_env.sleep(timedelta(minutes=2))
@@ -180,9 +161,9 @@ async def test_declined_after_authenticating_fails_with_the_decline(
     dev_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     async with running_stack(dev_env.client, task_queue, DeclinesOnceAuthenticated()) as stack:
-        waiting, authentication_id = await _waiting(stack)
+        waiting, authentication_id = await stack.waiting_on_customer()
         stack.gateway.ledger.decide(authentication_id, approve=True)
-        await _ring(stack, waiting.id)
+        await stack.ring(waiting.id)
         failed = await stack.wait_status(waiting.id, "failed", "succeeded", within=8)
 
         assert failed.failure is not None
@@ -234,7 +215,7 @@ async def test_a_cancel_the_gateway_never_answers_still_cancels(task_queue: str)
 async def _never_answered(time_env: WorkflowEnvironment, task_queue: str) -> None:
     gateway = Unreachable()
     async with running_stack(time_env.client, task_queue, gateway) as stack:
-        waiting, _ = await _waiting(stack)
+        waiting, _ = await stack.waiting_on_customer()
         gateway.down = True
         await stack.update(waiting.id, "cancel", CancelCommand(reason="gone"), PaymentState)
         for _ in range(3):

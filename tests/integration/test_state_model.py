@@ -80,7 +80,6 @@ from payments.models import (
     CancelPayment,
     CapturePayment,
     Event,
-    GatewayEvent,
     PaymentInput,
     PaymentState,
     Refund,
@@ -1122,10 +1121,7 @@ class PaymentModel(RuleBasedStateMachine):
         else:
             e.ended(S.FAILED, ("card_error", "authentication_failed"))
         if ring:
-            event = GatewayEvent(
-                id=f"evt_{uuid.uuid4().hex}", type="authentication", payment_id=e.id
-            )
-            assert self.h.run(self.stack.service.deliver(event))
+            self.h.run(self.stack.ring(e.id, f"evt_{uuid.uuid4().hex}"))
         else:
             # Past the payment's next look (five minutes apart at most).
             self.h.run(self.h.env.sleep(timedelta(minutes=6)))
