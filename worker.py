@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities, ensure_archiver
 from activities.payment_activities import PaymentActivities
+from activities.receipts import ReceiptActivities
 from activities.reconciliation import ReconciliationActivities
 from activities.stuck import StuckActivities
 from activities.webhooks import WebhookActivities
@@ -85,6 +86,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=[
             *PaymentActivities(gateway).all(),
+            *ReceiptActivities(settings).all(),
             *ReconciliationActivities(gateway, client, archive).all(),
             *ArchiveActivities(client, archive).all(),
             *WebhookActivities(client, settings, outbound).all(),

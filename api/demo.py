@@ -30,6 +30,7 @@ from api.deps import ServiceDep, SettingsDep, WebhooksDep, refusals_spend, spend
 from api.errors import AuthenticationFailed, InvalidRequest, not_found
 from api.parsing import parse_body
 from api.rendering import render, render_refund
+from payments import events
 from payments.ids import demo_token, verify_demo_token
 from payments.models import CancelPayment, CapturePayment, CreatePayment, RefundPayment
 from payments.settings import Settings
@@ -96,6 +97,8 @@ async def config(service: ServiceDep) -> dict[str, Any]:
         "payment_methods": [
             {"id": method, "label": label} for method, label in PAYMENT_METHODS[settings.gateway]
         ],
+        # What the page follows on the stream, receipts by e-mail among them.
+        "event_types": list(events.TYPES),
     }
 
 

@@ -86,6 +86,8 @@ class Payment(_Body):
     customer_id: str | None
     description: str | None
     metadata: dict[str, str]
+    # Where receipts go (CONTRACT §16): shown to the merchant, absent for a client secret.
+    receipt_email: str | None = None
     failure: Failure | None
     # While requires_action: where the customer authenticates (CONTRACT §14).
     next_action: NextAction | None

@@ -147,7 +147,12 @@ async def get_payment(
         # Reading only: a client secret's wait follows the history, sends nothing.
         changes = service.changes(payment_id, reader.merchant_id)
         state = await prefer.wait_until(request, wait, _settled, changes)
-    body = render(state, service.settings, service.client.namespace)
+    body = render(
+        state,
+        service.settings,
+        service.client.namespace,
+        for_merchant=reader.merchant_id is not None,
+    )
     # Pollers send If-None-Match and get a bodiless 304 until something changed.
     tag = etag(body)
     headers = {"ETag": tag, **prefer.response_headers(wait, _settled(state))}

@@ -58,6 +58,9 @@ def pay(
     wait: Annotated[bool, typer.Option(help="Wait for the outcome (up to 60 s).")] = False,
     customer: Annotated[str | None, typer.Option(help="Your customer's id.")] = None,
     description: str | None = None,
+    receipt_email: Annotated[
+        str | None, typer.Option(help="E-mail the customer a receipt at this address.")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Retry safely with it.")] = None,
     json: Json = False,
 ) -> None:
@@ -72,6 +75,8 @@ def pay(
         body["customer_id"] = customer
     if description:
         body["description"] = description
+    if receipt_email:
+        body["receipt_email"] = receipt_email
     headers = _wait(60) if wait else {}
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key

@@ -36,6 +36,8 @@ def payment(body: dict[str, Any]) -> None:
     table.add_row("amount", money(body.get("amount"), currency))
     table.add_row("captured", money(body.get("amount_captured"), currency))
     table.add_row("refunded", money(body.get("amount_refunded"), currency))
+    if body.get("receipt_email"):
+        table.add_row("receipts to", body["receipt_email"])
     failure = body.get("failure")
     if failure:
         table.add_row(

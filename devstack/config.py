@@ -96,6 +96,10 @@ class StackConfig:
     # Prometheus metrics: the worker's (SDK and ours) and the dev server's.
     worker_metrics_address: str = "127.0.0.1:9464"
     temporal_metrics_port: int = 9233
+    # Where receipts go: the stack's own mail sink on this port, unless
+    # ``smtp_url`` names another server (PAYMENTS_SMTP_URL).
+    mail_port: int = 1025
+    smtp_url: str | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -115,12 +119,15 @@ class StackConfig:
             api_key=next(iter(settings.api_keys)),
             worker_metrics_address=settings.worker_metrics_address,
             temporal_metrics_port=settings.temporal_metrics_port,
+            smtp_url=os.environ.get("PAYMENTS_SMTP_URL") or None,
         )
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides: Any) -> StackConfig:
         """Every port free and on loopback: for tests next to a running `make run`."""
-        temporal, ui, api, simulator, localstripe, worker_metrics, temporal_metrics = free_ports(7)
+        temporal, ui, api, simulator, localstripe, worker_metrics, temporal_metrics, mail = (
+            free_ports(8)
+        )
         config = cls(
             data_dir=data_dir.resolve(),
             temporal_address=f"127.0.0.1:{temporal}",
@@ -130,6 +137,7 @@ class StackConfig:
             localstripe_port=localstripe,
             worker_metrics_address=f"127.0.0.1:{worker_metrics}",
             temporal_metrics_port=temporal_metrics,
+            mail_port=mail,
         )
         return replace(config, **overrides)
 
@@ -169,6 +177,14 @@ class StackConfig:
         return f"http://{url_host(connect_host(self.temporal_host))}:{self.temporal_metrics_port}/metrics"
 
     @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def sink_smtp_url(self) -> str:
+        return f"smtp://127.0.0.1:{self.mail_port}"
+
+    @property
     def localstripe_url(self) -> str:
         # It listens on every interface, IPv4 and IPv6: loopback reaches it.
         return f"http://127.0.0.1:{self.localstripe_port}"
@@ -187,6 +203,7 @@ class StackConfig:
             "PAYMENTS_LOCALSTRIPE_PORT": str(self.localstripe_port),
             "PAYMENTS_WORKER_METRICS_ADDRESS": self.worker_metrics_address,
             "PAYMENTS_DATA_DIR": str(self.data_dir),
+            "PAYMENTS_SMTP_URL": self.smtp_url or self.sink_smtp_url,
             # Line-buffered children, or "worker ready" may sit in a buffer forever.
             "PYTHONUNBUFFERED": "1",
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from devstack.config import StackConfig, parse_host_port
+from devstack.mail import READY_MARKER as MAIL_READY_MARKER
 from devstack.processes import ChildProcess
 
 WORKER_READY_MARKER = "worker ready"
@@ -51,7 +52,7 @@ class Service:
     """One process of the stack.
 
     It runs ``python_args`` with the stack's interpreter, or the console script
-    ``script`` installed beside it, or (the dev server) what
+    ``script`` installed beside it, either followed by ``args``, or (the dev server) what
     :class:`devstack.temporal.DevServer` says. Ready means: ``health_url``
     answers 200 (sent ``health_headers``), or ``ready_marker`` was printed, or
     (the dev server) what ``DevServer`` checks.
@@ -63,7 +64,7 @@ class Service:
     # Arguments to the stack's Python interpreter (the contract's entry points).
     python_args: tuple[str, ...] = ()
     script: str | None = None
-    script_args: Callable[[StackConfig], tuple[str, ...]] = lambda c: ()
+    args: Callable[[StackConfig], tuple[str, ...]] = lambda c: ()
     dev_server: bool = False
     health_url: Callable[[StackConfig], str] | None = None
     health_headers: Mapping[str, str] = field(default_factory=dict)
@@ -105,10 +106,18 @@ SERVICES = (
         ports=lambda c: [("127.0.0.1", c.localstripe_port)],
         script="localstripe",
         # --from-scratch: never the store another localstripe left in /tmp.
-        script_args=lambda c: ("--port", str(c.localstripe_port), "--from-scratch"),
+        args=lambda c: ("--port", str(c.localstripe_port), "--from-scratch"),
         health_url=lambda c: f"{c.localstripe_url}/v1/payment_intents?limit=1",
         health_headers={"Authorization": f"Bearer {LOCALSTRIPE_PROBE_KEY}"},
         hidden=access_log_line,
+    ),
+    Service(
+        # Receipts by e-mail land here (CONTRACT §16), unless PAYMENTS_SMTP_URL names a server.
+        "mail",
+        ports=lambda c: [("127.0.0.1", c.mail_port)],
+        python_args=("-m", "devstack.mail"),
+        args=lambda c: ("--port", str(c.mail_port), "--dir", str(c.mail_dir)),
+        ready_marker=MAIL_READY_MARKER,
     ),
     Service(
         "worker",

@@ -84,11 +84,14 @@ class Stack:
         self.output = output
         self.cwd = cwd
         self.stripe_check_timeout = stripe_check_timeout
-        # Of the gateways, only the one this stack runs on.
+        # Of the gateways, only the one this stack runs on; the mail sink
+        # unless receipts go to a server of the caller's.
         self._names = [
             name
             for name in PROCESS_NAMES
-            if name in wanted and (name not in GATEWAY_PROCESSES or name == self.gateway.process)
+            if name in wanted
+            and (name not in GATEWAY_PROCESSES or name == self.gateway.process)
+            and (name != "mail" or self.config.smtp_url is None)
         ]
         self.processes: dict[str, ChildProcess] = {}
         self._supervisor = Supervisor(
@@ -288,6 +291,9 @@ class Stack:
         if self.codec_endpoint:
             lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
+        if "mail" in self.processes:
+            sink = self.config
+            lines.append(f"  Mail         {sink.sink_smtp_url}  (receipts kept in {sink.mail_dir})")
         if "temporal" in self.processes:
             lines.append(
                 f"  Records      kept {self.retention_days} days in Temporal once closed, "
@@ -323,10 +329,10 @@ class Stack:
         elif service.script is not None:
             # Installed beside the interpreter, as the venv's console scripts are.
             script = Path(self.python).parent / service.script
-            argv = [str(script), *service.script_args(self.config)]
+            argv = [str(script), *service.args(self.config)]
             probe = service.probe(self.config)
         else:
-            argv = [self.python, *service.python_args]
+            argv = [self.python, *service.python_args, *service.args(self.config)]
             probe = service.probe(self.config)
         return ChildProcess(
             name=name,

@@ -49,6 +49,8 @@ TYPES = (
     "refund.requested",
     "refund.succeeded",
     "refund.failed",
+    "receipt.sent",
+    "receipt.failed",
     "payment.gateway_event",
     "payment.lookup_failed",
 )

@@ -16,6 +16,9 @@ do not count on replay):
     payments_unknown_outcomes_total{step}        a step gave up not knowing
                                                  what the gateway did
     payments_refunds_total{status}               succeeded or failed
+    payments_receipts_total{outcome}             a receipt e-mailed: sent or
+                                                 failed (refused, or no server
+                                                 for a day)
     payments_webhook_deliveries_total{outcome}   one attempt: delivered,
                                                  retrying or failed (given up);
                                                  dropped: its endpoint was
@@ -46,6 +49,7 @@ DECLINES: Final = "payments_declines_total"
 GATEWAY_DURATION: Final = "payments_gateway_request_duration_seconds"
 UNKNOWN_OUTCOMES: Final = "payments_unknown_outcomes_total"
 REFUNDS: Final = "payments_refunds_total"
+RECEIPTS: Final = "payments_receipts_total"
 WEBHOOK_DELIVERIES: Final = "payments_webhook_deliveries_total"
 STUCK: Final = "payments_stuck"
 
@@ -60,6 +64,7 @@ DESCRIPTIONS: Final = {
     GATEWAY_DURATION: "Gateway calls, by operation and outcome (ok, declined, error).",
     UNKNOWN_OUTCOMES: "Steps that gave up without knowing what the gateway did.",
     REFUNDS: "Refunds, by final status.",
+    RECEIPTS: "Receipts e-mailed to customers, by outcome (sent, failed).",
     WEBHOOK_DELIVERIES: "Webhook deliveries, by outcome (delivered, retrying, failed, dropped).",
     STUCK: "Running payments in a status longer than expected, by status and age.",
     HTTP_REQUESTS: "HTTP requests to the API, by route template, method and status.",
@@ -74,6 +79,7 @@ WORKER_METRICS: Final = (
     GATEWAY_DURATION,
     UNKNOWN_OUTCOMES,
     REFUNDS,
+    RECEIPTS,
     WEBHOOK_DELIVERIES,
     STUCK,
 )
@@ -116,6 +122,8 @@ def counted(
         found.append((DECLINES, {"decline_code": str(code)}))
     elif event_type in ("refund.succeeded", "refund.failed"):
         found.append((REFUNDS, {"status": event_type.removeprefix("refund.")}))
+    elif event_type in ("receipt.sent", "receipt.failed"):
+        found.append((RECEIPTS, {"outcome": event_type.removeprefix("receipt.")}))
     if before in _BEFORE_OUTCOME and after in _OUTCOMES:
         found.append((SETTLED, {"status": after}))
     return found
@@ -132,6 +140,7 @@ ZERO_SERIES: Final = (
     *((SETTLED, _PAYMENT, {"status": s}) for s in sorted(_OUTCOMES)),
     *((UNKNOWN_OUTCOMES, _PAYMENT, {"step": s}) for s in sorted(_STEPS)),
     *((REFUNDS, _PAYMENT, {"status": s}) for s in ("succeeded", "failed")),
+    *((RECEIPTS, _PAYMENT, {"outcome": o}) for o in ("sent", "failed")),
     *(
         (WEBHOOK_DELIVERIES, _DELIVERY, {"outcome": o})
         for o in ("delivered", "retrying", "failed", "dropped")

@@ -23,6 +23,7 @@ from pydantic import (
 from payments import currencies
 from payments.cards import find_card_number
 from payments.gateway import AuthenticationStatus
+from payments.mail import MAX_ADDRESS_LENGTH, is_email_address
 from payments.personal import looks_like_email
 from payments.refusals import OUTCOME_UNKNOWN
 from payments.status import PaymentStatus
@@ -72,7 +73,7 @@ class _Command(RefusesCardNumbers):
 
 class CreatePayment(_Command):
     # Left out of the request's fingerprint while unset (payments.ids.fingerprint).
-    ADDED_LATER: ClassVar[tuple[str, ...]] = ("return_url",)
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("return_url", "receipt_email")
 
     amount: Amount
     currency: Annotated[str, Field(min_length=3, max_length=3)]
@@ -85,6 +86,9 @@ class CreatePayment(_Command):
     metadata: dict[str, str] = Field(default_factory=dict)
     # Where the customer comes back to after authenticating (3-D Secure).
     return_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    # Where the customer's receipts go (CONTRACT §16). Personal data: sealed
+    # in history by the codec, never in a search attribute or a log line.
+    receipt_email: Annotated[str, Field(max_length=MAX_ADDRESS_LENGTH)] | None = None
 
     @field_validator("currency")
     @classmethod
@@ -121,6 +125,21 @@ class CreatePayment(_Command):
         if parts.username is not None or parts.password is not None:
             # It is shown to the customer's browser and kept in the history.
             raise ValueError("must not carry a user name or password")
+        return value
+
+    @field_validator("receipt_email")
+    @classmethod
+    def _an_email_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # New requests only: a recorded one must decode under a later
+        # email-validator's rules too.
+        if not (info.context or {}).get(NEW_REQUEST_KEY):
+            return value
+        if value is not None and not is_email_address(value):
+            # Not email-validator's reason: it quotes parts of the address.
+            raise ValueError(
+                f"must be an e-mail address mail can be delivered to, at most "
+                f"{MAX_ADDRESS_LENGTH} characters"
+            )
         return value
 
     @field_validator("metadata")
@@ -255,6 +274,8 @@ class PaymentState(BaseModel):
     customer_id: str | None = None
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Shown to the merchant only (payments.rendering), never to a client secret.
+    receipt_email: str | None = None
     failure: Failure | None = None
     # Set while the payment requires_action.
     next_action: NextAction | None = None
@@ -342,6 +363,7 @@ class PaymentInput(BaseModel):
             customer_id=request.customer_id,
             description=request.description,
             metadata=request.metadata,
+            receipt_email=request.receipt_email,
             created_at=self.created_at,
             updated_at=self.created_at,
         )
@@ -465,6 +487,29 @@ class AuthenticationResult(BaseModel):
 
     status: AuthenticationStatus
     authorization: GatewayResult | None = None
+
+
+class SendReceipt(BaseModel):
+    """One receipt to e-mail (CONTRACT §16): for the payment once it
+    succeeded, or for one of its refunds (``refund_id``). Everything the
+    message says is here, so every attempt sends the same message."""
+
+    payment_id: str
+    merchant_id: str
+    to: str
+    currency: str
+    # What was charged, and, after a refund, what of it remains.
+    amount_captured: int
+    remaining: int
+    description: str | None = None
+    # When the payment succeeded, or the refund did: the message's Date.
+    at: datetime
+    refund_id: str | None = None
+    refund_amount: int | None = None
+
+
+class ReceiptSent(BaseModel):
+    message_id: str
 
 
 class DomainEvent(BaseModel):

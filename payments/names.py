@@ -36,7 +36,8 @@ STATE_QUERY: Final = "state"
 
 
 class Activities:
-    """The payment activities, one gateway call each (the archiver's is below)."""
+    """The payment activities, one gateway call each but the receipt (the
+    archiver's is below)."""
 
     AUTHORIZE: Final = "authorize"
     CAPTURE: Final = "capture"
@@ -47,6 +48,8 @@ class Activities:
     # The customer's authentication (3-D Secure) an authorize waits on.
     LOOK_UP_AUTHENTICATION: Final = "look_up_authentication"
     CANCEL_AUTHENTICATION: Final = "cancel_authentication"
+    # Not the gateway's: the customer's receipt by e-mail (CONTRACT §16).
+    SEND_RECEIPT: Final = "send_receipt"
 
 
 STATUS = SearchAttributeKey.for_keyword("PaymentStatus")

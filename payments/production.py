@@ -132,6 +132,26 @@ def problems(settings: Settings) -> list[str]:
             "unset it (endpoints are then https and public only)",
         )
 
+    if settings.receipt_from == _builtin("receipt_from"):
+        refuse(
+            "receipt_from",
+            "is the built-in example sender: receipts would come from a domain not yours",
+            "set your own, e.g. 'Shop <receipts@shop.example.com>'",
+        )
+
+    if _secret(settings, "smtp_url") == _builtin("smtp_url"):
+        refuse(
+            "smtp_url",
+            "is the local mail sink of `make run`: receipts would never leave this machine",
+            "set the SMTP relay receipts go through (smtps://user:password@host:465)",
+        )
+    elif settings.smtp_server().sends_credentials_in_the_clear:
+        refuse(
+            "smtp_url",
+            "sends a user name and password over plain smtp://",
+            "use smtp+starttls:// or smtps://",
+        )
+
     if settings.demo_merchant:
         refuse(
             "demo_merchant",

@@ -9,10 +9,17 @@ from payments.ids import client_secret
 from payments.models import INTERNAL_FIELDS, PaymentState
 from payments.settings import Settings
 
+# Personal data the merchant gave us, not shown to a browser holding a client secret.
+MERCHANT_ONLY_FIELDS = frozenset({"receipt_email"})
 
-def render(state: PaymentState, settings: Settings, namespace: str) -> dict[str, Any]:
-    """The payment object of CONTRACT §4."""
-    body = state.model_dump(mode="json", exclude=set(INTERNAL_FIELDS))
+
+def render(
+    state: PaymentState, settings: Settings, namespace: str, *, for_merchant: bool = True
+) -> dict[str, Any]:
+    """The payment object of CONTRACT §4; without the merchant's own fields
+    unless ``for_merchant``."""
+    hidden = INTERNAL_FIELDS if for_merchant else INTERNAL_FIELDS | MERCHANT_ONLY_FIELDS
+    body = state.model_dump(mode="json", exclude=set(hidden))
     key = settings.client_secret_key.get_secret_value().encode()
     body["client_secret"] = client_secret(state.id, key)
     base = f"/v1/payments/{state.id}"

@@ -13,6 +13,15 @@ charging again.
 | unknown authorization / capture    | GatewayNotFound     | no      |
 | timeout, reset, 5xx, 429           | GatewayUnavailable  | yes     |
 
+Receipts by e-mail (not the gateway's, never on the payment's way):
+
+| mail server answer                 | error type          | retried |
+|------------------------------------|---------------------|---------|
+| 5xx refusal of sender, recipient,  | ReceiptRefused      | no      |
+| or message                         |                     |         |
+| unreachable, timeout, 4xx, TLS or  | MailUnavailable     | yes     |
+| login trouble (ours to fix)        |                     |         |
+
 The fast path: a step with a ``fast_attempt`` tries first as a local activity
 (one attempt, within that budget); a refusal there is final, anything else
 hands the step to the regular activity and the policy below.
@@ -110,4 +119,20 @@ LOOK_UP_AUTHENTICATION = StepPolicy(
 # the customer authorized by then, and reconciliation reports anything later.
 CANCEL_AUTHENTICATION = StepPolicy(
     timedelta(seconds=30), _DAY, _retry(timedelta(minutes=5)), fast_attempt=FAST_ATTEMPT
+)
+
+# The customer's receipt by e-mail (CONTRACT §16), retried like a gateway call
+# for a day; the saga never waits for it. A refusal, or a day without an
+# answer, becomes ``receipt.failed``.
+RECEIPT_REFUSED = "ReceiptRefused"
+MAIL_UNAVAILABLE = "MailUnavailable"
+RECEIPT = StepPolicy(
+    timedelta(seconds=60),
+    _DAY,
+    RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+        non_retryable_error_types=[RECEIPT_REFUSED],
+    ),
 )

@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payments.codec import EncryptionKey, parse_keys
+from payments.mail import SmtpServer, parse_smtp_url, sender_address
 from payments.personal import looks_like_email
 
 # A merchant id is indexed in Temporal (MerchantId), in the clear.
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     # the tests turn it on; production refuses it (payments/production.py).
     webhook_allow_private_addresses: bool = False
 
+    # Receipts by e-mail (CONTRACT §16, payments/mail.py): the SMTP server,
+    # smtp://host:port, smtp+starttls://user:password@host:587 or
+    # smtps://user:password@host:465 (a secret: it may hold a password), and
+    # who receipts come from. The default is the sink `make run` starts.
+    smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:1025")
+    receipt_from: str = "Payments <receipts@payments.example.com>"
+
     task_queue: str = "payments"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 
@@ -134,6 +142,21 @@ class Settings(BaseSettings):
     @classmethod
     def _keys_parse(cls, value: SecretStr) -> SecretStr:
         parse_keys(value.get_secret_value())  # a bad key stops the process at startup
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: SecretStr) -> SecretStr:
+        parse_smtp_url(value.get_secret_value())
+        return value
+
+    def smtp_server(self) -> SmtpServer:
+        return parse_smtp_url(self.smtp_url.get_secret_value())
+
+    @field_validator("receipt_from")
+    @classmethod
+    def _a_sender(cls, value: str) -> str:
+        sender_address(value)
         return value
 
     def encryption_key_list(self) -> list[EncryptionKey]:

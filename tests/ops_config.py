@@ -39,6 +39,7 @@ KNOWN_METRICS: dict[str, frozenset[str]] = {
     "payments_gateway_request_duration_seconds": _WORKER_LABELS | {"operation", "outcome"},
     "payments_unknown_outcomes_total": _WORKER_LABELS | {"step"},
     "payments_refunds_total": _WORKER_LABELS | {"status"},
+    "payments_receipts_total": _WORKER_LABELS | {"outcome"},
     "payments_webhook_deliveries_total": _WORKER_LABELS | {"outcome"},
     "payments_stuck": _WORKER_LABELS | {"status", "older_than"},
     # The Temporal SDK's own, as a worker's scrape shows them (seconds).

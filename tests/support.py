@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -12,7 +13,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,14 +26,18 @@ from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
+from activities.receipts import ReceiptActivities
 from activities.webhooks import WebhookActivities
+from devstack.mail import MailSink, serve
 from gateway.memory import InMemoryGateway
 from gateway.simulator.core import SimulatorLedger
 from payments import events
+from payments.codec import EncryptionCodec, EncryptionKey
 from payments.gateway import Gateway, GatewayOperation, InvalidGatewayRequest
 from payments.models import CreatePayment, Event, GatewayEvent, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
@@ -164,14 +169,22 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    client: Client, task_queue: str, gateway: InMemoryGateway | None = None, **worker_options: Any
+    client: Client,
+    task_queue: str,
+    gateway: InMemoryGateway | None = None,
+    *,
+    smtp_url: str = "smtp://127.0.0.1:1025",
+    **worker_options: Any,
 ) -> AsyncIterator[Stack]:
+    """A worker on ``task_queue`` and the stack to drive it; receipts are
+    mailed to ``smtp_url``."""
     gateway = gateway or InMemoryGateway()
     settings = Settings(
         task_queue=task_queue,
         authorization_window=timedelta(days=7),
         refund_window=timedelta(days=180),
         webhook_allow_private_addresses=True,
+        smtp_url=smtp_url,
     )
     async with payment_worker(client, settings, gateway, **worker_options):
         yield Stack(client, settings, gateway)
@@ -196,6 +209,7 @@ async def payment_worker(
             ],
             activities=[
                 *PaymentActivities(gateway).all(),
+                *ReceiptActivities(settings).all(),
                 *WebhookActivities(client, settings, outbound).all(),
             ],
             **worker_options,
@@ -203,6 +217,27 @@ async def payment_worker(
             yield worker
     finally:
         await outbound.aclose()
+
+
+def with_keys(client: Client, keys: Sequence[EncryptionKey]) -> Client:
+    """The same server and namespace, seen through a codec holding ``keys``."""
+    converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
+    return Client(client.service_client, namespace=client.namespace, data_converter=converter)
+
+
+@contextlib.asynccontextmanager
+async def mail_sink(
+    directory: Path, port: int, refuse: Callable[[str], bool] | None = None
+) -> AsyncIterator[MailSink]:
+    """The mail sink of `make run`, in this event loop, on ``port``; it refuses
+    recipients ``refuse`` says no to."""
+    sink = MailSink(directory, refuse=refuse, announce=lambda line: None)
+    server = await serve(sink, "127.0.0.1", port)
+    try:
+        yield sink
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def event_types(events: list[Event]) -> list[str]:

@@ -76,11 +76,13 @@ with workflow.unsafe.imports_passed_through():
         NextAction,
         PaymentInput,
         PaymentState,
+        ReceiptSent,
         RedirectToUrl,
         Refund,
         RefundCommand,
         RefundInput,
         RefundPayment,
+        SendReceipt,
         VoidInput,
         WaitSettled,
     )
@@ -235,6 +237,8 @@ class PaymentWorkflow:
         self._announcer: asyncio.Task[None] | None = None
         # The gateway rang (a webhook while the customer authenticates): look now.
         self._gateway_rang = False
+        # Receipts by e-mail on their way (see _send_receipt).
+        self._receipts: list[asyncio.Task[None]] = []
 
     # -- the saga ---------------------------------------------------------
 
@@ -663,6 +667,7 @@ class PaymentWorkflow:
         )
         data: dict[str, Any] = {"capture_id": capture_id, "amount": amount, "attempt": attempt}
         self._emit("payment.captured", _with_source(data, source), status=S.SUCCEEDED)
+        self._send_receipt()
 
     async def _committed(
         self, step: str, error_type: str | None
@@ -737,7 +742,7 @@ class PaymentWorkflow:
                 continue
             if self._state.status is S.REFUNDED:
                 return False
-            if workflow.info().is_continue_as_new_suggested():
+            if self._ready_to_hand_over():
                 return True
             remaining = self._refund_window_ends_at - workflow.now()
             if remaining <= timedelta(0):
@@ -745,15 +750,17 @@ class PaymentWorkflow:
             self._wait_for(f"refunds, until {until(self._refund_window_ends_at)}")
             try:
                 await workflow.wait_condition(
-                    lambda: (
-                        self._next_pending_refund() is not None
-                        or workflow.info().is_continue_as_new_suggested()
-                    ),
+                    lambda: self._next_pending_refund() is not None or self._ready_to_hand_over(),
                     timeout=remaining,
                     timeout_summary="refund window",
                 )
             except TimeoutError:
                 return False
+
+    def _ready_to_hand_over(self) -> bool:
+        """Temporal suggests continue-as-new, and no receipt is on its way: a
+        mail server that is down delays the next run, never a refund."""
+        return workflow.info().is_continue_as_new_suggested() and self._receipts_mailed()
 
     def _next_pending_refund(self) -> Refund | None:
         return next((r for r in self._state.refunds if not r.settled), None)
@@ -820,12 +827,78 @@ class PaymentWorkflow:
             _with_source(data, source),
             status=status_after_refund(state.amount_captured, state.amount_refunded),
         )
+        self._send_receipt(refund_id, amount)
+
+    # -- receipts by e-mail (CONTRACT §16) ----------------------------------
+
+    def _send_receipt(self, refund_id: str | None = None, refund_amount: int | None = None) -> None:
+        """E-mail the customer a receipt, when the payment has their address:
+        as a task of its own, so nothing the saga does waits on mail, and a
+        mail server's trouble ends as ``receipt.failed``, never in the payment."""
+        state = self._state
+        if state.receipt_email is None:
+            return
+        receipt = SendReceipt(
+            payment_id=state.id,
+            merchant_id=state.merchant_id,
+            to=state.receipt_email,
+            currency=state.currency,
+            amount_captured=state.amount_captured,
+            remaining=state.amount_captured - state.amount_refunded,
+            description=state.description,
+            at=workflow.now(),
+            refund_id=refund_id,
+            refund_amount=refund_amount,
+        )
+        self._receipts.append(asyncio.ensure_future(self._mail(receipt)))
+
+    async def _mail(self, receipt: SendReceipt) -> None:
+        which: dict[str, Any] = (
+            {"receipt": "payment"}
+            if receipt.refund_id is None
+            else {"receipt": "refund", "refund_id": receipt.refund_id}
+        )
+        policy = retries.RECEIPT
+        try:
+            sent: ReceiptSent = await workflow.execute_activity(
+                Activities.SEND_RECEIPT,
+                receipt,
+                result_type=ReceiptSent,
+                start_to_close_timeout=policy.start_to_close,
+                schedule_to_close_timeout=policy.schedule_to_close,
+                retry_policy=policy.retry,
+                summary=f"e-mail the {which['receipt']} receipt",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == retries.RECEIPT_REFUSED:
+                failed = {"code": "receipt_refused", "message": cause.message}
+            else:
+                # A day of attempts ran out: say what the last one met.
+                last = cause.cause if isinstance(cause, FailureError) and cause.cause else cause
+                failed = {
+                    "code": "mail_unavailable",
+                    "message": f"no mail server took the receipt within a day: {last}",
+                }
+            self._emit("receipt.failed", {**which, **failed})
+            return
+        self._emit("receipt.sent", {**which, "message_id": sent.message_id})
+
+    async def _all_receipts_mailed(self) -> None:
+        """Before the run ends or hands over: no receipt left on its way."""
+        if not self._receipts_mailed():
+            self._wait_for("the customer's receipt to be e-mailed")
+            await workflow.wait_condition(self._receipts_mailed)
+
+    def _receipts_mailed(self) -> bool:
+        return all(task.done() for task in self._receipts)
 
     async def _finish(self) -> PaymentState:
         """Refuse new refunds, carry out the ones already accepted, and end."""
         self._closing = True
         while (pending := self._next_pending_refund()) is not None:
             await self._refund(pending)
+        await self._all_receipts_mailed()
         self._wait_for("nothing: the payment is closed")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
@@ -835,6 +908,7 @@ class PaymentWorkflow:
         self._handing_over = True
         self._wait_for("its next run (continue-as-new)")
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._all_receipts_mailed()
         await self._all_announced()
         workflow.continue_as_new(
             self._input.model_copy(

@@ -6,6 +6,7 @@ const MINOR_UNITS = { usd: 2, eur: 2, gbp: 2, jpy: 0, kwd: 3 };
 const $ = (id) => document.getElementById(id);
 let current = null;   // the payment object as last read
 let stream = null;    // its EventSource
+let eventTypes = [];  // every event type, from /demo/config
 
 const HEADLINES = {
   processing: () => "Payment request received. Processing…",
@@ -96,6 +97,8 @@ function describe(event) {
     case "payment.authenticated": return "the customer confirmed with their bank";
     case "refund.requested": case "refund.succeeded": return `${money(d.amount, c)}`;
     case "refund.failed": return d.message || "";
+    case "receipt.sent": return `${d.receipt} receipt e-mailed (${d.message_id})`;
+    case "receipt.failed": return `${d.receipt} receipt not e-mailed: ${d.message}`;
     default: return d.reason || d.message || "";
   }
 }
@@ -157,14 +160,7 @@ function follow(payment) {
     refresh();
     loadDeliveries(current);
   };
-  for (const type of ["payment.requested", "payment.action_required", "payment.authenticated",
-    "payment.authentication_failed", "payment.authorized", "payment.declined",
-    "payment.capture_requested", "payment.captured", "payment.capture_failed", "payment.voided",
-    "payment.void_failed", "payment.failed", "payment.cancel_requested", "payment.cancel_failed",
-    "payment.canceled", "payment.expired", "refund.requested", "refund.succeeded", "refund.failed",
-    "payment.gateway_event"]) {
-    stream.addEventListener(type, onEvent);
-  }
+  for (const type of eventTypes) stream.addEventListener(type, onEvent);
   stream.onerror = () => { if (stream.readyState === EventSource.CLOSED) stream = null; };
 }
 
@@ -182,6 +178,7 @@ async function loadConfig() {
       return option;
     }));
     $("gateway").textContent = `Gateway: ${config.gateway}`;
+    eventTypes = config.event_types;
     $("pay").disabled = false;
   } catch (error) {
     $("form-error").textContent = `Could not load the test payment methods: ${error.message}`;
@@ -201,6 +198,7 @@ $("pay-form").addEventListener("submit", async (submit) => {
       currency,
       payment_method: $("payment-method").value,
       capture_method: $("manual").checked ? "manual" : "automatic",
+      ...($("receipt-email").value ? { receipt_email: $("receipt-email").value } : {}),
     });
     show(payment);
     follow(payment);

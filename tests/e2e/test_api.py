@@ -212,6 +212,18 @@ async def test_idempotent_create(api: tuple[httpx.AsyncClient, Stack], temporal:
         ({**VISA, "payment_method": "visa"}, 422, "parameter_invalid", "payment_method"),
         ({"amount": 1999, "currency": "usd"}, 422, "parameter_missing", "payment_method"),
         ({**VISA, "colour": "red"}, 422, "parameter_unknown", "colour"),
+        ({**VISA, "receipt_email": "jane.doe"}, 422, "parameter_invalid", "receipt_email"),
+        ({**VISA, "receipt_email": "jane@localhost"}, 422, "parameter_invalid", "receipt_email"),
+        ({**VISA, "receipt_email": "a b@example.com"}, 422, "parameter_invalid", "receipt_email"),
+        (
+            {**VISA, "receipt_email": "j" * 243 + "@example.com"},
+            422,
+            "parameter_invalid",
+            "receipt_email",
+        ),
+        ({**VISA, "receipt_email": 42}, 422, "parameter_invalid", "receipt_email"),
+        # Not every relay speaks SMTPUTF8: such an address could never be mailed.
+        ({**VISA, "receipt_email": "josé@example.com"}, 422, "parameter_invalid", "receipt_email"),
         (
             {**VISA, "metadata": {f"k{i}": "v" for i in range(51)}},
             422,

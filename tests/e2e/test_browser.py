@@ -128,3 +128,24 @@ async def test_fail_with_your_bank_on_the_page(stack: Stack, browser: Browser) -
     await expect(status).to_have_attribute("data-status", "failed", timeout=20_000)
     await expect(status).to_have_text("Payment failed: authentication failed")
     assert (await timeline(page))[-2:] == ["payment.authentication_failed", "payment.failed"]
+
+
+async def test_a_receipt_by_email_from_the_page(stack: Stack, browser: Browser) -> None:
+    """The page's optional address: the receipt reaches the stack's mail sink,
+    and ``receipt.sent`` the timeline."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = await browser.new_page(viewport={"width": 1200, "height": 1000})
+    await page.goto(f"{stack.api_url}/")
+    await page.fill("#receipt-email", "page.visitor@example.com")
+    await pay(page, "pm_card_visa")
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-status", "succeeded", timeout=20_000
+    )
+    sent = page.locator('#timeline li[data-type="receipt.sent"]')
+    await expect(sent).to_have_count(1, timeout=20_000)
+    payment_id = await page.locator("#payment-id").text_content()
+    assert payment_id
+    await expect(sent.locator(".detail")).to_contain_text(f"receipt.{payment_id}@")
+    [eml] = (stack.data_dir / "mail").glob(f"*{payment_id}*.eml")
+    assert "To: page.visitor@example.com" in eml.read_text()
+    await page.screenshot(path=ARTIFACTS / "demo-page-receipt.png", full_page=True)

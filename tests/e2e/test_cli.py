@@ -72,6 +72,25 @@ async def test_pay_and_wait_prints_the_outcome(stack: Stack) -> None:
     ]
 
 
+async def test_pay_with_a_receipt_by_email(stack: Stack) -> None:
+    code, out, _ = await payments(
+        stack, "pay", "--amount", "1999", "--receipt-email", "cli.user@example.com", "--wait"
+    )
+    assert code == 0, out
+    assert "succeeded" in out and "cli.user@example.com" in out
+    [payment_id] = [line.split()[1] for line in out.splitlines() if line.startswith("id ")]
+    for _ in range(100):
+        events = await as_json(stack, "events", payment_id)
+        if "receipt.sent" in [e["type"] for e in events["data"]]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"no receipt.sent for {payment_id}")
+    assert list((stack.data_dir / "mail").glob(f"*{payment_id}*.eml"))
+    code, out, _ = await payments(stack, "pay", "--amount", "1999", "--receipt-email", "nope")
+    assert code == 1 and "receipt_email" in out + _
+
+
 async def test_pay_with_3d_secure_prints_where_the_customer_confirms(stack: Stack) -> None:
     code, out, _ = await payments(
         stack, "pay", "--amount", "2500", "--method", "pm_card_threeDSecure2Required", "--wait"

@@ -198,7 +198,7 @@ async def test_the_dev_server_keeps_its_database_in_wal_mode(
 
 
 def test_the_banner_names_the_simulator_as_the_gateway(stack: Stack) -> None:
-    assert stack.process_names == ("temporal", "simulator", "worker", "api")
+    assert stack.process_names == ("temporal", "simulator", "mail", "worker", "api")
     assert f"  Gateway      simulator  {stack.simulator_url}" in stack.banner()
     assert "localstripe" not in stack.banner()
 

@@ -10,6 +10,11 @@ attributes, and decoded through the client's data converter, so the scan holds
 with or without payload encryption), not in the dev server's database files,
 not in what any process of the stack printed. And a refused request started
 nothing and changed nothing.
+
+The customer's address a payment's receipts go to (CONTRACT §16) is scanned
+for the same way, where it must never be in the clear: what the processes
+printed, the database files (the mail sink's own mailbox aside, where the
+receipt belongs) and the raw history, read without the codec.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ CARDS = [
 PANS = sorted({re.sub(r"\D", "", card) for card in CARDS})
 # What may group a card number's digits (URL encodings are decoded first).
 _SEPARATORS = re.compile(r"(?<=\d)[\s\-]+(?=\d)")
+
+
+# One address only this run uses, on the payment the module pays with.
+ADDRESS = f"scan.{random.randrange(16**8):08x}@example.com"
 
 
 def card_numbers_in(text: str) -> list[str]:
@@ -495,14 +504,19 @@ async def sent(stack: Stack, temporal: Client) -> AsyncIterator[Sent]:
         httpx.AsyncClient(base_url=stack.api_url, timeout=30) as anonymous,
     ):
         wait = {**demo, "Prefer": "wait=20"}
-        paid = (await api.post("/v1/payments", json=VISA, headers=wait)).json()
+        receipted = {**VISA, "receipt_email": ADDRESS}
+        paid = (await api.post("/v1/payments", json=receipted, headers=wait)).json()
         manual = {**VISA, "capture_method": "manual"}
         waiting = (await api.post("/v1/payments", json=manual, headers=wait)).json()
         assert (paid["status"], waiting["status"]) == ("succeeded", "requires_capture")
         page = (await anonymous.post("/demo/payments", json=VISA)).json()
         result.targets = {"paid": paid, "manual": waiting, "demo_page": page}
-        events = await api.get(f"/v1/payments/{paid['id']}/events", headers=demo)
-        result.paid_events = events.json()["data"]
+        for _ in range(100):  # its receipt goes out a moment after it succeeded
+            events = await api.get(f"/v1/payments/{paid['id']}/events", headers=demo)
+            result.paid_events = events.json()["data"]
+            if result.paid_events[-1]["type"] == "receipt.sent":
+                break
+            await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # visibility is eventually consistent
         result.workflows_before = await count_payments(temporal)
 
@@ -632,6 +646,29 @@ def test_the_database_files_hold_no_card_number(sent: Sent, stack: Stack) -> Non
         if (pans := card_numbers_in(read_if_there(path).decode("latin-1")))
     }
     assert leaks == {}
+    # The receipt's address: in the customer's mail, and nowhere else in the clear.
+    mailbox = stack.data_dir / "mail"
+    mailed = [path for path in files if path.is_relative_to(mailbox)]
+    assert any(ADDRESS.encode() in read_if_there(path) for path in mailed)
+    kept = [
+        path.name
+        for path in files
+        if path not in mailed and ADDRESS.encode() in read_if_there(path)
+    ]
+    assert kept == []
+
+
+async def test_the_raw_history_holds_no_receipt_address(sent: Sent, temporal: Client) -> None:
+    raw = Client(temporal.service_client, namespace=temporal.namespace)
+    handle = raw.get_workflow_handle(sent.targets["paid"]["id"])
+    history = await handle.fetch_history()
+    # The address went into the receipt activity's input: sealed there.
+    kinds = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events]
+    assert "send_receipt" in kinds
+    stored = b"".join(event.SerializeToString() for event in history.events)
+    assert stored and ADDRESS.encode() not in stored
+    description = await handle.describe()
+    assert ADDRESS.encode() not in description.raw_description.SerializeToString()
 
 
 def test_no_process_logged_a_card_number(sent: Sent, stack: Stack) -> None:
@@ -642,5 +679,5 @@ def test_no_process_logged_a_card_number(sent: Sent, stack: Stack) -> None:
         "[simulator]",
         "[temporal]",
     }
-    leaks = [line for line in lines if card_numbers_in(line)]
+    leaks = [line for line in lines if card_numbers_in(line) or ADDRESS in line]
     assert leaks == []

@@ -1,7 +1,8 @@
-"""Secrets and personal data on the running stack (CONTRACT §11): a client
-secret never reaches a log line whatever spelling of its parameter name a
-client uses, and an e-mail address as a customer id is refused before
-anything starts, so it never becomes a search attribute."""
+"""Secrets and personal data on the running stack (CONTRACT §11, §16): a
+client secret never reaches a log line whatever spelling of its parameter
+name a client uses; an e-mail address as a customer id is refused before
+anything starts, so it never becomes a search attribute; and a receipt's
+address reaches the customer's mail and the merchant, and nothing else."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from websockets.asyncio.client import connect
 
 from devstack import Stack
 from payments.ids import payment_id_for
+from payments.names import SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +99,46 @@ async def test_an_email_address_as_customer_id_is_refused_and_nothing_starts(
     listed = await http.get("/v1/payments", params={"customer_id": "jane.doe@example.com"})
     assert listed.status_code == 200
     assert listed.json()["data"] == []
+
+
+async def test_a_receipt_address_reaches_the_mail_and_the_merchant_only(
+    stack: Stack, http: httpx.AsyncClient, anonymous: httpx.AsyncClient, temporal: Client
+) -> None:
+    address = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+    body = {**VISA, "receipt_email": address, "description": "Order 1815"}
+    created = await http.post("/v1/payments", json=body, headers={"Prefer": "wait=10"})
+    assert created.status_code == 200, created.text
+    payment = created.json()
+    assert (payment["status"], payment["receipt_email"]) == ("succeeded", address)
+    events = []
+    for _ in range(200):
+        events = (await http.get(f"/v1/payments/{payment['id']}/events")).json()["data"]
+        if any(e["type"] == "receipt.sent" for e in events):
+            break
+        await asyncio.sleep(0.1)
+    [sent] = [e for e in events if e["type"] == "receipt.sent"]
+    # The sink `make run` starts kept it, and said so without the address.
+    mail_dir = stack.data_dir / "mail"
+    [eml] = [p for p in mail_dir.glob("*.eml") if payment["id"] in p.name]
+    text = eml.read_text()
+    assert f"To: {address}" in text and sent["data"]["message_id"] in text
+    lines: list[str] = getattr(stack, "output_lines", [])
+    assert any(line.startswith("[mail]") and eml.name in line for line in lines)
+
+    # A browser holding the client secret does not see the address.
+    secret = {"client_secret": payment["client_secret"]}
+    by_secret = (await anonymous.get(f"/v1/payments/{payment['id']}", params=secret)).json()
+    assert by_secret["id"] == payment["id"] and "receipt_email" not in by_secret
+    # Not in the index, not in the history in the clear, not in any line logged.
+    handle = temporal.get_workflow_handle(payment["id"])
+    described = await handle.describe()
+    indexed = described.raw_description.workflow_execution_info.search_attributes
+    assert set(SEARCH_ATTRIBUTES) & set(indexed.indexed_fields) >= {"MerchantId", "PaymentStatus"}
+    assert address.encode() not in indexed.SerializeToString()
+    raw = (
+        await Client(temporal.service_client, namespace=temporal.namespace)
+        .get_workflow_handle(payment["id"])
+        .fetch_history()
+    )
+    assert address.split("@")[0].encode() not in b"".join(e.SerializeToString() for e in raw.events)
+    assert [line for line in lines if address in line] == []

@@ -73,7 +73,7 @@ async def pay(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
 
 def test_the_stack_runs_its_own_localstripe_and_says_so(stripe_stack: Stack) -> None:
     config = stripe_stack.config
-    assert stripe_stack.process_names == ("temporal", "localstripe", "worker", "api")
+    assert stripe_stack.process_names == ("temporal", "localstripe", "mail", "worker", "api")
     assert stripe_stack.stripe_api_base == f"http://127.0.0.1:{config.localstripe_port}"
     assert stripe_stack.command("localstripe")[1:] == [
         "--port",
@@ -200,7 +200,7 @@ def _given_server(tmp_path: Path, base: str, **env: str) -> Stack:
 def test_a_given_stripe_server_that_is_not_there_stops_the_start(tmp_path: Path) -> None:
     (port,) = free_ports(1)
     stack = _given_server(tmp_path, f"http://127.0.0.1:{port}")
-    assert stack.process_names == ("temporal", "worker", "api")
+    assert stack.process_names == ("temporal", "mail", "worker", "api")
     with pytest.raises(StackError) as failure:
         stack.start()
     assert (

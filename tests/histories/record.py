@@ -28,6 +28,7 @@ from support import (  # noqa: E402
     Receiver,
     Stack,
     dev_server_args,
+    mail_sink,
     register_search_attributes,
     running_stack,
     serving,
@@ -42,6 +43,7 @@ from temporalio.worker import Worker  # noqa: E402
 from activities.archive import ArchiveActivities  # noqa: E402
 from activities.stuck import StuckActivities  # noqa: E402
 from archive.filesystem import FilesystemArchive  # noqa: E402
+from devstack.config import free_ports  # noqa: E402
 from gateway.simulator.core import Faults  # noqa: E402
 from payments.archive import ArchiveRun  # noqa: E402
 from payments.events import fetch_runs as run_histories  # noqa: E402
@@ -403,6 +405,37 @@ async def stuck_count(stack: Stack, env: WorkflowEnvironment) -> str:
 WEBHOOK_MERCHANT = "acme"
 
 
+# Receipts by e-mail: the recorder's mail sink refuses these addresses.
+BOUNCES = "bounce"
+
+
+async def receipts(stack: Stack, env: WorkflowEnvironment) -> str:
+    """A receipt for the payment and one for a refund, each sent."""
+    payment = await stack.create(receipt_email="jane.doe@example.com", description="Order 1001")
+    await stack.wait_status(payment.id, "succeeded")
+    await stack.update(payment.id, "refund", RefundCommand(refund_id="re_r", amount=500), Refund)
+    await stack.wait_status(payment.id, "partially_refunded")
+    await _receipt_events(stack, payment.id, 2)
+    return payment.id
+
+
+async def receipt_refused(stack: Stack, env: WorkflowEnvironment) -> str:
+    """The mail server refuses the address: receipt.failed, the payment stands."""
+    payment = await stack.create(receipt_email=f"{BOUNCES}@example.com")
+    await stack.wait_status(payment.id, "succeeded")
+    await _receipt_events(stack, payment.id, 1)
+    return payment.id
+
+
+async def _receipt_events(stack: Stack, payment_id: str, count: int) -> None:
+    for _ in range(300):
+        events = await stack.events(payment_id)
+        if sum(e.type.startswith("receipt.") for e in events) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{payment_id}: fewer than {count} receipt events")
+
+
 async def webhook_payment(stack: Stack, env: WorkflowEnvironment) -> str:
     """A payment whose merchant has an endpoint: its runs announce their events."""
     async with serving(Receiver()) as url:
@@ -532,6 +565,8 @@ DEV_SCENARIOS: list[Scenario] = [
     action_approved,
     action_failed,
     action_canceled,
+    receipts,
+    receipt_refused,
 ]
 TIME_SKIPPING_SCENARIOS: list[Scenario] = [
     expiry,
@@ -546,14 +581,25 @@ async def record(env: WorkflowEnvironment, scenarios: list[Scenario]) -> None:
     for scenario in scenarios:
         if wanted and scenario.__name__ not in wanted:
             continue
-        async with running_stack(env.client, f"record-{uuid.uuid4()}") as stack:
-            payment_id = await scenario(stack, env)
-            runs = await run_histories(env.client, payment_id)
-            for number, history in enumerate(runs, start=1):
-                suffix = f"_run{number}" if len(runs) > 1 else ""
-                path = HERE / f"{scenario.__name__}{suffix}.json"
-                path.write_text(history.to_json() + "\n")
-                print(f"recorded {path.name} ({len(history.events)} events)")
+        [port] = free_ports(1)
+        with tempfile.TemporaryDirectory() as mail:
+            async with (
+                mail_sink(Path(mail), port, refuse=lambda address: address.startswith(BOUNCES)),
+                running_stack(
+                    env.client, f"record-{uuid.uuid4()}", smtp_url=f"smtp://127.0.0.1:{port}"
+                ) as stack,
+            ):
+                await record_one(scenario, stack, env)
+
+
+async def record_one(scenario: Scenario, stack: Stack, env: WorkflowEnvironment) -> None:
+    payment_id = await scenario(stack, env)
+    runs = await run_histories(env.client, payment_id)
+    for number, history in enumerate(runs, start=1):
+        suffix = f"_run{number}" if len(runs) > 1 else ""
+        path = HERE / f"{scenario.__name__}{suffix}.json"
+        path.write_text(history.to_json() + "\n")
+        print(f"recorded {path.name} ({len(history.events)} events)")
 
 
 async def main() -> None:

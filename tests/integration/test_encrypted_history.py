@@ -5,29 +5,21 @@ still reaches the workflow."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from google.protobuf.message import Message
-from support import CORE_BOOKKEEPING, event_types, running_stack
+from support import CORE_BOOKKEEPING, event_types, running_stack, with_keys
 from temporalio.api.common.v1 import Payload, SearchAttributes
 from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from gateway.memory import InMemoryGateway
-from payments.codec import KEY_ID_METADATA, EncryptionCodec, EncryptionKey, generate_key, is_sealed
+from payments.codec import KEY_ID_METADATA, generate_key, is_sealed
 from payments.models import CapturePayment, PaymentState
 
 OLD = generate_key("2026-01")
 NEW = generate_key("2026-06")
-
-
-def with_keys(client: Client, keys: Sequence[EncryptionKey]) -> Client:
-    """The same server and namespace, seen through a codec holding ``keys``."""
-    converter = dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(keys))
-    return Client(client.service_client, namespace=client.namespace, data_converter=converter)
 
 
 def payloads_in(message: Message) -> Iterator[Payload]:

@@ -50,6 +50,8 @@ CONFIGURED = {
     "PAYMENTS_ENCRYPTION_KEYS": generate_key("prod-test").entry(),
     "PAYMENTS_STRIPE_WEBHOOK_SECRET": f"whsec_{secrets.token_urlsafe(24)}",
     "PAYMENTS_SIMULATOR_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+    "PAYMENTS_RECEIPT_FROM": "Acme <receipts@acme.example.com>",
+    "PAYMENTS_SMTP_URL": "smtps://mailer:mail-secret@smtp.acme.example.com:465",
 }
 
 
@@ -127,6 +129,21 @@ REFUSALS: list[tuple[str, dict[str, str | None], str]] = [
         "PAYMENTS_SIMULATOR_WEBHOOK_SECRET",
     ),
     (
+        "the built-in example sender of receipts",
+        {"PAYMENTS_RECEIPT_FROM": None},
+        "PAYMENTS_RECEIPT_FROM",
+    ),
+    (
+        "the local mail sink as the mail server",
+        {"PAYMENTS_SMTP_URL": None},
+        "PAYMENTS_SMTP_URL",
+    ),
+    (
+        "an SMTP password over plain smtp://",
+        {"PAYMENTS_SMTP_URL": "smtp://mailer:hunter2@relay.example.com:25"},
+        "PAYMENTS_SMTP_URL",
+    ),
+    (
         "Stripe's placeholder key on Stripe",
         {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_KEY": None},
         "PAYMENTS_STRIPE_API_KEY",
@@ -186,6 +203,8 @@ def test_out_of_the_box_every_built_in_is_named_one_line_each(entry_point: str) 
         "PAYMENTS_ENCRYPTION_KEYS",
         "PAYMENTS_STRIPE_WEBHOOK_SECRET",
         "PAYMENTS_SIMULATOR_WEBHOOK_SECRET",
+        "PAYMENTS_RECEIPT_FROM",
+        "PAYMENTS_SMTP_URL",
     ]
 
 

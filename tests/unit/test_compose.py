@@ -242,6 +242,8 @@ EXPORTED = {
     "PAYMENTS_ENCRYPTION_KEYS": generate_key("compose").entry(),
     "PAYMENTS_STRIPE_WEBHOOK_SECRET": "whsec_compose_test",
     "PAYMENTS_SIMULATOR_WEBHOOK_SECRET": "compose-test-simulator-secret",
+    "PAYMENTS_SMTP_URL": "smtps://mailer:compose-test@smtp.example.com:465",
+    "PAYMENTS_RECEIPT_FROM": "Shop <receipts@shop.example.com>",
     "POSTGRES_PASSWORD": "compose-test-password",
 }
 # Every secret the service has: its SecretStr settings and its keys.

@@ -11,6 +11,7 @@ import stat
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,28 @@ def test_children_are_the_contracts_entry_points(tmp_path: Path) -> None:
     assert stack.command("simulator") == ["py", "-m", "gateway.simulator"]
     assert stack.command("worker") == ["py", "worker.py"]
     assert stack.command("api") == ["py", "-m", "api"]
-    assert PROCESS_NAMES == ("temporal", "simulator", "localstripe", "worker", "api")
+    assert stack.command("mail") == [
+        "py",
+        "-m",
+        "devstack.mail",
+        "--port",
+        "1025",
+        "--dir",
+        str(tmp_path / "mail"),
+    ]
+    assert PROCESS_NAMES == ("temporal", "simulator", "localstripe", "mail", "worker", "api")
+
+
+def test_receipts_go_to_the_stacks_mail_sink_unless_a_server_is_named(tmp_path: Path) -> None:
+    config = StackConfig.on_free_ports(tmp_path)
+    stack = Stack(config)
+    assert "mail" in stack.process_names
+    assert stack.env["PAYMENTS_SMTP_URL"] == f"smtp://127.0.0.1:{config.mail_port}"
+    assert ("127.0.0.1", config.mail_port) in stack._build("mail").ports
+    relay = "smtps://mailer:secret@smtp.example.com:465"
+    elsewhere = Stack(replace(config, smtp_url=relay))
+    assert "mail" not in elsewhere.process_names
+    assert elsewhere.env["PAYMENTS_SMTP_URL"] == relay
 
 
 def test_unknown_process_names_are_refused(tmp_path: Path) -> None:
@@ -280,7 +302,7 @@ def no_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_simulator_is_the_default_gateway(tmp_path: Path, no_gateway_env: None) -> None:
     stack = Stack(StackConfig(data_dir=tmp_path))
     assert stack.gateway == GatewayPlan("simulator")
-    assert stack.process_names == ("temporal", "simulator", "worker", "api")
+    assert stack.process_names == ("temporal", "simulator", "mail", "worker", "api")
     assert "PAYMENTS_STRIPE_API_BASE" not in stack.env
     assert stack.stripe_api_base is None
 
@@ -291,7 +313,7 @@ def test_stripe_mode_runs_a_localstripe_of_its_own_from_scratch(
     config = StackConfig.on_free_ports(tmp_path)
     venv_python = tmp_path / "venv" / "bin" / "python"
     stack = Stack(config, env={"PAYMENTS_GATEWAY": "stripe"}, python=str(venv_python))
-    assert stack.process_names == ("temporal", "localstripe", "worker", "api")
+    assert stack.process_names == ("temporal", "localstripe", "mail", "worker", "api")
     assert stack.command("localstripe") == [
         str(venv_python.parent / "localstripe"),
         "--port",
@@ -327,7 +349,7 @@ def test_a_given_stripe_server_is_used_and_no_gateway_started(
 ) -> None:
     env = {"PAYMENTS_GATEWAY": "stripe", "PAYMENTS_STRIPE_API_BASE": "http://stripe.test:12111/"}
     stack = Stack(StackConfig(data_dir=tmp_path), env=env)
-    assert stack.process_names == ("temporal", "worker", "api")
+    assert stack.process_names == ("temporal", "mail", "worker", "api")
     assert stack.gateway == GatewayPlan("stripe", "http://stripe.test:12111")
     assert stack.stripe_api_base == "http://stripe.test:12111/"
 

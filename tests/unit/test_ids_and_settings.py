@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from activities.receipts import scrubbed
 from payments import retries
 from payments.ids import (
     client_secret,
@@ -21,6 +22,7 @@ from payments.ids import (
     refund_id_for,
     verify_client_secret,
 )
+from payments.mail import SmtpServer, parse_smtp_url
 from payments.models import CreatePayment
 from payments.settings import Settings
 
@@ -209,6 +211,12 @@ def test_windows_accept_seconds(env: pytest.MonkeyPatch, seconds: float) -> None
         ("API_PORT", "0"),
         ("ACTION_WINDOW_SECONDS", "0"),
         ("ACTION_WINDOW_SECONDS", "90000"),
+        ("SMTP_URL", "http://mail.example.com"),
+        ("SMTP_URL", "smtp://"),
+        ("SMTP_URL", "smtps://mail.example.com:465/inbox"),
+        ("RECEIPT_FROM", "receipts"),
+        ("RECEIPT_FROM", "Shop <a@shop.example.com>\nBcc: b@evil.example.com"),
+        ("RECEIPT_FROM", "a@shop.example.com, b@evil.example.com"),
     ],
 )
 def test_invalid_settings_are_refused(env: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -234,3 +242,29 @@ def test_permanent_error_types_are_the_documented_ones() -> None:
         "GatewayNotFound",
     }
     assert len(retries.PERMANENT_ERROR_TYPES) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "server"),
+    [
+        ("smtp://127.0.0.1:1025", SmtpServer("127.0.0.1", 1025, "none")),
+        ("smtp://relay.internal", SmtpServer("relay.internal", 25, "none")),
+        (
+            "smtp+starttls://mailer:p%40ss@smtp.example.com",
+            SmtpServer("smtp.example.com", 587, "starttls", "mailer", "p@ss"),
+        ),
+        (
+            "smtps://mailer:secret@smtp.example.com:465",
+            SmtpServer("smtp.example.com", 465, "tls", "mailer", "secret"),
+        ),
+    ],
+)
+def test_smtp_urls(url: str, server: SmtpServer) -> None:
+    assert parse_smtp_url(url) == server
+
+
+def test_a_mail_servers_words_lose_the_address_before_they_are_kept() -> None:
+    said = "550 5.1.1 <Jane.Doe@example.com>: unknown; jane.doe has left; try other@x.example"
+    assert scrubbed(said, "jane.doe@example.com") == (
+        "550 5.1.1 <address>: unknown; <address> has left; try <address>"
+    )

@@ -43,7 +43,7 @@ def create(**changes: Any) -> CreatePayment:
 
 def test_the_contract_example_body_is_accepted() -> None:
     payment = CreatePayment.model_validate(EXAMPLE)
-    assert payment.model_dump() == {**EXAMPLE, "return_url": None}
+    assert payment.model_dump() == {**EXAMPLE, "return_url": None, "receipt_email": None}
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ PANELS = (
     "Unknown outcomes",
     "Refunds",
     "Webhook deliveries by outcome",
+    "Receipts by e-mail",
     "Stuck payments",
     "Workflow task schedule-to-start latency",
     "Activity schedule-to-start latency",
@@ -54,6 +55,7 @@ ALERTS = (
     "PaymentsStuckProcessing",
     "PaymentsWebhookFailureRatio",
     "PaymentsWebhookDeliveriesFailed",
+    "PaymentsReceiptsFailing",
     "PaymentsTaskBacklog",
 )
 
@@ -195,6 +197,24 @@ ALERT_CASES: list[tuple[str, dict[str, str], list[tuple[str, list[dict[str, str]
             f'{_WEBHOOKS}{{outcome="failed"}}': "_x10 1x30",
         },
         [("9m", []), ("11m", [{"severity": "warning"}]), ("30m", [])],
+    ),
+    (
+        "PaymentsReceiptsFailing",
+        # 30% of receipts failed from minute 0: firing once it has held for 15 minutes.
+        {
+            'payments_receipts_total{outcome="sent"}': "0+7x60",
+            'payments_receipts_total{outcome="failed"}': "0+3x60",
+        },
+        [("10m", []), ("50m", [{"severity": "warning"}])],
+    ),
+    (
+        "PaymentsReceiptsFailing",
+        # A customer's typo now and then.
+        {
+            'payments_receipts_total{outcome="sent"}': "0+19x60",
+            'payments_receipts_total{outcome="failed"}': "0+1x60",
+        },
+        [("50m", [])],
     ),
     (
         "PaymentsTaskBacklog",

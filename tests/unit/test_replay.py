@@ -69,6 +69,9 @@ EXPECTED_PATHS = {
     "action_canceled",
     "action_timeout",
     "action_lookup",
+    # Receipts by e-mail: for the payment and a refund, sent; and refused.
+    "receipts",
+    "receipt_refused",
 }
 
 
