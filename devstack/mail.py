@@ -28,7 +28,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-READY_MARKER = "mail sink ready"
+from devstack.services import MAIL_READY_MARKER
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -63,7 +64,7 @@ class MailSink:
             raw = envelope.content
         message = message_from_bytes(raw, policy=default_policy)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        name = _UNSAFE.sub("_", str(message.get("Message-ID", "")).strip("<>"))[:80] or "message"
+        name = _UNSAFE.sub("_", str(message.get("Message-ID", "")).strip("<>"))[:120] or "message"
         path = self.directory / f"{stamp}-{next(self._numbers):04d}-{name}.eml"
         self.directory.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")
@@ -90,7 +91,9 @@ async def _main(host: str, port: int, directory: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"{READY_MARKER} on smtp://{host}:{port}, keeping messages in {directory}", flush=True)
+    print(
+        f"{MAIL_READY_MARKER} on smtp://{host}:{port}, keeping messages in {directory}", flush=True
+    )
     async with server:
         await stop.wait()
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import httpx
 
 from devstack.config import StackConfig, parse_host_port
-from devstack.mail import READY_MARKER as MAIL_READY_MARKER
 from devstack.processes import ChildProcess
 
 WORKER_READY_MARKER = "worker ready"
+MAIL_READY_MARKER = "mail sink ready"
 # Any key localstripe takes (it wants ``sk_`` and more): readiness is about the
 # process, the children's own key is checked by their first call.
 LOCALSTRIPE_PROBE_KEY = "sk_test_devstack"

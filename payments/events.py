@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments import memo
 from payments.archive import Archive
-from payments.models import Event, PaymentInput, PaymentState
+from payments.models import MERCHANT_ONLY_FIELDS, Event, PaymentInput, PaymentState
 from payments.status import PaymentStatus
 
 TYPES = (
@@ -107,7 +107,7 @@ async def project_event(
             type="payment.requested",
             at=at,
             payment_id=payment_id,
-            data=started.request.model_dump(mode="json"),
+            data=started.request.model_dump(mode="json", exclude=set(MERCHANT_ONLY_FIELDS)),
         )
     if raw.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
         fields = raw.workflow_properties_modified_event_attributes.upserted_memo.fields

@@ -311,6 +311,10 @@ class PaymentState(BaseModel):
         return self.amount_captured - self.amount_refunded - self.refund_reserved
 
 
+# Personal data the merchant gave us: on the payment object the merchant
+# reads, not in events (which a client secret reads too) nor for a client secret.
+MERCHANT_ONLY_FIELDS = frozenset({"receipt_email"})
+
 INTERNAL_FIELDS = frozenset(
     {
         "merchant_id",

@@ -6,11 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from payments.ids import client_secret
-from payments.models import INTERNAL_FIELDS, PaymentState
+from payments.models import INTERNAL_FIELDS, MERCHANT_ONLY_FIELDS, PaymentState
 from payments.settings import Settings
-
-# Personal data the merchant gave us, not shown to a browser holding a client secret.
-MERCHANT_ONLY_FIELDS = frozenset({"receipt_email"})
 
 
 def render(

@@ -129,6 +129,11 @@ async def test_a_receipt_address_reaches_the_mail_and_the_merchant_only(
     secret = {"client_secret": payment["client_secret"]}
     by_secret = (await anonymous.get(f"/v1/payments/{payment['id']}", params=secret)).json()
     assert by_secret["id"] == payment["id"] and "receipt_email" not in by_secret
+    # Nor in the events, which a client secret reads too: payment.requested omits it.
+    for reader, params in ((http, {}), (anonymous, secret)):
+        read = await reader.get(f"/v1/payments/{payment['id']}/events", params=params)
+        assert read.status_code == 200 and address not in read.text
+        assert "receipt_email" not in read.json()["data"][0]["data"]
     # Not in the index, not in the history in the clear, not in any line logged.
     handle = temporal.get_workflow_handle(payment["id"])
     described = await handle.describe()
