@@ -43,7 +43,9 @@ def scrubbed(text: str, address: str) -> str:
     text = _ADDRESS.sub("<address>", text)
     local = address.rpartition("@")[0]
     if local:
-        text = re.sub(re.escape(local), "<address>", text, flags=re.IGNORECASE)
+        # As a word of its own: the address "a@…" must not eat every letter a.
+        alone = rf"(?<![\w.+-]){re.escape(local)}(?![\w.+-])"
+        text = re.sub(alone, "<address>", text, flags=re.IGNORECASE)
     return text[:200]
 
 

@@ -1,13 +1,13 @@
 """Where receipts are mailed (CONTRACT §16): ``PAYMENTS_SMTP_URL`` read into
 an :class:`SmtpServer`, and the sender ``PAYMENTS_RECEIPT_FROM``.
 
-| URL                                      | connection                           |
-|------------------------------------------|--------------------------------------|
-| ``smtp://host:25``                       | plain SMTP (a relay next to us, the  |
-|                                          | local sink of `make run`)            |
-| ``smtp+starttls://user:password@host:587``| SMTP, upgraded with STARTTLS or not  |
-|                                          | sent at all                          |
-| ``smtps://user:password@host:465``       | TLS from the first byte              |
+| URL                                         | connection                        |
+|---------------------------------------------|-----------------------------------|
+| ``smtp://host:25``                          | plain SMTP: a relay beside the    |
+|                                             | worker, the sink of `make run`    |
+| ``smtp+starttls://user:password@host:587``  | upgraded with STARTTLS, or nothing|
+|                                             | is sent                           |
+| ``smtps://user:password@host:465``          | TLS from the first byte           |
 
 User and password are percent-encoded in the URL, as in any URL. No I/O here.
 """

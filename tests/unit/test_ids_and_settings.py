@@ -268,3 +268,4 @@ def test_a_mail_servers_words_lose_the_address_before_they_are_kept() -> None:
     assert scrubbed(said, "jane.doe@example.com") == (
         "550 5.1.1 <address>: unknown; <address> has left; try <address>"
     )
+    assert scrubbed("550 mailbox unavailable", "a@example.com") == "550 mailbox unavailable"
