@@ -15,7 +15,6 @@ module did not expect is reported by its type alone.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from payments import retries
 from payments.mail import SmtpServer, ascii_address, sender_address
 from payments.models import ReceiptSent, SendReceipt
 from payments.names import Activities
+from payments.personal import without_addresses
 from payments.receipts import on_the_wire, render_receipt
 from payments.settings import Settings
 
@@ -34,19 +34,6 @@ from payments.settings import Settings
 # policy's timeout (60 s) is longer still, so attempts never overlap.
 SMTP_TIMEOUT_SECONDS = 30.0
 ATTEMPT_SECONDS = 50.0
-_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
-
-
-def scrubbed(text: str, address: str) -> str:
-    """A server's words without any address in them, nor ``address``'s local
-    part, at most 200 characters."""
-    text = _ADDRESS.sub("<address>", text)
-    local = address.rpartition("@")[0]
-    if local:
-        # As a word of its own: the address "a@…" must not eat every letter a.
-        alone = rf"(?<![\w.+-]){re.escape(local)}(?![\w.+-])"
-        text = re.sub(alone, "<address>", text, flags=re.IGNORECASE)
-    return text[:200]
 
 
 def _refusal(code: int, text: str, what: str) -> ApplicationError:
@@ -68,6 +55,7 @@ class ReceiptActivities:
     def __init__(self, settings: Settings) -> None:
         self.server: SmtpServer = settings.smtp_server()
         self.sender = settings.receipt_from
+        self.sender_address = sender_address(settings.receipt_from)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.send_receipt]
@@ -81,10 +69,11 @@ class ReceiptActivities:
         # `from None` throughout: the library's exceptions quote the recipient.
         except aiosmtplib.SMTPRecipientsRefused as refused:
             codes = [recipient.code for recipient in refused.recipients] or [550]
-            words = scrubbed(refused.recipients[0].message, receipt.to)
+            words = without_addresses(refused.recipients[0].message, receipt.to)
             raise _refusal(min(codes), words, "recipient") from None
         except aiosmtplib.SMTPDataError as err:
-            raise _refusal(err.code, scrubbed(err.message, receipt.to), "message") from None
+            words = without_addresses(err.message, receipt.to)
+            raise _refusal(err.code, words, "message") from None
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPHeloError) as err:
             # Our sender or our name, not the customer's address: fixable, so retried.
             raise _unavailable(f"the mail server refused our sender: {err.code}") from None
@@ -116,7 +105,7 @@ class ReceiptActivities:
         async with asyncio.timeout(ATTEMPT_SECONDS):
             await aiosmtplib.send(
                 on_the_wire(message),
-                sender=sender_address(self.sender),
+                sender=self.sender_address,
                 recipients=[recipient],
                 hostname=server.host,
                 port=server.port,

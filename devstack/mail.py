@@ -60,8 +60,6 @@ class MailSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        if isinstance(envelope.content, bytes) and not raw:
-            raw = envelope.content
         message = message_from_bytes(raw, policy=default_policy)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         name = _UNSAFE.sub("_", str(message.get("Message-ID", "")).strip("<>"))[:120] or "message"

@@ -292,8 +292,10 @@ class Stack:
             lines.append(f"  Codec        {self.codec_endpoint}  (history is encrypted)")
         lines += [f"  Data         {self.config.data_dir}", f"  API key      {self.api_key}"]
         if "mail" in self.processes:
-            sink = self.config
-            lines.append(f"  Mail         {sink.sink_smtp_url}  (receipts kept in {sink.mail_dir})")
+            config = self.config
+            lines.append(
+                f"  Mail         {config.sink_smtp_url}  (receipts kept in {config.mail_dir})"
+            )
         if "temporal" in self.processes:
             lines.append(
                 f"  Records      kept {self.retention_days} days in Temporal once closed, "

@@ -55,11 +55,27 @@ def minor_units(currency: str) -> int:
     return MINOR_UNITS[currency]
 
 
-def format_amount(amount: int, currency: str) -> str:
-    """``1999, "usd"`` -> ``"19.99 USD"``: how people read money, for summaries."""
+def _in_major_units(amount: int, currency: str, grouped: bool = False) -> str:
     places = minor_units(currency)
     value = Decimal(amount).scaleb(-places)
-    return f"{value:.{places}f} {currency.upper()}"
+    return f"{value:{',' if grouped else ''}.{places}f}"
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """``1999, "usd"`` -> ``"19.99 USD"``: how people read money, for summaries."""
+    return f"{_in_major_units(amount, currency)} {currency.upper()}"
+
+
+# How people write these amounts; any other currency is written "12.345 KWD".
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
+
+
+def display_amount(amount: int, currency: str) -> str:
+    """``1999, "usd"`` -> ``"$19.99"``; ``123456, "kwd"`` -> ``"123.456 KWD"``:
+    money as a customer reads it on a receipt."""
+    number = _in_major_units(amount, currency, grouped=True)
+    symbol = _SYMBOLS.get(currency)
+    return f"{symbol}{number}" if symbol else f"{number} {currency.upper()}"
 
 
 class NotRepresentable(ValueError):

@@ -104,6 +104,9 @@ def sender_address(sender: str) -> str:
     if "\r" in sender or "\n" in sender or len(getaddresses([sender])) != 1:
         raise ValueError("must be one e-mail address, optionally with a name: Shop <receipts@shop>")
     _, address = parseaddr(sender)
-    if not address or not is_email_address(address):
-        raise ValueError("must be an e-mail address, optionally with a name: Shop <receipts@shop>")
-    return ascii_address(address)
+    try:
+        return ascii_address(address)
+    except ValueError:
+        raise ValueError(
+            "must be an e-mail address, optionally with a name: Shop <receipts@shop>"
+        ) from None

@@ -10,25 +10,13 @@ it twice can tell. No I/O here; the activity sends it.
 from __future__ import annotations
 
 import html
-from decimal import Decimal
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
-from payments.currencies import minor_units
+from payments.currencies import display_amount
 from payments.mail import ascii_address, sender_address
 from payments.models import SendReceipt
-
-# How people write these amounts; any other currency is written "12.345 KWD".
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$"}
-
-
-def display_amount(amount: int, currency: str) -> str:
-    """``1999, "usd"`` -> ``"$19.99"``; ``123456, "kwd"`` -> ``"123.456 KWD"``."""
-    places = minor_units(currency)
-    number = f"{Decimal(amount).scaleb(-places):,.{places}f}"
-    symbol = _SYMBOLS.get(currency)
-    return f"{symbol}{number}" if symbol else f"{number} {currency.upper()}"
 
 
 def message_id(receipt: SendReceipt, sender: str) -> str:

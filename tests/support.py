@@ -153,6 +153,20 @@ class Stack:
         ]
         return waiting, str(required.data["authentication_id"])
 
+    async def receipt_events(
+        self, payment_id: str, count: int, within: float = 30.0
+    ) -> list[Event]:
+        """The payment's receipt events (receipt.sent, receipt.failed), once
+        there are ``count`` of them."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            found = [e for e in await self.events(payment_id) if e.type.startswith("receipt.")]
+            if len(found) >= count:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{payment_id}: {len(found)} receipt events of {count}")
+            await asyncio.sleep(0.1)
+
     async def ring(self, payment_id: str, event_id: str = "evt_1") -> None:
         """The gateway's webhook for the payment, as the API delivers it."""
         event = GatewayEvent(

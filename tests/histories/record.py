@@ -415,7 +415,7 @@ async def receipts(stack: Stack, env: WorkflowEnvironment) -> str:
     await stack.wait_status(payment.id, "succeeded")
     await stack.update(payment.id, "refund", RefundCommand(refund_id="re_r", amount=500), Refund)
     await stack.wait_status(payment.id, "partially_refunded")
-    await _receipt_events(stack, payment.id, 2)
+    await stack.receipt_events(payment.id, 2)
     return payment.id
 
 
@@ -423,17 +423,8 @@ async def receipt_refused(stack: Stack, env: WorkflowEnvironment) -> str:
     """The mail server refuses the address: receipt.failed, the payment stands."""
     payment = await stack.create(receipt_email=f"{BOUNCES}@example.com")
     await stack.wait_status(payment.id, "succeeded")
-    await _receipt_events(stack, payment.id, 1)
+    await stack.receipt_events(payment.id, 1)
     return payment.id
-
-
-async def _receipt_events(stack: Stack, payment_id: str, count: int) -> None:
-    for _ in range(300):
-        events = await stack.events(payment_id)
-        if sum(e.type.startswith("receipt.") for e in events) >= count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{payment_id}: fewer than {count} receipt events")
 
 
 async def webhook_payment(stack: Stack, env: WorkflowEnvironment) -> str:

@@ -15,14 +15,14 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from support import Stack, event_types, mail_sink, running_stack, with_keys
+from support import event_types, mail_sink, running_stack, with_keys
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.config import free_ports
 from payments.codec import generate_key
-from payments.models import Event, Refund, RefundCommand
+from payments.models import Refund, RefundCommand
 
 CUSTOMER = "jane.doe@example.com"
 KEY = generate_key("receipts")
@@ -45,20 +45,6 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     return str(text.get_content()), str(html.get_content())  # type: ignore[attr-defined]
 
 
-async def receipt_events(
-    stack: Stack, payment_id: str, count: int, within: float = 30.0
-) -> list[Event]:
-    """The payment's receipt events, once there are ``count`` of them."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        found = [e for e in await stack.events(payment_id) if e.type.startswith("receipt.")]
-        if len(found) >= count:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{len(found)} receipt events of {count}")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 def client(dev_env: WorkflowEnvironment) -> Client:
     # As the worker runs: every payload sealed, so the raw history is ciphertext.
@@ -76,7 +62,7 @@ async def test_a_receipt_for_the_payment_and_for_each_refund(
         created = await stack.create(receipt_email=CUSTOMER, description="Order 1001")
         assert created.receipt_email == CUSTOMER
         await stack.wait_status(created.id, "succeeded")
-        [sent] = await receipt_events(stack, created.id, 1)
+        [sent] = await stack.receipt_events(created.id, 1)
         assert sent.type == "receipt.sent"
         assert sent.data == {
             "receipt": "payment",
@@ -94,7 +80,7 @@ async def test_a_receipt_for_the_payment_and_for_each_refund(
             created.id, "refund", RefundCommand(refund_id="re_receipt1", amount=500), Refund
         )
         await stack.wait_status(created.id, "partially_refunded")
-        _, refunded = await receipt_events(stack, created.id, 2)
+        _, refunded = await stack.receipt_events(created.id, 2)
         assert refunded.type == "receipt.sent"
         assert refunded.data["receipt"] == "refund"
         assert refunded.data["refund_id"] == "re_receipt1"
@@ -124,7 +110,7 @@ async def test_a_mail_server_down_for_a_while_delays_the_receipt_not_the_payment
         await asyncio.sleep(2.5)  # a few attempts at the receipts
         assert "receipt.sent" not in event_types(await stack.events(created.id))
         async with mail_sink(tmp_path, port):
-            found = await receipt_events(stack, created.id, 2)
+            found = await stack.receipt_events(created.id, 2)
             assert [e.type for e in found] == ["receipt.sent", "receipt.sent"]
             assert len(mails(tmp_path)) == 2
         attempts = await receipt_attempts(client, created.id)
@@ -146,7 +132,7 @@ async def test_a_refusal_is_receipt_failed_and_the_payment_stands(
         running_stack(client, task_queue, smtp_url=f"smtp://127.0.0.1:{port}") as stack,
     ):
         created = await stack.create(receipt_email=CUSTOMER, customer_id="cus_42")
-        [failed] = await receipt_events(stack, created.id, 1)
+        [failed] = await stack.receipt_events(created.id, 1)
         assert failed.type == "receipt.failed"
         assert failed.data["code"] == "receipt_refused"
         assert "550" in failed.data["message"]

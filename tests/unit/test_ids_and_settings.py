@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from activities.receipts import scrubbed
 from payments import retries
 from payments.ids import (
     client_secret,
@@ -24,6 +23,7 @@ from payments.ids import (
 )
 from payments.mail import SmtpServer, parse_smtp_url
 from payments.models import CreatePayment
+from payments.personal import without_addresses
 from payments.settings import Settings
 
 PAYMENT_ID = re.compile(r"^pay_[a-z0-9]{24}$")
@@ -265,7 +265,9 @@ def test_smtp_urls(url: str, server: SmtpServer) -> None:
 
 def test_a_mail_servers_words_lose_the_address_before_they_are_kept() -> None:
     said = "550 5.1.1 <Jane.Doe@example.com>: unknown; jane.doe has left; try other@x.example"
-    assert scrubbed(said, "jane.doe@example.com") == (
+    assert without_addresses(said, "jane.doe@example.com") == (
         "550 5.1.1 <address>: unknown; <address> has left; try <address>"
     )
-    assert scrubbed("550 mailbox unavailable", "a@example.com") == "550 mailbox unavailable"
+    assert without_addresses("550 mailbox unavailable", "a@example.com") == (
+        "550 mailbox unavailable"
+    )
