@@ -8,11 +8,9 @@ exits, so nothing is lost or done twice.
 from __future__ import annotations
 
 import asyncio
-import compileall
 import logging
 import signal
 from datetime import timedelta
-from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -33,6 +31,7 @@ from payments.gateway import Gateway
 from payments.outbound import Outbound
 from payments.production import load_settings
 from payments.reconciliation_service import ReconciliationService
+from payments.sandbox import workflow_runner
 from payments.settings import Settings
 from payments.stuck import StuckCounter
 from payments.temporal import connect, retention
@@ -48,18 +47,6 @@ from workflows.webhooks import (
 )
 
 log = logging.getLogger("worker")
-ROOT = Path(__file__).resolve().parent
-
-
-def bytecode_for_the_sandbox() -> None:
-    """The workflow sandbox imports the workflow modules afresh for every workflow
-    it starts (or takes back after eviction). With no .pyc on disk, as under
-    PYTHONDONTWRITEBYTECODE, each of those imports compiles the source again: a
-    quarter of the worker's CPU under load (bench/). So write them once, here;
-    a read-only tree just keeps compiling."""
-    for package in ("workflows", "payments"):
-        compileall.compile_dir(ROOT / package, quiet=2)
-
 
 WORKFLOWS = [
     PaymentWorkflow,
@@ -84,6 +71,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(WORKFLOWS, client.data_converter),
         activities=[
             *PaymentActivities(gateway).all(),
             *ReceiptActivities(settings).all(),
@@ -142,7 +130,6 @@ async def main() -> None:
     # holds, and writing it was a tenth of the gateway call's cost (bench/profile.py).
     if settings.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    bytecode_for_the_sandbox()
     tracing = Tracing.from_environment(WORKER_SERVICE)
     runtime = telemetry_runtime(settings)
     client = await connect(

@@ -42,6 +42,7 @@ from payments.gateway import Gateway, GatewayOperation, InvalidGatewayRequest
 from payments.models import CreatePayment, Event, GatewayEvent, PaymentState
 from payments.names import SEARCH_ATTRIBUTES
 from payments.outbound import Outbound
+from payments.sandbox import workflow_runner
 from payments.service import PaymentService
 from payments.settings import Settings
 from payments.webhook_service import WebhookService
@@ -211,16 +212,18 @@ async def payment_worker(
     """A worker for payments and their webhooks on ``settings.task_queue``; the
     webhooks may go to loopback receivers."""
     outbound = Outbound(allow_private=True)
+    workflows = [
+        PaymentWorkflow,
+        WebhookEndpointsWorkflow,
+        WebhookDispatchWorkflow,
+        WebhookDeliveryWorkflow,
+    ]
     try:
         async with Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[
-                PaymentWorkflow,
-                WebhookEndpointsWorkflow,
-                WebhookDispatchWorkflow,
-                WebhookDeliveryWorkflow,
-            ],
+            workflows=workflows,
+            workflow_runner=workflow_runner(workflows, client.data_converter),
             activities=[
                 *PaymentActivities(gateway).all(),
                 *ReceiptActivities(settings).all(),

@@ -13,7 +13,9 @@ from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from payments.sandbox import workflow_runner
 from workflows.archive import ArchiveWorkflow
 from workflows.payment import PaymentWorkflow
 from workflows.stuck import StuckPaymentsWorkflow
@@ -100,18 +102,28 @@ def test_the_corpus_covers_every_path() -> None:
     assert {path.stem for path in HISTORIES} == EXPECTED_PATHS
 
 
+REPLAYED = [
+    PaymentWorkflow,
+    ArchiveWorkflow,
+    WebhookEndpointsWorkflow,
+    WebhookDeliveryWorkflow,
+    WebhookDispatchWorkflow,
+    StuckPaymentsWorkflow,
+]
+# The SDK's sandbox as it comes, and as the worker runs it (payments/sandbox.py).
+RUNNERS = {
+    "sdk_sandbox": lambda: SandboxedWorkflowRunner(),
+    "worker_sandbox": lambda: workflow_runner(REPLAYED, pydantic_data_converter),
+}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+async def test_history_replays(path: Path, runner: str) -> None:
     replayer = Replayer(
-        workflows=[
-            PaymentWorkflow,
-            ArchiveWorkflow,
-            WebhookEndpointsWorkflow,
-            WebhookDeliveryWorkflow,
-            WebhookDispatchWorkflow,
-            StuckPaymentsWorkflow,
-        ],
+        workflows=REPLAYED,
         data_converter=pydantic_data_converter,
+        workflow_runner=RUNNERS[runner](),
     )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
