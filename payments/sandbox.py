@@ -30,6 +30,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -66,27 +67,19 @@ def workflow_runner(workflows: Sequence[type], data_converter: DataConverter) ->
     """The sandbox for ``workflows``: their packages' code kept once for the
     process (:class:`WorkflowCode`), and the context questions answered from
     outside when ``data_converter`` ignores the answers (asked inside otherwise)."""
-    _CODE.keep(workflow.__module__.partition(".")[0] for workflow in workflows)
-    sandbox = SandboxedWorkflowRunner()
+    _CODE.keep(cls.__module__.partition(".")[0] for cls in workflows)
     if reads_context(data_converter):
-        return sandbox
-    return _ContextFree(sandbox)
+        return SandboxedWorkflowRunner()
+    return _ContextFree()
 
 
-class _ContextFree(WorkflowRunner):
-    def __init__(self, sandbox: SandboxedWorkflowRunner) -> None:
-        self._sandbox = sandbox
-
-    def prepare_workflow(self, defn: workflow._Definition) -> None:
-        self._sandbox.prepare_workflow(defn)
+@dataclass(frozen=True)
+class _ContextFree(SandboxedWorkflowRunner):
+    """The SDK's sandbox, a subclass so that what looks for it (the SDK's
+    debug mode relaxing it, ``dataclasses.replace``) still finds it."""
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _ContextFreeInstance(self._sandbox.create_instance(det))
-
-    def set_worker_level_failure_exception_types(
-        self, types: Sequence[type[BaseException]]
-    ) -> None:
-        self._sandbox.set_worker_level_failure_exception_types(types)
+        return _ContextFreeInstance(super().create_instance(det))
 
 
 class _ContextFreeInstance(WorkflowInstance):
