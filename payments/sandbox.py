@@ -38,6 +38,7 @@ from temporalio import workflow
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.converter import (
+    ActivitySerializationContext,
     DataConverter,
     SerializationContext,
     StorageDriverStoreContext,
@@ -56,10 +57,20 @@ def reads_context(data_converter: DataConverter) -> bool:
     """Whether any part of ``data_converter`` would act on a serialization or
     store context. The SDK's own test: a converter none of whose parts takes
     a context comes back unchanged (the same object) from ``with_context``."""
-    probe = WorkflowSerializationContext(namespace="probe", workflow_id="probe")
-    return (
-        data_converter.with_context(probe) is not data_converter
-        or data_converter.external_storage is not None
+    probes = [
+        WorkflowSerializationContext(namespace="probe", workflow_id="probe"),
+        ActivitySerializationContext(
+            namespace="probe",
+            workflow_id="probe",
+            workflow_type="probe",
+            activity_type="probe",
+            activity_task_queue="probe",
+            activity_id="probe",
+            is_local=True,
+        ),
+    ]
+    return data_converter.external_storage is not None or any(
+        data_converter.with_context(probe) is not data_converter for probe in probes
     )
 
 
@@ -67,7 +78,7 @@ def workflow_runner(workflows: Sequence[type], data_converter: DataConverter) ->
     """The sandbox for ``workflows``: their packages' code kept once for the
     process (:class:`WorkflowCode`), and the context questions answered from
     outside when ``data_converter`` ignores the answers (asked inside otherwise)."""
-    _CODE.keep(cls.__module__.partition(".")[0] for cls in workflows)
+    _CODE.keep(cls.__module__.rpartition(".")[0] or cls.__module__ for cls in workflows)
     if reads_context(data_converter):
         return SandboxedWorkflowRunner()
     return _ContextFree()
@@ -114,9 +125,10 @@ class _ContextFreeInstance(WorkflowInstance):
 
 
 class WorkflowCode(importlib.abc.MetaPathFinder):
-    """Finds the modules of the packages it keeps once per process, and from
-    then on hands out the code object it compiled: an import in the sandbox
-    executes it in a fresh module without touching the disk."""
+    """Finds the modules of the packages it keeps (those holding the worker's
+    workflow classes: ``workflows`` and what is below it) once per process,
+    and from then on hands out the code object it compiled: an import in the
+    sandbox executes it in a fresh module without touching the disk."""
 
     def __init__(self) -> None:
         self._packages: set[str] = set()
@@ -134,7 +146,7 @@ class WorkflowCode(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname.partition(".")[0] not in self._packages:
+        if not any(fullname == kept or fullname.startswith(kept + ".") for kept in self._packages):
             return None
         found = self._found.get(fullname)
         if found is None:
@@ -150,7 +162,12 @@ class WorkflowCode(importlib.abc.MetaPathFinder):
             fullname,
             spec.origin,
             loader=_Compiled(code, spec.loader),
-            submodule_search_locations=spec.submodule_search_locations,
+            # A package's __path__ of its own: one module's change stays its own.
+            submodule_search_locations=(
+                None
+                if spec.submodule_search_locations is None
+                else list(spec.submodule_search_locations)
+            ),
         )
 
 
