@@ -151,7 +151,9 @@ class WebhookActivities:
         whose events cannot be read is handed on whole, an endpoint that times
         out is not tried again in the batch, and what the batch's budget does
         not reach is handed on untried."""
-        endpoints = await self._directory.fresh(batch.merchant_id)
+        # At most a second old: the API answers a change of the endpoints only
+        # once that long has passed (payments/webhook_service.py).
+        endpoints = await self._directory.of(batch.merchant_id)
         by_payment: dict[str, list[Announcement]] = {}
         for announcement in batch.announcements:
             by_payment.setdefault(announcement.payment_id, []).append(announcement)
@@ -187,7 +189,7 @@ class WebhookActivities:
         chains = [
             self._chain(stored, found, attempts)
             for stored in attempts.endpoints
-            if any(stored.endpoint.receives(e.type, e.created_at) for e in found)
+            if any(stored.receives(e.type, e.created_at) for e in found)
         ]
         deliveries = [d for chain in await asyncio.gather(*chains) for d in chain]
         pending = {d.seq for d in deliveries if d.status is DeliveryStatus.PENDING}
@@ -204,7 +206,7 @@ class WebhookActivities:
         deliveries: list[Delivery] = []
         stopped = False
         for event in found:
-            if not stored.endpoint.receives(event.type, event.created_at):
+            if not stored.receives(event.type, event.created_at):
                 continue
             delivery = Delivery.of(event, endpoint_id, None)
             deliveries.append(delivery)
@@ -256,7 +258,7 @@ class WebhookActivities:
                 event.seq: [
                     stored.endpoint.id
                     for stored in endpoints
-                    if stored.endpoint.receives(event.type, event.created_at)
+                    if stored.receives(event.type, event.created_at)
                 ]
                 for event in found
             },

@@ -158,9 +158,6 @@ class WebhookService:
             static_summary=f"webhook endpoints of {merchant_id}",
         )
         endpoint = await self._send(merchant_id, names.EndpointUpdates.ADD, add, Endpoint)
-        # Every worker reads a merchant's endpoints afresh within this long:
-        # from the answer on, no event of the merchant can miss the endpoint.
-        await asyncio.sleep(ENDPOINTS_CACHE_SECONDS)
         return EndpointWithSecret(endpoint=endpoint, secret=secret)
 
     async def list_endpoints(
@@ -341,6 +338,11 @@ class WebhookService:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             raise Refused(NO_SUCH_ENDPOINT) from None
+        # Every worker reads a merchant's endpoints afresh within this long
+        # (EndpointDirectory): from the answer on, every attempt knows of the
+        # change, so no event misses a new endpoint, none goes to a deleted or
+        # disabled one, and every signature has a rotated secret.
+        await asyncio.sleep(ENDPOINTS_CACHE_SECONDS)
         return result
 
 

@@ -65,8 +65,8 @@ MAX_LEASE_SECONDS = 86_400
 # The old secret keeps signing this long after a rotation.
 ROTATION_OVERLAP = timedelta(hours=24)
 # How long a worker trusts what it last read of a merchant's endpoints
-# (activities/webhooks.py). The API answers a new endpoint only after this long
-# (payments/webhook_service.py), so no event recorded after the answer misses it.
+# (activities/webhooks.py). The API answers a change of them only after this
+# long (payments/webhook_service.py), so no attempt after the answer misses it.
 ENDPOINTS_CACHE_SECONDS = 1.0
 # A merchant's endpoints: enough for every environment of every integration.
 MAX_ENDPOINTS = 16
@@ -228,6 +228,17 @@ class StoredEndpoint(BaseModel):
     # Newest first; an old one signs until it expires.
     secrets: list[SigningSecret]
     lease_seconds: int | None = None
+    # When it was last enabled again after being disabled; None: never disabled
+    # since it was created.
+    enabled_at: datetime | None = None
+
+    def receives(self, event_type: str, at: datetime) -> bool:
+        """:meth:`Endpoint.receives`, and not an event recorded before the
+        endpoint was last enabled: what happened while it was disabled is
+        never delivered, also when it is enabled again."""
+        return self.endpoint.receives(event_type, at) and (
+            self.enabled_at is None or self.enabled_at <= at
+        )
 
     def signing_secrets(self, now: datetime) -> list[str]:
         return [s.secret for s in self.secrets if s.expires_at is None or s.expires_at > now]

@@ -230,7 +230,13 @@ class WebhookEndpointsWorkflow:
         if request.lease_seconds is not None:
             stored.lease_seconds = request.lease_seconds
             fields["expires_at"] = self._lease_ends(request.lease_seconds)
+        enabled_again = (
+            stored.endpoint.status is EndpointStatus.DISABLED
+            and request.status is EndpointStatus.ENABLED
+        )
         stored.endpoint = stored.endpoint.model_copy(update=fields)
+        if enabled_again:
+            stored.enabled_at = workflow.now()
         self._turned_on(was_on)
         return stored.endpoint
 

@@ -12,6 +12,8 @@ from payments.webhooks import (
     CreateEndpoint,
     Endpoint,
     EndpointStatus,
+    SigningSecret,
+    StoredEndpoint,
     UpdateEndpoint,
     event_id,
     next_attempt_delay,
@@ -94,3 +96,15 @@ def test_an_endpoint_receives_what_it_wants_once_it_exists_and_while_enabled() -
     assert not disabled.receives("payment.captured", later)
     everything = endpoint.model_copy(update={"enabled_events": ["*"]})
     assert everything.receives("refund.failed", later)
+
+
+def test_an_endpoint_enabled_again_receives_nothing_recorded_while_it_was_disabled() -> None:
+    endpoint = Endpoint(id="we_1", url="http://x", enabled_events=["*"], created_at=START)
+    enabled_again = START + timedelta(minutes=5)
+    stored = StoredEndpoint(
+        endpoint=endpoint, secrets=[SigningSecret(secret="whsec_x")], enabled_at=enabled_again
+    )
+    assert not stored.receives("payment.captured", START + timedelta(minutes=1))
+    assert stored.receives("payment.captured", enabled_again)
+    never_disabled = stored.model_copy(update={"enabled_at": None})
+    assert never_disabled.receives("payment.captured", START + timedelta(minutes=1))
