@@ -141,7 +141,7 @@ async def main() -> None:
     gateway = build_gateway(settings)
     outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
     if tracing is not None:
-        tracing.instrument_httpx(except_for=[outbound.http_client])
+        tracing.instrument_httpx()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

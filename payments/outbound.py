@@ -4,8 +4,9 @@ Which URLs may be called (:func:`check_url` on the text, :func:`check_destinatio
 with DNS, at registration), and the POST of a delivery (:class:`Outbound`): it
 resolves the name once, checks every address, connects to a checked address
 itself and so cannot be turned on an internal service by a second DNS answer
-(DNS rebinding), follows no redirect, reads a few KiB of the answer at most,
-and ends within its timeout. Network trouble is an :class:`Attempt`, never an
+(DNS rebinding), checks the address the socket reached before it sends,
+follows no redirect, reads a few KiB of the answer at most, and ends within
+its timeout. Network trouble is an :class:`Attempt`, never an
 exception; bodies and headers are never logged, they carry signatures.
 
     UnsafeUrl   a URL this service will not call (``code``: url_invalid,
@@ -24,7 +25,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import aiohttp
 import httpx
+from aiohttp.connector import Connection
 
 MAX_URL_LENGTH: Final = 2048
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -184,8 +187,30 @@ class _NoAnswer(Exception):
         self.code = code
 
 
+class _PeerNotAllowed(Exception):
+    pass
+
+
+class _CheckedPeer(aiohttp.ClientRequest):
+    """A request sent only to a peer production may call: the address the
+    socket is connected to is checked once more before a byte goes out (a
+    NAT or a proxy on the way could have taken the connection elsewhere)."""
+
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        transport = conn.transport
+        peer = None if transport is None else transport.get_extra_info("peername")
+        if not peer or not address_allowed(str(peer[0])):
+            raise _PeerNotAllowed
+        return await super().send(conn)
+
+
+# Headers aiohttp would add of its own: what is sent is what the caller gave.
+_NOT_ADDED: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
 class Outbound:
-    """The one HTTP client of a process's deliveries."""
+    """The one HTTP client of a process's deliveries (aiohttp: a POST costs a
+    third of httpx's CPU, and deliveries are most of what a webhook costs)."""
 
     def __init__(
         self,
@@ -194,27 +219,33 @@ class Outbound:
         timeout: float = 10.0,
         max_response_bytes: int = 4096,
         resolve: Resolver = system_resolve,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._allow_private = allow_private
         self._timeout = timeout
         self._max_response_bytes = max_response_bytes
         self._resolve = resolve
-        mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
-        if transport is None:
-            # The pool knows a connection by its address, not by the name: kept
-            # open, one name's TLS connection would carry another name's
-            # deliveries that share the address, unverified for that name.
-            fresh = httpx.Limits(max_keepalive_connections=0)
-            tls = httpx.AsyncHTTPTransport(limits=fresh, trust_env=False)
-            mounts = {"https://": tls}
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=timeout,
-            trust_env=False,
-            transport=transport,
-            mounts=mounts,
-        )
+        # Certificates verified, for the name (server_hostname), as by default.
+        self._ssl = ssl_context or ssl.create_default_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use, in the event loop that uses it (aiohttp's rule).
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # The pool knows a connection by address, port and the name its
+                # TLS was verified for (server_hostname): kept open, it carries
+                # only that name's deliveries.
+                connector=aiohttp.TCPConnector(ssl=self._ssl, use_dns_cache=False),
+                # A receiver's cookies are not sent to the next one.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                request_class=aiohttp.ClientRequest if self._allow_private else _CheckedPeer,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=_NOT_ADDED,
+            )
+        return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Attempt:
         deadline = asyncio.get_running_loop().time() + self._timeout
@@ -224,7 +255,7 @@ class Outbound:
                 addresses = await _addresses(
                     parsed, allow_private=self._allow_private, resolve=self._resolve
                 )
-                address, response = await self._send(parsed, addresses, body, headers)
+                response = await self._send(parsed, addresses, body, headers)
         except UnsafeUrl as err:
             return Attempt(None, err.code)
         except _NoAnswer as err:
@@ -232,80 +263,69 @@ class Outbound:
         except TimeoutError:
             return Attempt(None, "timeout")
         try:
-            peer = _peer(response) or address
-            if not self._allow_private and not address_allowed(peer):
-                return Attempt(None, "address_not_allowed")
             await self._read_some(response, deadline)
         finally:
-            await response.aclose()
-        return Attempt(response.status_code)
+            # Back to the pool if the answer was read to its end, else closed.
+            response.release()
+        return Attempt(response.status)
 
     async def _send(
         self, parsed: httpx.URL, addresses: list[str], body: bytes, headers: Mapping[str, str]
-    ) -> tuple[str, httpx.Response]:
+    ) -> aiohttp.ClientResponse:
         """The answer from the first checked address that takes the connection."""
-        sent = httpx.Headers(headers)
-        sent["host"] = parsed.netloc.decode("ascii")
-        extensions = {}
+        sent = {name: value for name, value in headers.items() if name.lower() != "host"}
+        sent["Host"] = parsed.netloc.decode("ascii")
+        server_hostname = None
         if parsed.scheme == "https" and _literal(parsed.host) is None:
-            extensions["sni_hostname"] = _ascii_host(parsed)
+            server_hostname = _ascii_host(parsed)
         for address in addresses:
             try:
                 # The checked address itself, whatever DNS says next; the
                 # request still names the host (Host, SNI, the certificate).
-                request = self._client.build_request(
-                    "POST",
-                    parsed.copy_with(host=address),
-                    content=body,
+                response = await self._client().post(
+                    str(parsed.copy_with(host=address)),
+                    data=body,
                     headers=sent,
-                    extensions=extensions,
+                    allow_redirects=False,
+                    server_hostname=server_hostname,
                 )
-                return address, await self._client.send(request, stream=True)
-            except httpx.InvalidURL:
+                return response
+            except _PeerNotAllowed:
+                raise _NoAnswer("address_not_allowed") from None
+            except aiohttp.InvalidURL:
                 raise _NoAnswer("url_invalid") from None
-            except httpx.TimeoutException:
-                raise _NoAnswer("timeout") from None
-            except httpx.ConnectError as err:
+            except aiohttp.ClientConnectorError as err:
                 if _is_tls_failure(err):
                     raise _NoAnswer("tls_failed") from None
                 # Nothing was sent; the next address may be the one listening
                 # (localhost is ::1 and 127.0.0.1, a server often binds one).
-            except httpx.HTTPError:
+            except (aiohttp.ClientError, OSError) as err:
+                if _is_tls_failure(err):
+                    raise _NoAnswer("tls_failed") from None
                 raise _NoAnswer("connection_failed") from None
         raise _NoAnswer("connection_failed")
 
-    async def _read_some(self, response: httpx.Response, deadline: float) -> None:
+    async def _read_some(self, response: aiohttp.ClientResponse, deadline: float) -> None:
         # The status is the answer; the body is read only so far, and only
         # until the deadline, so that an endless one cannot hold the attempt.
         read = 0
-        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
             async with asyncio.timeout_at(deadline):
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read >= self._max_response_bytes:
+                while read < self._max_response_bytes:
+                    chunk = await response.content.read(self._max_response_bytes - read)
+                    if not chunk:
                         break
-
-    @property
-    def http_client(self) -> httpx.AsyncClient:
-        """Its client, for what must leave it alone (tracing: payments/tracing.py)."""
-        return self._client
+                    read += len(chunk)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _is_tls_failure(err: BaseException) -> bool:
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLError | aiohttp.ClientSSLError | ssl.CertificateError):
             return True
         cause = cause.__cause__ or cause.__context__
     return False
-
-
-def _peer(response: httpx.Response) -> str | None:
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return None
-    peer = stream.get_extra_info("server_addr")
-    return str(peer[0]) if peer else None

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -101,15 +99,14 @@ class Tracing:
 
         return [TracingInterceptor(self.provider.get_tracer("temporalio"))]
 
-    def instrument_httpx(self, *, except_for: Sequence[httpx.AsyncClient] = ()) -> None:
-        """Every httpx client of the process, the gateway's calls among them,
-        but those ``except_for``: webhooks to merchants carry no trace context
-        of ours (``traceparent``, ``baggage``) to a third party."""
+    def instrument_httpx(self) -> None:
+        """Every httpx client of the process, the gateway's calls among them.
+        Webhooks to merchants go out through aiohttp (payments/outbound.py),
+        which is not instrumented: they carry no trace context of ours
+        (``traceparent``, ``baggage``) to a third party."""
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
         HTTPXClientInstrumentor().instrument(tracer_provider=self.provider)
-        for client in except_for:
-            HTTPXClientInstrumentor.uninstrument_client(client)
 
     def shutdown(self) -> None:
         self.provider.shutdown()
