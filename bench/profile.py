@@ -28,10 +28,13 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import compare
+import httpx
+
+from bench import compare, webhooks
 from bench.baseline import READY
 from bench.measure import cpu_by_process
 from bench.stacks import bench_stack
@@ -76,10 +79,33 @@ def _where(frame: str) -> str:
 
 
 async def run(
-    path: str, seconds: float, concurrency: int, rate: float, top: int, server_args: list[str]
+    path: str,
+    seconds: float,
+    concurrency: int,
+    rate: float,
+    top: int,
+    server_args: list[str],
+    endpoints: int = 0,
 ) -> dict[str, Any]:
     with bench_stack(server_args) as (stack, metrics_url):
-        return await _profile(stack, metrics_url, path, seconds, concurrency, rate, top)
+        async with AsyncExitStack() as exits:
+            # The merchant's webhook endpoints: receivers in this process.
+            if endpoints:
+                http = await exits.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=stack.api_url,
+                        headers={"Authorization": f"Bearer {stack.api_key}"},
+                        timeout=60,
+                    )
+                )
+            for _ in range(endpoints):
+                url = await exits.enter_async_context(webhooks.serving(webhooks.Receiver()))
+                made = await http.post(
+                    "/v1/webhook_endpoints", json={"url": url, "enabled_events": ["*"]}
+                )
+                made.raise_for_status()
+            result = await _profile(stack, metrics_url, path, seconds, concurrency, rate, top)
+            return {"endpoints": endpoints, **result}
 
 
 async def _profile(
@@ -185,6 +211,12 @@ def main() -> None:
     )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=0,
+        help="webhook endpoints of the paying merchant, each a receiver in this process",
+    )
+    parser.add_argument(
         "--dev-server-arg",
         action="append",
         default=[],
@@ -193,7 +225,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = asyncio.run(
-        run(args.path, args.seconds, args.concurrency, args.rate, args.top, args.dev_server_arg)
+        run(
+            args.path,
+            args.seconds,
+            args.concurrency,
+            args.rate,
+            args.top,
+            args.dev_server_arg,
+            args.endpoints,
+        )
     )
     print(json.dumps(result, indent=2))
 
