@@ -5,6 +5,7 @@ port helpers it is built from."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,14 +55,42 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Distinct ports that were free a moment ago (all held open until all are picked)."""
-    sockets = []
+# Where free_ports looks: above the ports the stack's servers default to
+# (7233, 8000, 8100, 8233, 9090 and their neighbours).
+PICKED_PORTS = range(10000, 65536)
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux's default when unreadable)."""
     try:
-        for _ in range(count):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct ports that were free a moment ago (all held open until all are
+    picked), outside the kernel's ephemeral range: a port the kernel picks for
+    ``bind(0)`` comes from the range it gives outgoing connections, and one of
+    those could take it in the seconds before its server binds it."""
+    ephemeral = ephemeral_ports()
+    candidates = [port for port in PICKED_PORTS if port not in ephemeral]
+    random.shuffle(candidates)
+    sockets: list[socket.socket] = []
+    try:
+        for port in candidates:
+            if len(sockets) == count:
+                break
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
+        if len(sockets) < count:
+            raise OSError(f"fewer than {count} free ports on {host} outside {ephemeral}")
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:

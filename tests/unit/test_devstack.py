@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import os
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -25,6 +26,7 @@ from devstack import (
     StackError,
     connect_host,
     dev_server_command,
+    ephemeral_ports,
     free_ports,
     parse_host_port,
     same_search_attribute_type,
@@ -99,6 +101,19 @@ def test_wildcard_hosts_are_reached_on_loopback() -> None:
     assert connect_host("0.0.0.0") == "127.0.0.1"
     assert connect_host("::") == "::1"
     assert connect_host("localhost") == "localhost"
+
+
+def test_free_ports_are_outside_the_range_outgoing_connections_take() -> None:
+    # An outgoing connection's port, taken between picking a port and its
+    # server binding it, kept the stack's mail sink from starting once.
+    ephemeral = ephemeral_ports()
+    ports = free_ports(8)
+    assert len(set(ports)) == 8
+    assert not [port for port in ports if port in ephemeral]
+    for port in ports:  # and free: each can be listened on
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
 
 
 def test_search_attribute_types_as_the_cli_lists_them() -> None:
