@@ -81,6 +81,13 @@ USER_AGENT = "payments-webhooks/1"
 FIRST_ATTEMPTS_BUDGET = 60.0
 # Reading one payment's announced events, within the budget.
 READ_BUDGET = 20.0
+# A batch of first attempts lasts at least this long. While it runs, its
+# dispatch workflow's task is open, so the announcements that arrive meanwhile
+# wait on the server and come to the next batch in one task: under load a
+# task, a marker and a read of the endpoints serve several payments, not one
+# each. A quiet merchant's first attempts go out as soon as they arrive; what
+# they did not deliver is handed on this much later.
+BATCH_WINDOW = 0.2
 # POSTs in flight at once to one endpoint in one batch of first attempts:
 # more buys no speed from a receiver that answers at once, and costs the
 # client's connection pool, which looks at every open connection on each
@@ -151,6 +158,7 @@ class WebhookActivities:
         whose events cannot be read is handed on whole, an endpoint that times
         out is not tried again in the batch, and what the batch's budget does
         not reach is handed on untried."""
+        ends = asyncio.get_running_loop().time() + BATCH_WINDOW
         # At most a second old: the API answers a change of the endpoints only
         # once that long has passed (payments/webhook_service.py).
         endpoints = await self._directory.of(batch.merchant_id)
@@ -170,6 +178,7 @@ class WebhookActivities:
             done.pending_events.extend(payment_done.pending_events)
             done.forward.extend(payment_done.forward)
         done.slow = sorted(attempts.timed_out)
+        await asyncio.sleep(ends - asyncio.get_running_loop().time())
         return done
 
     async def _first_attempts_of(

@@ -15,7 +15,9 @@ Where things live, and why:
   that receives it: per payment and endpoint in ``seq`` order, stopping at
   the first that fails. One workflow task and one marker serve many
   payments, which is what keeps webhooks cheap: a workflow per payment cost
-  a merchant with one endpoint two thirds of its throughput. Its state keeps
+  a merchant with one endpoint two thirds of its throughput. A batch lasts
+  at least ``BATCH_WINDOW`` (activities/webhooks.py): while its task is open
+  the next announcements gather on the server. Its state keeps
   the newest successes per endpoint (:data:`RECENT_DELIVERIES`), which the
   API lists with a query.
 - What a first attempt did not deliver is handed on (:class:`HandOff`) to

@@ -383,6 +383,36 @@ async def test_first_attempts_that_deliver_start_no_workflow_per_payment(stack: 
     assert dispatch.status == WorkflowExecutionStatus.RUNNING
 
 
+async def test_payments_that_come_while_a_batch_runs_share_the_next(stack: Stack) -> None:
+    """Announcements that arrive while a batch of first attempts runs wait on
+    the server and come to the next batch together: ten payments started
+    40 ms apart take a few batches (a workflow task and a marker each), not
+    one each, and every event still arrives once, in order."""
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        await _endpoint(stack, merchant, url)
+        await _pay(stack, merchant)  # starts the merchant's dispatch workflow
+        await receiver.wait_for(lambda r: len(r) == 3)
+        paid = []
+        for _ in range(10):
+            paid.append(await _pay(stack, merchant))
+            await asyncio.sleep(0.04)
+        await receiver.wait_for(lambda r: len(r) == 33)
+    history = await stack.client.get_workflow_handle(dispatch_workflow_id(merchant)).fetch_history()
+    batches = [
+        event
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        and b"deliver_first_attempts"
+        in event.marker_recorded_event_attributes.details["data"].payloads[0].data
+    ]
+    assert 2 <= len(batches) <= 1 + 5
+    for payment_id in paid:
+        seqs = [r.json()["seq"] for r in receiver.received if r.json()["payment_id"] == payment_id]
+        assert len(seqs) == 3 and seqs == sorted(set(seqs))
+
+
 async def test_an_endpoint_that_times_out_does_not_hold_up_the_others(stack: Stack) -> None:
     """One endpoint accepts the connection and never answers: its first
     attempt times out (10 s) while the other endpoint gets every event at
