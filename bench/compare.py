@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -344,27 +344,61 @@ def _padding() -> int:
 # -- processes and memory ------------------------------------------------------------
 
 
-_REQUESTS = re.compile(r"^service_requests\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+_SERIES = re.compile(r"^(?P<name>\w+)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+-]+)$")
+
+
+def scrape(metrics_url: str) -> str:
+    """The dev server's Prometheus metrics, as text."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        return str(answer.read().decode())
 
 
 def requests_by_operation(metrics_url: str) -> collections.Counter[str]:
     """Requests the dev server's frontend has served so far, by operation."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
-        return frontend_requests(answer.read().decode())
+    return frontend_requests(scrape(metrics_url))
+
+
+def frontend_series(metrics: str, name: str) -> collections.defaultdict[str, float]:
+    """One of the frontend's series in a Prometheus scrape, summed over
+    namespaces, by operation."""
+    summed: collections.defaultdict[str, float] = collections.defaultdict(float)
+    for line in metrics.splitlines():
+        found = _SERIES.match(line)
+        if not found or found["name"] != name:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
+        if labels.get("service_name") == "frontend":
+            summed[labels.get("operation", "?")] += float(found["value"])
+    return summed
 
 
 def frontend_requests(metrics: str) -> collections.Counter[str]:
     """The frontend's ``service_requests`` counters in a Prometheus scrape, by
     operation: what clients and workers asked of Temporal."""
-    counted: collections.Counter[str] = collections.Counter()
-    for line in metrics.splitlines():
-        found = _REQUESTS.match(line)
-        if not found:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', found["labels"]))
-        if labels.get("service_name") == "frontend":
-            counted[labels.get("operation", "?")] += int(float(found["value"]))
-    return counted
+    counted = frontend_series(metrics, "service_requests")
+    return collections.Counter({operation: int(n) for operation, n in counted.items()})
+
+
+def mean_latency_ms(before: str, after: str, operations: Iterable[str]) -> dict[str, float]:
+    """How long the frontend took to answer each of ``operations`` on average,
+    between two scrapes (``service_latency``, in seconds; a long poll's is
+    how long it waited for work)."""
+
+    series = {
+        name: (frontend_series(before, name), frontend_series(after, name))
+        for name in ("service_latency_sum", "service_latency_count")
+    }
+
+    def between(name: str, operation: str) -> float:
+        earlier, later = series[name]
+        return later[operation] - earlier[operation]
+
+    means: dict[str, float] = {}
+    for operation in operations:
+        count = between("service_latency_count", operation)
+        if count > 0:
+            means[operation] = round(1000 * between("service_latency_sum", operation) / count, 1)
+    return means
 
 
 def per_payment(

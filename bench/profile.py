@@ -139,7 +139,7 @@ async def _profile(
                 for name, pid in profiled.items()
             }
             try:
-                requests_before = compare.requests_by_operation(metrics_url)
+                scraped_before = compare.scrape(metrics_url)
                 cpu_before = cpu_by_process(pids)
                 progress = compare.Progress(seconds)
                 if rate:
@@ -150,7 +150,7 @@ async def _profile(
                     loaded = await compare.closed_loop(op, concurrency, seconds, progress)
                 progress.close()
                 cpu_after = cpu_by_process(pids)
-                requests_after = compare.requests_by_operation(metrics_url)
+                scraped_after = compare.scrape(metrics_url)
                 for spy in spies.values():
                     spy.wait(timeout=120)
             finally:
@@ -159,6 +159,9 @@ async def _profile(
                         spy.kill()
                         spy.wait()
     done = max(1, len(loaded.ok))
+    requests = compare.per_payment(
+        compare.frontend_requests(scraped_before), compare.frontend_requests(scraped_after), done
+    )
     result: dict[str, Any] = {
         "path": path,
         "payments": len(loaded.ok),
@@ -167,7 +170,11 @@ async def _profile(
         "cpu_ms_per_payment": {
             name: round(1000 * (cpu_after[name] - cpu_before[name]) / done, 1) for name in pids
         },
-        "temporal_requests_per_payment": compare.per_payment(requests_before, requests_after, done),
+        "temporal_requests_per_payment": requests,
+        # Over the whole run, the server's side of each of those requests.
+        "temporal_mean_latency_ms": compare.mean_latency_ms(
+            scraped_before, scraped_after, requests
+        ),
         "hottest": {},
     }
     for name in profiled:

@@ -46,6 +46,23 @@ def test_requests_per_payment_leave_out_what_payments_did_not_cause() -> None:
     }
 
 
+def test_mean_latency_is_the_frontends_between_two_scrapes() -> None:
+    before = (
+        'service_latency_sum{namespace="default",operation="SignalWithStartWorkflowExecution",'
+        'service_name="frontend"} 1.5\n'
+        'service_latency_count{namespace="default",operation="SignalWithStartWorkflowExecution",'
+        'service_name="frontend"} 100\n'
+        'service_latency_sum{operation="SignalWithStartWorkflowExecution",'
+        'service_name="history"} 9\n'
+    )
+    after = before.replace("} 1.5", "} 3.5").replace("} 100", "} 180").replace("} 9", "} 90")
+    # 2 s over 80 requests, the history service's own series left out; an
+    # operation without requests in between has no mean.
+    assert compare.mean_latency_ms(
+        before, after, ["SignalWithStartWorkflowExecution", "StartWorkflowExecution"]
+    ) == {"SignalWithStartWorkflowExecution": 25.0}
+
+
 def _point(level: float, p50: float, first: float) -> dict[str, Any]:
     return {
         "level": level,
