@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := run
-.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list bench-webhooks bench-observability clean distclean
+.PHONY: run test install lint fmt typecheck unit histories bench bench-quick bench-load bench-profile bench-list bench-webhooks bench-observability bench-start clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,11 @@ bench-webhooks: $(STAMP)
 
 bench-observability: $(STAMP)
 	$(BIN)/python -m bench.observability $(ARGS)
+
+# Where a 202's milliseconds go: bare start_workflow, ours from the SDK, the API in
+# process, the API over HTTP; bench/results/start_cost.json.
+bench-start: $(STAMP)
+	$(BIN)/python -m bench.start_cost $(ARGS)
 
 clean:
 	rm -f $(STAMP) $(BENCH_STAMP)

@@ -256,7 +256,7 @@ class Paths:
         self.http = http
         self.bare = bare
         self.task_queue = task_queue
-        self.padding = _padding()
+        self.padding = payment_sized_padding()
         # The workflow each path ran last, to count what one payment left in Temporal.
         self.last: dict[str, str] = {}
 
@@ -325,7 +325,7 @@ class Paths:
         raise RuntimeError("stream ended before the payment settled")
 
 
-def _padding() -> int:
+def payment_sized_padding() -> int:
     """Filler that makes the bare workflows' input as large as a real PaymentInput."""
     real = PaymentInput(
         payment_id="pay_" + "x" * 24,
