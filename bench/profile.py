@@ -104,6 +104,8 @@ async def run(
                     "/v1/webhook_endpoints", json={"url": url, "enabled_events": ["*"]}
                 )
                 made.raise_for_status()
+            if endpoints:
+                await webhooks.past_the_tells()
             result = await _profile(stack, metrics_url, path, seconds, concurrency, rate, top)
             return {"endpoints": endpoints, **result}
 
