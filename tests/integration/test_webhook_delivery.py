@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from support import Received, Receiver, Stack, running_stack, serving
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 
 from payments.models import CapturePayment, CreatePayment, RefundPayment
 from payments.refusals import Refused
@@ -343,14 +344,18 @@ async def test_a_fast_payment_announces_its_events_once(stack: Stack) -> None:
         payment_id = await _pay(stack, merchant)
         await receiver.wait_for(_has("payment.captured"))
     history = await stack.client.get_workflow_handle(payment_id).fetch_history()
-    announcements = [
+    assert len(_local_activity_markers(history, "announce_events")) == 1
+
+
+def _local_activity_markers(history: WorkflowHistory, activity: str) -> list[HistoryEvent]:
+    """The markers of a history's local activities of type ``activity``."""
+    return [
         event
         for event in history.events
         if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
-        and b"announce_events"
+        and activity.encode()
         in event.marker_recorded_event_attributes.details["data"].payloads[0].data
     ]
-    assert len(announcements) == 1
 
 
 async def test_first_attempts_that_deliver_start_no_workflow_per_payment(stack: Stack) -> None:
@@ -400,13 +405,7 @@ async def test_payments_that_come_while_a_batch_runs_share_the_next(stack: Stack
             await asyncio.sleep(0.04)
         await receiver.wait_for(lambda r: len(r) == 33)
     history = await stack.client.get_workflow_handle(dispatch_workflow_id(merchant)).fetch_history()
-    batches = [
-        event
-        for event in history.events
-        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
-        and b"deliver_first_attempts"
-        in event.marker_recorded_event_attributes.details["data"].payloads[0].data
-    ]
+    batches = _local_activity_markers(history, "deliver_first_attempts")
     assert 2 <= len(batches) <= 1 + 5
     for payment_id in paid:
         seqs = [r.json()["seq"] for r in receiver.received if r.json()["payment_id"] == payment_id]
