@@ -2,7 +2,8 @@
 
 - ``announce_events``, from the payment workflow: if the merchant has an
   endpoint that wants one of the events just recorded, tell the merchant's
-  dispatch workflow (signal-with-start). A merchant without endpoints costs
+  dispatch workflow (a signal-with-start, shared with the payments that
+  announce meanwhile: :class:`Announcer`). A merchant without endpoints costs
   a look in a cache (:class:`EndpointDirectory`).
 - ``deliver_first_attempts``, from the dispatch workflow: for a batch of
   payments, read their announced events and send each to every endpoint
@@ -34,24 +35,20 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import StartBatchOperationRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from payments import events, memo
 from payments.listing import quote
 from payments.models import Event, PaymentState
 from payments.names import (
-    MERCHANT,
-    WEBHOOK_DISPATCH_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
-    DeliverySignals,
     Signals,
 )
 from payments.names import WebhookActivities as Names
 from payments.outbound import Outbound
 from payments.rendering import render
 from payments.settings import Settings
-from payments.webhook_service import EndpointDirectory, first_attempts
+from payments.webhook_service import Announcer, EndpointDirectory, first_attempts
 from payments.webhooks import (
     ENDPOINT_DELETED,
     ENDPOINT_DISABLED,
@@ -60,7 +57,6 @@ from payments.webhooks import (
     DeliveryOutcome,
     DeliveryRequest,
     DeliveryStatus,
-    DispatchInput,
     EndpointStatus,
     FirstAttempts,
     FirstAttemptsDone,
@@ -71,7 +67,6 @@ from payments.webhooks import (
     WebhookEvent,
     WebhooksOn,
     deliveries_workflow_id,
-    dispatch_workflow_id,
     event_id,
 )
 
@@ -114,6 +109,7 @@ class WebhookActivities:
         self._settings = settings
         self._outbound = outbound
         self._directory = directory or EndpointDirectory(client)
+        self._announcer = Announcer(client)
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -135,18 +131,7 @@ class WebhookActivities:
             for stored in endpoints
         ):
             return False
-        await self._client.start_workflow(
-            WEBHOOK_DISPATCH_WORKFLOW_TYPE,
-            DispatchInput(merchant_id=announcement.merchant_id),
-            id=dispatch_workflow_id(announcement.merchant_id),
-            task_queue=activity.info().task_queue,
-            start_signal=DeliverySignals.ANNOUNCE,
-            start_signal_args=[announcement],
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(MERCHANT, announcement.merchant_id)]
-            ),
-            static_summary=f"webhooks of merchant {announcement.merchant_id}: first attempts",
-        )
+        await self._announcer.announce(announcement, activity.info().task_queue)
         return True
 
     @activity.defn(name=Names.FIRST_ATTEMPTS)

@@ -88,6 +88,8 @@ DELIVERIES_QUERY: Final = "deliveries"
 
 class DeliverySignals:
     ANNOUNCE: Final = "announce"
+    # Several payments' announcements at once (the worker groups them).
+    ANNOUNCE_ALL: Final = "announce_all"
     REDELIVER: Final = "redeliver"
     # First attempts the dispatch workflow made, handed on for their retries.
     HAND_OFF: Final = "hand_off"

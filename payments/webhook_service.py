@@ -38,10 +38,12 @@ from payments.settings import Settings
 from payments.webhooks import (
     ENDPOINTS_CACHE_SECONDS,
     AddEndpoint,
+    Announcement,
     ChangeEndpoint,
     CreateEndpoint,
     DeliveriesInput,
     Delivery,
+    DispatchInput,
     Endpoint,
     EndpointRef,
     EndpointsInput,
@@ -133,6 +135,78 @@ class EndpointDirectory:
         then announces its events)."""
         endpoints = await self.of(merchant_id)
         return any(s.endpoint.status is EndpointStatus.ENABLED for s in endpoints)
+
+
+# At most this many announcements go in one signal (a few hundred bytes each).
+ANNOUNCEMENTS_PER_SIGNAL = 100
+
+
+class Announcer:
+    """The payments' announcements to their merchant's dispatch workflow,
+    group-committed: per merchant one signal-with-start in flight at a time,
+    and the announcements that come while it is go out together in the next
+    one. A quiet merchant's announcement leaves at once; under load one
+    request and one history event serve many payments (the dev server spends
+    about 6 ms on a signal-with-start to one busy workflow, and a sixteenth of
+    that on each of sixteen announcements in one). ``announce`` returns once
+    its announcement is in the dispatch workflow's history, and raises what
+    the request raised, for the caller's retry."""
+
+    def __init__(self, client: Client, most: int = ANNOUNCEMENTS_PER_SIGNAL) -> None:
+        self._client = client
+        self._most = most
+        self._waiting: dict[tuple[str, str], list[tuple[Announcement, asyncio.Future[None]]]] = {}
+        self._sending: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    async def announce(self, announcement: Announcement, task_queue: str) -> None:
+        key = (announcement.merchant_id, task_queue)
+        sent = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append((announcement, sent))
+        if key not in self._sending:
+            self._sending[key] = asyncio.ensure_future(self._send_all(key))
+        await sent
+
+    async def _send_all(self, key: tuple[str, str]) -> None:
+        try:
+            while batch := self._next_batch(key):
+                try:
+                    await self._signal(key, [announcement for announcement, _ in batch])
+                except Exception as err:
+                    for _, sent in batch:
+                        if not sent.done():
+                            sent.set_exception(err)
+                except BaseException:
+                    for _, sent in batch:
+                        sent.cancel()
+                    raise
+                else:
+                    for _, sent in batch:
+                        if not sent.done():
+                            sent.set_result(None)
+        finally:
+            del self._sending[key]
+
+    def _next_batch(self, key: tuple[str, str]) -> list[tuple[Announcement, asyncio.Future[None]]]:
+        """The oldest waiting announcements, those whose caller gave up left out."""
+        waiting = [(a, sent) for a, sent in self._waiting.pop(key, []) if not sent.done()]
+        if len(waiting) > self._most:
+            self._waiting[key] = waiting[self._most :]
+        return waiting[: self._most]
+
+    async def _signal(self, key: tuple[str, str], announcements: list[Announcement]) -> None:
+        merchant_id, task_queue = key
+        await self._client.start_workflow(
+            names.WEBHOOK_DISPATCH_WORKFLOW_TYPE,
+            DispatchInput(merchant_id=merchant_id),
+            id=dispatch_workflow_id(merchant_id),
+            task_queue=task_queue,
+            start_signal=names.DeliverySignals.ANNOUNCE_ALL,
+            start_signal_args=[announcements],
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(names.MERCHANT, merchant_id)]
+            ),
+            static_summary=f"webhooks of merchant {merchant_id}: first attempts",
+        )
 
 
 class WebhookService:

@@ -670,7 +670,12 @@ class WebhookDispatchWorkflow:
 
     @workflow.signal(name=DeliverySignals.ANNOUNCE)
     def announce(self, announcement: Announcement) -> None:
+        """One payment's announcement (a worker before announcements were grouped)."""
         self._inbox.append(announcement)
+
+    @workflow.signal(name=DeliverySignals.ANNOUNCE_ALL)
+    def announce_all(self, announcements: list[Announcement]) -> None:
+        self._inbox.extend(announcements)
 
     @workflow.query(name=DELIVERIES_QUERY)
     def deliveries(self) -> list[Delivery]:

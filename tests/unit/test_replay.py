@@ -63,6 +63,8 @@ EXPECTED_PATHS = {
     "webhook_endpoints",
     # First attempts in batches (the dispatch workflow), the rest handed on.
     "webhook_dispatch",
+    # The same, recorded before the worker grouped announcements (one per signal).
+    "webhook_dispatch_one_announcement",
     "webhook_handoff",
     # Customer action (3-D Secure): approved, failed, canceled while waiting,
     # out of time, and approved with no webhook (found by the payment's look).

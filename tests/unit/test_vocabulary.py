@@ -45,7 +45,7 @@ def test_the_webhook_workflows_answer_to_their_names() -> None:
     assert set(deliveries.queries) == {"deliveries"}
     dispatch = workflow._Definition.must_from_class(WebhookDispatchWorkflow)
     assert dispatch.name == "WebhookDispatchWorkflow"
-    assert set(dispatch.signals) == {"announce"}
+    assert set(dispatch.signals) == {"announce", "announce_all"}
     assert set(dispatch.queries) == {"deliveries"}
 
 
