@@ -51,6 +51,15 @@ def announcement(payment_id: str, merchant_id: str = "acme") -> Announcement:
     )
 
 
+def announcing(
+    announcer: Announcer, payment_id: str, merchant_id: str = "acme"
+) -> asyncio.Future[None]:
+    """The payment's announcement, on its way in the background."""
+    return asyncio.ensure_future(
+        announcer.announce(announcement(payment_id, merchant_id), "payments")
+    )
+
+
 def bounded(test: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
     """A broken announcer fails the test in a second instead of hanging it."""
 
@@ -71,13 +80,10 @@ async def settle() -> None:
 async def test_what_comes_while_a_signal_is_in_flight_goes_out_together_next() -> None:
     client = HeldClient()
     announcer = Announcer(client)  # type: ignore[arg-type]
-    first = asyncio.ensure_future(announcer.announce(announcement("pay_1"), "payments"))
+    first = announcing(announcer, "pay_1")
     await settle()
     assert client.sent == [(dispatch_workflow_id("acme"), ["pay_1"])]
-    later = [
-        asyncio.ensure_future(announcer.announce(announcement(f"pay_{n}"), "payments"))
-        for n in (2, 3, 4)
-    ]
+    later = [announcing(announcer, f"pay_{n}") for n in (2, 3, 4)]
     await settle()
     assert len(client.sent) == 1  # they wait for the one in flight
     assert not any(task.done() for task in [first, *later])
@@ -94,10 +100,7 @@ async def test_what_comes_while_a_signal_is_in_flight_goes_out_together_next() -
 async def test_merchants_do_not_wait_for_each_other() -> None:
     client = HeldClient()
     announcer = Announcer(client)  # type: ignore[arg-type]
-    tasks = [
-        asyncio.ensure_future(announcer.announce(announcement("pay_a", merchant), "payments"))
-        for merchant in ("acme", "globex")
-    ]
+    tasks = [announcing(announcer, "pay_a", merchant) for merchant in ("acme", "globex")]
     await settle()
     assert sorted(workflow_id for workflow_id, _ in client.sent) == sorted(
         [dispatch_workflow_id("acme"), dispatch_workflow_id("globex")]
@@ -111,12 +114,9 @@ async def test_merchants_do_not_wait_for_each_other() -> None:
 async def test_a_failed_signal_fails_every_announcement_in_it_and_the_next_goes_out() -> None:
     client = HeldClient()
     announcer = Announcer(client)  # type: ignore[arg-type]
-    first = asyncio.ensure_future(announcer.announce(announcement("pay_1"), "payments"))
+    first = announcing(announcer, "pay_1")
     await settle()
-    later = [
-        asyncio.ensure_future(announcer.announce(announcement(f"pay_{n}"), "payments"))
-        for n in (2, 3)
-    ]
+    later = [announcing(announcer, f"pay_{n}") for n in (2, 3)]
     await settle()
     client.release()
     await first
@@ -124,7 +124,7 @@ async def test_a_failed_signal_fails_every_announcement_in_it_and_the_next_goes_
     for task in later:
         with pytest.raises(RuntimeError, match="unavailable"):
             await task
-    retried = asyncio.ensure_future(announcer.announce(announcement("pay_2"), "payments"))
+    retried = announcing(announcer, "pay_2")
     await settle()
     assert client.sent[-1] == (dispatch_workflow_id("acme"), ["pay_2"])
     client.release()
@@ -135,10 +135,10 @@ async def test_a_failed_signal_fails_every_announcement_in_it_and_the_next_goes_
 async def test_an_announcement_whose_caller_gave_up_is_left_out() -> None:
     client = HeldClient()
     announcer = Announcer(client)  # type: ignore[arg-type]
-    first = asyncio.ensure_future(announcer.announce(announcement("pay_1"), "payments"))
+    first = announcing(announcer, "pay_1")
     await settle()
-    gave_up = asyncio.ensure_future(announcer.announce(announcement("pay_2"), "payments"))
-    kept = asyncio.ensure_future(announcer.announce(announcement("pay_3"), "payments"))
+    gave_up = announcing(announcer, "pay_2")
+    kept = announcing(announcer, "pay_3")
     await settle()
     gave_up.cancel()
     client.release()
@@ -153,12 +153,9 @@ async def test_an_announcement_whose_caller_gave_up_is_left_out() -> None:
 async def test_one_signal_carries_at_most_so_many() -> None:
     client = HeldClient()
     announcer = Announcer(client, most=2)  # type: ignore[arg-type]
-    first = asyncio.ensure_future(announcer.announce(announcement("pay_1"), "payments"))
+    first = announcing(announcer, "pay_1")
     await settle()
-    later = [
-        asyncio.ensure_future(announcer.announce(announcement(f"pay_{n}"), "payments"))
-        for n in (2, 3, 4)
-    ]
+    later = [announcing(announcer, f"pay_{n}") for n in (2, 3, 4)]
     await settle()
     for _ in range(3):
         client.release()
