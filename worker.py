@@ -3,6 +3,9 @@
 SIGTERM or SIGINT shuts it down gracefully: it stops polling, lets in-flight
 activities finish (or hands them back to Temporal after the grace period), and
 exits, so nothing is lost or done twice.
+
+:func:`serving` is the same worker for another process: the API runs one with
+``PAYMENTS_API_WORKER`` (api/app.py), for eager workflow start.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -85,10 +90,28 @@ def build_worker(
     )
 
 
-def telemetry_runtime(settings: Settings) -> Runtime:
-    """The Temporal runtime: its Prometheus endpoint serves the SDK's metrics
+@asynccontextmanager
+async def serving(
+    client: Client, settings: Settings, tracing: Tracing | None = None
+) -> AsyncIterator[Worker]:
+    """The worker, polling from entry until exit, with the gateway's client and
+    the outbound HTTP client it uses, which are closed after it stops."""
+    gateway = build_gateway(settings)
+    outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
+    if tracing is not None:
+        tracing.instrument_httpx()
+    try:
+        async with build_worker(client, settings, gateway, build_archive(settings), outbound) as w:
+            yield w
+    finally:
+        await gateway.aclose()
+        await outbound.aclose()
+
+
+def telemetry_runtime(address: str, setting: str = "PAYMENTS_WORKER_METRICS_ADDRESS") -> Runtime:
+    """The Temporal runtime of a process that runs a worker: its Prometheus
+    endpoint at ``address`` (``setting``; "" for none) serves the SDK's metrics
     and ours (payments/metrics.py), durations in seconds."""
-    address = settings.worker_metrics_address
     if not address:
         return Runtime(telemetry=TelemetryConfig())
     prometheus = PrometheusConfig(
@@ -100,7 +123,7 @@ def telemetry_runtime(settings: Settings) -> Runtime:
         runtime = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     except ValueError as err:
         raise SystemExit(
-            f"worker: cannot serve metrics on PAYMENTS_WORKER_METRICS_ADDRESS={address} ({err}); "
+            f"cannot serve the worker's metrics on {setting}={address} ({err}); "
             "set a free address, or an empty one for none"
         ) from None
     return runtime
@@ -131,24 +154,19 @@ async def main() -> None:
     if settings.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
     tracing = Tracing.from_environment(WORKER_SERVICE)
-    runtime = telemetry_runtime(settings)
+    runtime = telemetry_runtime(settings.worker_metrics_address)
     client = await connect(
         settings,
         runtime=runtime,
         interceptors=tracing.temporal_interceptors() if tracing else [],
     )
     metrics.zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
-    gateway = build_gateway(settings)
-    outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
-    if tracing is not None:
-        tracing.instrument_httpx()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         await warn_about_retention(client, settings)
-        worker = build_worker(client, settings, gateway, build_archive(settings), outbound)
         runs = ReconciliationService(client, settings.task_queue)
         if await runs.ensure_schedule(settings.reconciliation_interval):
             log.info(
@@ -158,7 +176,7 @@ async def main() -> None:
             log.info("created the stuck-payment count's schedule")
         if await ensure_archiver(client, settings.task_queue, settings.archive_interval):
             log.info("started the archiver (a pass every %s)", settings.archive_interval)
-        async with worker:
+        async with serving(client, settings, tracing):
             codec = client.data_converter.payload_codec
             log.info(
                 "worker ready on task queue %r (gateway: %s, payloads %s)",
@@ -171,8 +189,6 @@ async def main() -> None:
             await stop.wait()
             log.info("shutting down: finishing in-flight activities")
     finally:
-        await gateway.aclose()
-        await outbound.aclose()
         if tracing is not None:
             tracing.shutdown()  # what is still buffered goes out
     log.info("worker stopped")

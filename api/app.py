@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import unquote_plus
 
 from fastapi import FastAPI, Response
@@ -25,11 +25,14 @@ from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.ids import TOKEN_TAG
+from payments.metrics import zero_series
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
 from payments.tracing import API_SERVICE, Tracing, payment_in_path
 from payments.webhook_service import EndpointDirectory
+
+log = logging.getLogger("api")
 
 
 def create_app(
@@ -42,19 +45,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
-        app.state.temporal_client = client or await connect(
-            settings,
-            lazy=True,
-            interceptors=tracing.temporal_interceptors() if tracing else [],
-        )
-        app.state.webhook_endpoints = EndpointDirectory(app.state.temporal_client)
-        registering = (
-            asyncio.create_task(demo.keep_demo_endpoint(app)) if settings.demo_merchant else None
-        )
-        yield
-        if registering is not None:
-            registering.cancel()
+        async with AsyncExitStack() as stack:
+            if settings.api_worker:
+                await host_worker(app, stack, settings, client, tracing)
+            else:
+                # Lazy: the API starts (and /healthz answers 503) while Temporal is down.
+                app.state.temporal_client = client or await connect(
+                    settings,
+                    lazy=True,
+                    interceptors=tracing.temporal_interceptors() if tracing else [],
+                )
+            app.state.webhook_endpoints = EndpointDirectory(app.state.temporal_client)
+            if settings.demo_merchant:
+                registering = asyncio.create_task(demo.keep_demo_endpoint(app))
+                stack.callback(registering.cancel)
+            yield
 
     app = FastAPI(
         title="Payments",
@@ -103,6 +108,36 @@ def create_app(
             server_request_hook=payment_in_path,
         )
     return app
+
+
+async def host_worker(
+    app: FastAPI,
+    stack: AsyncExitStack,
+    settings: Settings,
+    client: Client | None,
+    tracing: Tracing | None,
+) -> None:
+    """``PAYMENTS_API_WORKER``: worker.py's worker in this process, on the API's
+    own client, which eager start needs; so that client connects at startup
+    (the API waits for Temporal) and its runtime serves the worker's metrics.
+    Shut down gracefully, like worker.py's, when the API stops."""
+    # Imported here: an API without a worker loads no workflow or gateway code.
+    from worker import serving, telemetry_runtime
+
+    if client is None:
+        runtime = telemetry_runtime(
+            settings.api_worker_metrics_address, "PAYMENTS_API_WORKER_METRICS_ADDRESS"
+        )
+        client = await connect(
+            settings,
+            runtime=runtime,
+            interceptors=tracing.temporal_interceptors() if tracing else [],
+        )
+        zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
+    app.state.temporal_client = client
+    await stack.enter_async_context(serving(client, settings, tracing))
+    app.state.hosts_worker = True
+    log.info("API runs a worker on task queue %r; payments start eagerly", settings.task_queue)
 
 
 def serves_metrics_on_its_port(settings: Settings) -> bool:

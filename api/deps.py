@@ -45,7 +45,13 @@ async def get_service(connection: HTTPConnection) -> PaymentService:
     state = connection.app.state
     # Set in the lifespan; an app driven without one reads endpoints each time.
     endpoints = getattr(state, "webhook_endpoints", None)
-    return PaymentService(state.temporal_client, state.settings, state.archive, endpoints)
+    return PaymentService(
+        state.temporal_client,
+        state.settings,
+        state.archive,
+        endpoints,
+        eager_start=getattr(state, "hosts_worker", False),
+    )
 
 
 async def get_reconciliation(connection: HTTPConnection) -> ReconciliationService:

@@ -4,7 +4,8 @@ latency_vs_load.png, and ends with "N of M targets met": it exits 1 when one is
 missed, unless `--report`. `--quick` (`make bench-quick`) is the short subset,
 about 3.5 minutes: a smoke test of the bench, writing quick.json and
 quick_latency_vs_load.png instead, and exiting 0 whatever its figures
-(bench/report.py says why)."""
+(bench/report.py says why). `--api-worker` runs ours with PAYMENTS_API_WORKER:
+the API runs a worker too and starts payments eagerly on it."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ import sys
 from pathlib import Path
 
 from bench import compare, report
-from bench.stacks import bench_stack
+from bench.stacks import API_WORKER_ENV, bench_stack
 
 RESULTS = Path(__file__).parent / "results"
 
 
-async def main(quick: bool, report_only: bool) -> int:
+async def main(quick: bool, report_only: bool, api_worker: bool) -> int:
     profile = compare.QUICK if quick else compare.FULL
-    with bench_stack() as (stack, metrics_url):
-        conditions = compare.conditions(stack)
+    with bench_stack(env=API_WORKER_ENV if api_worker else None) as (stack, metrics_url):
+        conditions = {**compare.conditions(stack), "api_worker": api_worker}
         result = await compare.measure(stack, metrics_url, profile)
     result["conditions"] = conditions
     judged = report.targets(result)
@@ -45,5 +46,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the short subset (about 3.5 minutes)")
     parser.add_argument("--report", action="store_true", help="exit 0 even when a target is missed")
+    parser.add_argument(
+        "--api-worker", action="store_true", help="the API runs a worker and starts eagerly"
+    )
     arguments = parser.parse_args()
-    sys.exit(asyncio.run(main(arguments.quick, arguments.report)))
+    sys.exit(asyncio.run(main(arguments.quick, arguments.report, arguments.api_worker)))

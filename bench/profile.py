@@ -37,7 +37,7 @@ import httpx
 from bench import compare, webhooks
 from bench.baseline import READY
 from bench.measure import cpu_by_process
-from bench.stacks import bench_stack
+from bench.stacks import API_WORKER_ENV, bench_stack
 from devstack import Stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -86,8 +86,10 @@ async def run(
     top: int,
     server_args: list[str],
     endpoints: int = 0,
+    api_worker: bool = False,
 ) -> dict[str, Any]:
-    with bench_stack(server_args) as (stack, metrics_url):
+    env = API_WORKER_ENV if api_worker else None
+    with bench_stack(server_args, env=env) as (stack, metrics_url):
         async with AsyncExitStack() as exits:
             # The merchant's webhook endpoints: receivers in this process.
             if endpoints:
@@ -107,7 +109,7 @@ async def run(
             if endpoints:
                 await webhooks.past_the_tells()
             result = await _profile(stack, metrics_url, path, seconds, concurrency, rate, top)
-            return {"endpoints": endpoints, **result}
+            return {"endpoints": endpoints, "api_worker": api_worker, **result}
 
 
 async def _profile(
@@ -232,6 +234,11 @@ def main() -> None:
         help="extra argument for the dev server, repeatable; e.g. "
         "--dev-server-arg=--sqlite-pragma --dev-server-arg=synchronous=normal",
     )
+    parser.add_argument(
+        "--api-worker",
+        action="store_true",
+        help="PAYMENTS_API_WORKER: the API runs a worker too and starts payments eagerly on it",
+    )
     args = parser.parse_args()
     result = asyncio.run(
         run(
@@ -242,6 +249,7 @@ def main() -> None:
             args.top,
             args.dev_server_arg,
             args.endpoints,
+            args.api_worker,
         )
     )
     print(json.dumps(result, indent=2))

@@ -19,6 +19,8 @@ DEFAULT_PORTS = frozenset({7233, 8233, 8000, 8100})
 # The bench is one merchant on purpose, polling as it likes: lift its rate limit,
 # which would otherwise be what it measures.
 BENCH_ENV = {"PAYMENTS_RATE_LIMIT_PER_SECOND": "100000", "PAYMENTS_RATE_LIMIT_BURST": "100000"}
+# `--api-worker`: the API runs a worker too and starts payments eagerly on it.
+API_WORKER_ENV = {"PAYMENTS_API_WORKER": "true"}
 
 
 def bench_config(data_dir: Path) -> StackConfig:

@@ -124,6 +124,8 @@ class StackConfig:
     api_key: str = "sk_test_demo"
     # Prometheus metrics: the worker's (SDK and ours) and the dev server's.
     worker_metrics_address: str = "127.0.0.1:9464"
+    # The API's worker's, when it runs one (PAYMENTS_API_WORKER).
+    api_worker_metrics_address: str = "127.0.0.1:9465"
     temporal_metrics_port: int = 9233
     # Where receipts go: the stack's own mail sink on this port, unless
     # ``smtp_url`` names another server (PAYMENTS_SMTP_URL).
@@ -147,6 +149,7 @@ class StackConfig:
             localstripe_port=settings.localstripe_port,
             api_key=next(iter(settings.api_keys)),
             worker_metrics_address=settings.worker_metrics_address,
+            api_worker_metrics_address=settings.api_worker_metrics_address,
             temporal_metrics_port=settings.temporal_metrics_port,
             smtp_url=os.environ.get("PAYMENTS_SMTP_URL") or None,
         )
@@ -154,9 +157,17 @@ class StackConfig:
     @classmethod
     def on_free_ports(cls, data_dir: Path, **overrides: Any) -> StackConfig:
         """Every port free and on loopback: for tests next to a running `make run`."""
-        temporal, ui, api, simulator, localstripe, worker_metrics, temporal_metrics, mail = (
-            free_ports(8)
-        )
+        (
+            temporal,
+            ui,
+            api,
+            simulator,
+            localstripe,
+            worker_metrics,
+            api_worker_metrics,
+            temporal_metrics,
+            mail,
+        ) = free_ports(9)
         config = cls(
             data_dir=data_dir.resolve(),
             temporal_address=f"127.0.0.1:{temporal}",
@@ -165,6 +176,7 @@ class StackConfig:
             simulator_port=simulator,
             localstripe_port=localstripe,
             worker_metrics_address=f"127.0.0.1:{worker_metrics}",
+            api_worker_metrics_address=f"127.0.0.1:{api_worker_metrics}",
             temporal_metrics_port=temporal_metrics,
             mail_port=mail,
         )
@@ -202,6 +214,13 @@ class StackConfig:
         return f"http://{url_host(connect_host(host))}:{port}/metrics"
 
     @property
+    def api_worker_metrics_url(self) -> str | None:
+        if not self.api_worker_metrics_address:
+            return None
+        host, port = parse_host_port(self.api_worker_metrics_address, 9465)
+        return f"http://{url_host(connect_host(host))}:{port}/metrics"
+
+    @property
     def temporal_metrics_url(self) -> str:
         return f"http://{url_host(connect_host(self.temporal_host))}:{self.temporal_metrics_port}/metrics"
 
@@ -231,6 +250,7 @@ class StackConfig:
             "PAYMENTS_GATEWAY_URL": self.gateway_url or self.simulator_url,
             "PAYMENTS_LOCALSTRIPE_PORT": str(self.localstripe_port),
             "PAYMENTS_WORKER_METRICS_ADDRESS": self.worker_metrics_address,
+            "PAYMENTS_API_WORKER_METRICS_ADDRESS": self.api_worker_metrics_address,
             "PAYMENTS_DATA_DIR": str(self.data_dir),
             "PAYMENTS_SMTP_URL": self.smtp_url or self.sink_smtp_url,
             # Line-buffered children, or "worker ready" may sit in a buffer forever.

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from pydantic import TypeAdapter
 from temporalio.client import Client
 
 from devstack import local
@@ -284,6 +285,8 @@ class Stack:
             metrics.append(f"API {api}/metrics")
         if "worker" in self.processes and self.config.worker_metrics_url:
             metrics.append(f"worker {self.config.worker_metrics_url}")
+        if "api" in self.processes and self._api_worker_metrics_url():
+            metrics.append(f"API's worker {self._api_worker_metrics_url()}")
         if "temporal" in self.processes:
             metrics.append(f"Temporal {self.config.temporal_metrics_url}")
         if metrics:
@@ -308,6 +311,11 @@ class Stack:
             lines += ["", "Create a payment:", f"  {curl}", "Watch one:", f"  {stream}"]
         lines += ["", "Ctrl-C stops everything.", ""]
         return "\n".join(lines)
+
+    def _api_worker_metrics_url(self) -> str | None:
+        """Where the API's worker serves its metrics, when it runs one."""
+        hosts = TypeAdapter(bool).validate_python(self.env.get("PAYMENTS_API_WORKER") or False)
+        return self.config.api_worker_metrics_url if hosts else None
 
     def _gateway_line(self) -> str:
         if self.gateway.name == "simulator":

@@ -124,10 +124,14 @@ class PaymentService:
         settings: Settings,
         archive: Archive | None = None,
         endpoints: EndpointDirectory | None = None,
+        eager_start: bool = False,
     ):
         self.client = client
         self.settings = settings
         self.archive = archive
+        # A worker on this client polls the task queue: ask Temporal to hand it
+        # each new payment's first workflow task with the start's answer.
+        self.eager_start = eager_start
         # Whether a merchant has webhook endpoints, as this process last read
         # it (an API keeps one for all its requests; without, read each time).
         self.endpoints = endpoints or EndpointDirectory(client, ttl=0)
@@ -189,6 +193,7 @@ class PaymentService:
                 memo=memo.at_start(state, request_fingerprint),
                 static_summary=summary(request),
                 static_details=request.description,
+                request_eager_start=self.eager_start,
             )
             return Started(state, True)
         except WorkflowAlreadyStartedError:

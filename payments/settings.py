@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     receipt_from: str = "Payments <receipts@payments.example.com>"
 
     task_queue: str = "payments"
+    # The API runs a worker of its own for the task queue, beside worker.py's,
+    # and starts each payment on it eagerly (Temporal's eager workflow start):
+    # the start's answer carries the payment's first workflow task, so no task
+    # is dispatched and a payment whose gateway answers at once settles there
+    # (README, "Performance and scaling"). The API process then holds the
+    # gateway's credentials and runs workflow code; its worker's metrics are
+    # served on their own address ("" for none).
+    api_worker: bool = False
+    api_worker_metrics_address: str = "127.0.0.1:9465"
     temporal_ui_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8233")
 
     # Comment lines on idle event streams, so proxies do not cut them.

@@ -261,6 +261,22 @@ def event_types(events: list[Event]) -> list[str]:
     return [event.type for event in events]
 
 
+async def status_of(http: httpx.AsyncClient, payment_id: str, want: str) -> str:
+    """The payment's status once it is ``want``, or the last one read after a
+    minute; through processes restarting under it (errors read as no status)."""
+    status = ""
+    for _ in range(600):  # the API and worker reconnect on their own
+        try:
+            response = await http.get(f"/v1/payments/{payment_id}")
+            status = response.json().get("status", "") if response.status_code == 200 else ""
+        except httpx.TransportError:
+            status = ""
+        if status == want:
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
 async def simulator_ledger(simulator_url: str, payment_id: str) -> list[dict[str, Any]]:
     """What the running simulator committed for ``payment_id`` (its ``/_ledger``)."""
     async with httpx.AsyncClient(base_url=simulator_url) as simulator:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from standardwebhooks import Webhook
-from support import Received, Receiver, serving, simulator_ledger
+from support import Received, Receiver, serving, simulator_ledger, status_of
 
 from devstack import Stack, StackConfig
 
@@ -27,20 +27,6 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig.on_free_ports(tmp_path_factory.mktemp("crash-stack"))
     with Stack(config, output=lambda line: None) as stack:
         yield stack
-
-
-async def status_of(http: httpx.AsyncClient, payment_id: str, want: str) -> str:
-    status = ""
-    for _ in range(600):  # the API and worker reconnect on their own
-        try:
-            response = await http.get(f"/v1/payments/{payment_id}")
-            status = response.json().get("status", "") if response.status_code == 200 else ""
-        except httpx.TransportError:
-            status = ""
-        if status == want:
-            break
-        await asyncio.sleep(0.1)
-    return status
 
 
 async def test_temporal_killed_with_payments_in_flight(own_stack: Stack) -> None:

@@ -19,7 +19,6 @@ from temporalio.worker import Replayer
 from devstack import free_ports
 from payments import metrics
 from payments.models import Refund, RefundCommand
-from payments.settings import Settings
 from worker import telemetry_runtime
 from workflows.payment import PaymentWorkflow
 
@@ -54,7 +53,7 @@ def value(text: str, name: str, **labels: str) -> float:
 async def metered(dev_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
     """A client whose runtime serves Prometheus metrics, as the worker's does."""
     (port,) = free_ports(1)
-    runtime = telemetry_runtime(Settings(worker_metrics_address=f"127.0.0.1:{port}"))
+    runtime = telemetry_runtime(f"127.0.0.1:{port}")
     client = await Client.connect(
         dev_env.client.service_client.config.target_host,
         namespace=dev_env.client.namespace,

@@ -585,3 +585,10 @@ def test_the_data_directory_is_the_owners_alone(tmp_path: Path, wide_umask: None
     wide.mkdir(mode=0o755)
     _set_up(wide)
     assert stat.S_IMODE(wide.stat().st_mode) == 0o700
+
+
+def test_the_apis_worker_is_told_its_metrics_address(tmp_path: Path) -> None:
+    config = StackConfig.on_free_ports(tmp_path)
+    stack = Stack(config, env={"PAYMENTS_API_WORKER": "true"})
+    assert stack.env["PAYMENTS_API_WORKER_METRICS_ADDRESS"] == config.api_worker_metrics_address
+    assert config.api_worker_metrics_url == f"http://{config.api_worker_metrics_address}/metrics"
