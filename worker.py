@@ -96,6 +96,10 @@ async def serving(
 ) -> AsyncIterator[Worker]:
     """The worker, polling from entry until exit, with the gateway's client and
     the outbound HTTP client it uses, which are closed after it stops."""
+    # One INFO line per gateway request is what each payment's history already
+    # holds, and writing it was a tenth of the gateway call's cost (bench/profile.py).
+    if settings.log_level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     gateway = build_gateway(settings)
     outbound = Outbound(allow_private=settings.webhook_allow_private_addresses)
     if tracing is not None:
@@ -149,10 +153,6 @@ async def warn_about_retention(client: Client, settings: Settings) -> None:
 async def main() -> None:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    # One INFO line per gateway request is what each payment's history already
-    # holds, and writing it was a tenth of the gateway call's cost (bench/profile.py).
-    if settings.log_level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     tracing = Tracing.from_environment(WORKER_SERVICE)
     runtime = telemetry_runtime(settings.worker_metrics_address)
     client = await connect(

@@ -69,6 +69,14 @@ def ephemeral_ports() -> range:
         return range(32768, 61000)
 
 
+def metrics_url(address: str, default_port: int) -> str | None:
+    """Where a client scrapes metrics served on ``address`` (None: "", none served)."""
+    if not address:
+        return None
+    host, port = parse_host_port(address, default_port)
+    return f"http://{url_host(connect_host(host))}:{port}/metrics"
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Distinct ports that were free a moment ago (all held open until all are
     picked), outside the kernel's ephemeral range: a port the kernel picks for
@@ -208,17 +216,11 @@ class StackConfig:
 
     @property
     def worker_metrics_url(self) -> str | None:
-        if not self.worker_metrics_address:
-            return None
-        host, port = parse_host_port(self.worker_metrics_address, 9464)
-        return f"http://{url_host(connect_host(host))}:{port}/metrics"
+        return metrics_url(self.worker_metrics_address, 9464)
 
     @property
     def api_worker_metrics_url(self) -> str | None:
-        if not self.api_worker_metrics_address:
-            return None
-        host, port = parse_host_port(self.api_worker_metrics_address, 9465)
-        return f"http://{url_host(connect_host(host))}:{port}/metrics"
+        return metrics_url(self.api_worker_metrics_address, 9465)
 
     @property
     def temporal_metrics_url(self) -> str:

@@ -25,7 +25,9 @@ def hosting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, s
     config = StackConfig.on_free_ports(tmp_path_factory.mktemp("api-worker-stack"))
     assert config.api_worker_metrics_url is not None
     env = {"PAYMENTS_API_WORKER": "true"}
-    with Stack(config, env=env, output=lambda line: None) as stack:
+    lines: list[str] = []
+    with Stack(config, env=env, output=lines.append) as stack:
+        stack.output_lines = lines  # type: ignore[attr-defined]
         yield stack, config.api_worker_metrics_url
 
 
@@ -73,9 +75,11 @@ async def test_payments_start_on_the_apis_worker_and_settle_there(
             for e in history.events
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
         ]
-        assert completed and completed[
-            0
-        ].workflow_task_completed_event_attributes.identity.startswith(api_identity)
+        first = completed[0].workflow_task_completed_event_attributes
+        assert first.identity.startswith(api_identity), first.identity
+    # Like worker.py, the API's worker writes no log line per gateway request.
+    logged = stack.output_lines  # type: ignore[attr-defined]
+    assert not [line for line in logged if "HTTP Request: POST" in line and "/v1/auth" in line]
 
 
 async def test_the_apis_worker_serves_its_metrics(
