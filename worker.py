@@ -133,6 +133,25 @@ def telemetry_runtime(address: str, setting: str = "PAYMENTS_WORKER_METRICS_ADDR
     return runtime
 
 
+async def worker_client(
+    settings: Settings,
+    metrics_address: str,
+    tracing: Tracing | None,
+    setting: str = "PAYMENTS_WORKER_METRICS_ADDRESS",
+) -> Client:
+    """A client for a process that runs a worker: connected at once (a worker
+    cannot use a lazy one), its runtime serving the metrics on
+    ``metrics_address``, every payment counter's series there from the start."""
+    runtime = telemetry_runtime(metrics_address, setting)
+    client = await connect(
+        settings,
+        runtime=runtime,
+        interceptors=tracing.temporal_interceptors() if tracing else [],
+    )
+    metrics.zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
+    return client
+
+
 async def warn_about_retention(client: Client, settings: Settings) -> None:
     """A namespace that deletes closed histories sooner than the service expects
     shortens the time the archiver has to copy them: say so, loudly."""
@@ -154,13 +173,7 @@ async def main() -> None:
     settings = load_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     tracing = Tracing.from_environment(WORKER_SERVICE)
-    runtime = telemetry_runtime(settings.worker_metrics_address)
-    client = await connect(
-        settings,
-        runtime=runtime,
-        interceptors=tracing.temporal_interceptors() if tracing else [],
-    )
-    metrics.zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
+    client = await worker_client(settings, settings.worker_metrics_address, tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

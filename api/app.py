@@ -25,7 +25,6 @@ from archive import build_archive
 from payments.archive import Archive
 from payments.cards import redact_card_numbers
 from payments.ids import TOKEN_TAG
-from payments.metrics import zero_series
 from payments.production import load_settings
 from payments.settings import Settings
 from payments.temporal import connect
@@ -122,18 +121,15 @@ async def host_worker(
     (the API waits for Temporal) and its runtime serves the worker's metrics.
     Shut down gracefully, like worker.py's, when the API stops."""
     # Imported here: an API without a worker loads no workflow or gateway code.
-    from worker import serving, telemetry_runtime
+    from worker import serving, worker_client
 
     if client is None:
-        runtime = telemetry_runtime(
-            settings.api_worker_metrics_address, "PAYMENTS_API_WORKER_METRICS_ADDRESS"
-        )
-        client = await connect(
+        client = await worker_client(
             settings,
-            runtime=runtime,
-            interceptors=tracing.temporal_interceptors() if tracing else [],
+            settings.api_worker_metrics_address,
+            tracing,
+            "PAYMENTS_API_WORKER_METRICS_ADDRESS",
         )
-        zero_series(runtime.metric_meter, client.namespace, settings.task_queue)
     app.state.temporal_client = client
     await stack.enter_async_context(serving(client, settings, tracing))
     app.state.hosts_worker = True
