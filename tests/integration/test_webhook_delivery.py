@@ -347,6 +347,22 @@ async def test_a_fast_payment_announces_its_events_once(stack: Stack) -> None:
     assert len(_local_activity_markers(history, "announce_events")) == 1
 
 
+async def test_an_endpoint_for_captures_only_gets_a_fast_payments_capture(
+    stack: Stack,
+) -> None:
+    """A fast payment records its request, authorization and capture in one
+    workflow task; an endpoint that wants only the capture gets it, and only
+    it (the task's announcement is filtered by all the types it recorded)."""
+    merchant = _merchant()
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        await _endpoint(stack, merchant, url, ["payment.captured"])
+        payment_id = await _pay(stack, merchant)
+        received = await receiver.wait_for(_has("payment.captured"))
+    assert _types(received) == ["payment.captured"]
+    assert received[0].json()["payment_id"] == payment_id
+
+
 def _local_activity_markers(history: WorkflowHistory, activity: str) -> list[HistoryEvent]:
     """The markers of a history's local activities of type ``activity``."""
     return [
