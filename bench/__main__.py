@@ -5,7 +5,8 @@ missed, unless `--report`. `--quick` (`make bench-quick`) is the short subset,
 about 3.5 minutes: a smoke test of the bench, writing quick.json and
 quick_latency_vs_load.png instead, and exiting 0 whatever its figures
 (bench/report.py says why). `--api-worker` runs ours with PAYMENTS_API_WORKER:
-the API runs a worker too and starts payments eagerly on it."""
+the API runs a worker too and starts payments eagerly on it; a full run of it
+writes latest_api_worker.json and latency_vs_load_api_worker.png."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ async def main(quick: bool, report_only: bool, api_worker: bool) -> int:
     result["targets"] = [
         {"target": target, "measured": measured, "met": met} for target, measured, met in judged
     ]
-    files = report.outputs(RESULTS, quick=quick)
+    files = report.outputs(RESULTS, quick=quick, api_worker=api_worker)
     RESULTS.mkdir(exist_ok=True)
     files.results.write_text(json.dumps(result, indent=2) + "\n")
     report.plot(result, files.plot)

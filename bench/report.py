@@ -58,11 +58,16 @@ class Outputs:
     plot: Path
 
 
-def outputs(directory: Path, *, quick: bool) -> Outputs:
-    """The full run's files are the committed ones; a quick run's are its own
+def outputs(directory: Path, *, quick: bool, api_worker: bool = False) -> Outputs:
+    """The full run's files are the committed ones, a run with the worker in
+    the API (``--api-worker``) beside the default's; a quick run's are its own
     (and ignored by git), so it never overwrites what the README quotes."""
     if quick:
         return Outputs(directory / "quick.json", directory / "quick_latency_vs_load.png")
+    if api_worker:
+        return Outputs(
+            directory / "latest_api_worker.json", directory / "latency_vs_load_api_worker.png"
+        )
     return Outputs(directory / "latest.json", directory / "latency_vs_load.png")
 
 

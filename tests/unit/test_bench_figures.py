@@ -298,8 +298,11 @@ def test_a_result_from_before_the_floor_renders_and_misses_what_it_lacks() -> No
     assert not [row for row in rows if row.startswith("| floor")]
 
 
-def test_the_committed_full_run_renders_with_every_target() -> None:
-    committed = json.loads(report.outputs(RESULTS, quick=False).results.read_text())
+@pytest.mark.parametrize("api_worker", [False, True], ids=["default", "api_worker"])
+def test_the_committed_full_run_renders_with_every_target(api_worker: bool) -> None:
+    files = report.outputs(RESULTS, quick=False, api_worker=api_worker)
+    committed = json.loads(files.results.read_text())
+    assert committed["conditions"]["api_worker"] is api_worker
     rows = _rows(committed)
     for target, _, _ in report.targets(committed):
         assert [row for row in rows if row.startswith(f"| {target} |")]
@@ -317,9 +320,15 @@ def _ignored_by_git(path: Path) -> bool:
 def test_a_quick_run_leaves_the_full_runs_files_alone() -> None:
     full = report.outputs(RESULTS, quick=False)
     quick = report.outputs(RESULTS, quick=True)
-    # The full run's are the ones the README quotes, committed.
+    with_worker = report.outputs(RESULTS, quick=False, api_worker=True)
+    # The full runs' are the ones the README quotes, committed: the default's,
+    # and beside them those of a run with the worker in the API.
     assert (full.results.name, full.plot.name) == ("latest.json", "latency_vs_load.png")
     assert {quick.results, quick.plot}.isdisjoint({full.results, full.plot})
+    assert {with_worker.results, with_worker.plot}.isdisjoint({full.results, full.plot})
+    assert not _ignored_by_git(with_worker.results) and not _ignored_by_git(with_worker.plot)
+    # What a quick run with the worker writes is still the quick run's.
+    assert report.outputs(RESULTS, quick=True, api_worker=True) == quick
     assert (quick.results.parent, quick.plot.parent) == (RESULTS, RESULTS)
     assert (quick.results.suffix, quick.plot.suffix) == (".json", ".png")
     assert _ignored_by_git(quick.results) and _ignored_by_git(quick.plot)
