@@ -4,6 +4,8 @@ directory starts it from empty)."""
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from gateway.simulator.app import create_app
@@ -14,6 +16,9 @@ from payments.production import load_settings
 
 def main() -> None:
     settings = load_settings()
+    # As the API and the worker log: the webhook tries (gateway.simulator.notify)
+    # are the first thing to read when a payment was not woken by its webhook.
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # The app closes the file as it shuts down: uvicorn ends the process by
     # re-raising SIGTERM or SIGINT, so nothing after uvicorn.run would run.

@@ -62,11 +62,13 @@ class Notifier:
         self._sending: set[asyncio.Task[None]] = set()
 
     def send(self, authentication: Authentication) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(event_of(authentication)))
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(event_of(authentication), authentication.reference)
+        )
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _deliver(self, event: dict[str, object]) -> None:
+    async def _deliver(self, event: dict[str, object], payment_id: str) -> None:
         body = json.dumps(event, separators=(",", ":")).encode()
         for attempt, pause in enumerate((0.0, *_BACKOFF), start=1):
             await asyncio.sleep(pause)
@@ -77,12 +79,34 @@ class Notifier:
             try:
                 response = await self._client.post(self._url, content=body, headers=headers)
             except httpx.HTTPError as err:
-                log.info("webhook %s: try %d failed: %s", event["id"], attempt, type(err).__name__)
+                log.info(
+                    "webhook %s of %s: try %d failed: %s",
+                    event["id"],
+                    payment_id,
+                    attempt,
+                    type(err).__name__,
+                )
                 continue
             if response.is_success:
+                # The service's answer says whether it reached a running payment.
+                log.info(
+                    "webhook %s of %s: try %d answered %s",
+                    event["id"],
+                    payment_id,
+                    attempt,
+                    response.text[:200],
+                )
                 return
-            log.info("webhook %s: try %d got %d", event["id"], attempt, response.status_code)
-        log.warning("webhook %s not delivered to %s: gave up", event["id"], self._url)
+            log.info(
+                "webhook %s of %s: try %d got %d",
+                event["id"],
+                payment_id,
+                attempt,
+                response.status_code,
+            )
+        log.warning(
+            "webhook %s of %s not delivered to %s: gave up", event["id"], payment_id, self._url
+        )
 
     async def aclose(self) -> None:
         for task in list(self._sending):

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import Browser
-from support import chromium
+from support import QUICK_DELETES, chromium
 from temporalio.client import Client
 
 from devstack import Stack, StackConfig
@@ -34,13 +34,18 @@ def stack(
         # record tests see a closed payment archived in moments.
         "PAYMENTS_ARCHIVE_INTERVAL": "2",
     }
-    with Stack(StackConfig.on_free_ports(data_dir), env=env, output=lines.append) as running:
+    config = StackConfig.on_free_ports(data_dir)
+    with Stack(config, env=env, output=lines.append, dev_server_args=QUICK_DELETES) as running:
         running.output_lines = lines  # type: ignore[attr-defined]
         yield running
     if request.session.testsfailed:
-        # What the processes said is the first thing to read when an e2e test fails.
-        print("\n--- stack output (last 200 lines) ---")
-        print("\n".join(lines[-200:]))
+        # What the processes said is the first thing to read when an e2e test
+        # fails. Written past pytest's capture, which would swallow a print here.
+        terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line("\n--- stack output (last 200 lines) ---")
+            for line in lines[-200:]:
+                terminal.write_line(line)
 
 
 @pytest.fixture

@@ -50,6 +50,13 @@ async def _stream(http: httpx.AsyncClient, payment: dict[str, Any]) -> list[dict
     return events
 
 
+def _said_about(stack: Stack, payment_id: str) -> str:
+    """What the stack's processes logged about the payment (the simulator's
+    webhook tries among them), for a failure's message."""
+    lines = getattr(stack, "output_lines", [])
+    return "\n".join(line for line in lines if payment_id in line) or "(nothing logged)"
+
+
 async def test_approve_on_the_challenge_page_then_the_payment_succeeds(
     http: httpx.AsyncClient, stack: Stack
 ) -> None:
@@ -76,7 +83,7 @@ async def test_approve_on_the_challenge_page_then_the_payment_succeeds(
         "payment.authenticated",
         "payment.authorized",
         "payment.captured",
-    ]
+    ], _said_about(stack, payment["id"])
     done = (await http.get(f"/v1/payments/{payment['id']}")).json()
     assert (done["status"], done["amount_captured"], done["next_action"]) == (
         "succeeded",
