@@ -20,7 +20,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from ops_config import expressions, read_query
-from support import Receiver, chromium, serving
+from support import PROMPT_BACKLOG_GAUGES, Receiver, chromium, serving
 from temporalio.client import Client
 
 from devstack import Stack, StackConfig, free_ports
@@ -57,7 +57,9 @@ async def traced(
             # Export within a fraction of a second, not the default five.
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
-        async with Stack(config, env=env, output=lambda _: None) as stack:
+        async with Stack(
+            config, env=env, output=lambda _: None, dev_server_args=PROMPT_BACKLOG_GAUGES
+        ) as stack:
             yield stack, receiver
 
 
@@ -232,7 +234,8 @@ async def test_a_real_prometheus_finds_every_metric_the_rules_and_dashboard_use(
     wanted = {name for _, expr in expressions() for name, _ in read_query(expr).selectors}
     async with prometheus(_prometheus_config(stack), tmp_path) as url, httpx.AsyncClient() as http:
         missing = wanted
-        # The server's backlog gauges come with its task-queue stats, once a minute.
+        # The server's backlog gauges come with its task-queue stats: once a
+        # minute by default, every second on this stack (PROMPT_BACKLOG_GAUGES).
         for _ in range(180):
             try:
                 answer = await http.get(f"{url}/api/v1/label/__name__/values")

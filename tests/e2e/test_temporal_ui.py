@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 from support import simulator_ledger
 
 from devstack import Stack
@@ -35,6 +36,24 @@ async def pay(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return payment
 
 
+async def shown(
+    page: Page, locator: Locator, again: Callable[[], Awaitable[object]] | None = None
+) -> None:
+    """Until ``locator`` is on the page. Each look gives the UI ten seconds to
+    fetch and render (it takes about four here; a count right after a reload
+    finds the table still empty, every time); only then a reload, and
+    ``again`` (a tab's click), for what Temporal has recorded since."""
+    for _ in range(4):
+        try:
+            await expect(locator).to_be_visible(timeout=10_000)
+            return
+        except AssertionError:
+            await page.reload()
+            if again is not None:
+                await again()
+    await expect(locator).to_be_visible()
+
+
 async def row(page: Page, payment_id: str) -> list[str]:
     """The cells of the list's row for one payment, as the UI shows them."""
     cells = page.locator("tr", has=page.get_by_text(payment_id, exact=True)).locator("td")
@@ -52,12 +71,7 @@ async def test_the_list_shows_payments_with_their_status_and_amount(
     # Only these two (the stack is shared): the list's query, as the UI's filter writes it.
     query = f'WorkflowId = "{paid["id"]}" OR WorkflowId = "{declined["id"]}"'
     await page.goto(f"{stack.temporal_ui_url}/namespaces/default/workflows?query={quote(query)}")
-    for _ in range(20):  # visibility catches up within moments
-        if await page.get_by_text(declined["id"], exact=True).count():
-            break
-        await page.wait_for_timeout(500)
-        await page.reload()
-    await expect(page.get_by_text(declined["id"], exact=True)).to_be_visible()
+    await shown(page, page.get_by_text(declined["id"], exact=True))  # visibility catches up
 
     await page.click('[data-testid="workflows-summary-table-configuration-button"]')
     for column in ("Run ID", "Type", "End"):
@@ -120,15 +134,10 @@ async def test_a_payment_whose_gateway_is_down_shows_what_it_waits_for(
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await page.goto(f"{stack.temporal_ui_url}/namespaces/default/workflows/{payment_id}")
 
-    await page.get_by_role("tab", name=re.compile("Pending Activities")).click()
-    pending = page.get_by_text("GatewayUnavailable").first
-    for _ in range(20):  # the first retry's failure shows once it is recorded
-        if await pending.count():
-            break
-        await page.wait_for_timeout(500)
-        await page.reload()
-        await page.get_by_role("tab", name=re.compile("Pending Activities")).click()
-    await expect(pending).to_be_visible()
+    tab = page.get_by_role("tab", name=re.compile("Pending Activities"))
+    await tab.click()
+    # The first retry's failure shows once it is recorded.
+    await shown(page, page.get_by_text("GatewayUnavailable").first, tab.click)
     await expect(page.get_by_text("authorize", exact=True).first).to_be_visible()
     await page.screenshot(path=ARTIFACTS / "temporal-ui-gateway-down.png", full_page=True)
 
