@@ -247,12 +247,14 @@ async def test_a_real_prometheus_finds_every_metric_the_rules_and_dashboard_use(
                     break
             await asyncio.sleep(0.5)
         assert not missing, f"in the rules or the dashboard, not in any scrape: {sorted(missing)}"
-        up = (await http.get(f"{url}/api/v1/query", params={"query": "up"})).json()
-        assert {r["metric"]["job"]: r["value"][1] for r in up["data"]["result"]} == {
-            "payments-api": "1",
-            "payments-worker": "1",
-            "temporal": "1",
-        }
+        every_job_up = {"payments-api": "1", "payments-worker": "1", "temporal": "1"}
+        for _ in range(60):  # a job's latest scrape may lag the names a moment
+            up = (await http.get(f"{url}/api/v1/query", params={"query": "up"})).json()
+            jobs = {r["metric"]["job"]: r["value"][1] for r in up["data"]["result"]}
+            if jobs == every_job_up:
+                break
+            await asyncio.sleep(0.5)
+        assert jobs == every_job_up
         # What the README shows: Prometheus' own graph of payments by outcome.
         expression = "sum by (status) (payments_settled_total)"
         async with chromium() as browser:
