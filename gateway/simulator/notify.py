@@ -70,6 +70,7 @@ class Notifier:
 
     async def _deliver(self, event: dict[str, object], payment_id: str) -> None:
         body = json.dumps(event, separators=(",", ":")).encode()
+        about = f"webhook {event['id']} of {payment_id}"
         for attempt, pause in enumerate((0.0, *_BACKOFF), start=1):
             await asyncio.sleep(pause)
             headers = {
@@ -79,34 +80,14 @@ class Notifier:
             try:
                 response = await self._client.post(self._url, content=body, headers=headers)
             except httpx.HTTPError as err:
-                log.info(
-                    "webhook %s of %s: try %d failed: %s",
-                    event["id"],
-                    payment_id,
-                    attempt,
-                    type(err).__name__,
-                )
+                log.info("%s: try %d failed: %s", about, attempt, type(err).__name__)
                 continue
             if response.is_success:
                 # The service's answer says whether it reached a running payment.
-                log.info(
-                    "webhook %s of %s: try %d answered %s",
-                    event["id"],
-                    payment_id,
-                    attempt,
-                    response.text[:200],
-                )
+                log.info("%s: try %d answered %s", about, attempt, response.text[:200])
                 return
-            log.info(
-                "webhook %s of %s: try %d got %d",
-                event["id"],
-                payment_id,
-                attempt,
-                response.status_code,
-            )
-        log.warning(
-            "webhook %s of %s not delivered to %s: gave up", event["id"], payment_id, self._url
-        )
+            log.info("%s: try %d got %d", about, attempt, response.status_code)
+        log.warning("%s not delivered to %s: gave up", about, self._url)
 
     async def aclose(self) -> None:
         for task in list(self._sending):
