@@ -25,9 +25,11 @@ import uvicorn
 from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.payment_activities import PaymentActivities
@@ -598,3 +600,18 @@ def requests_sent(gateway: Any) -> list[httpx.Request]:
 def request_shape(request: httpx.Request) -> str:
     """``POST /v1/payment_intents/{id}/confirm``: what a request does, ids aside."""
     return request.method + " " + re.sub(r"/(pi|re|ch)_\w+", "/{id}", request.url.path)
+
+
+# A skip of the time-skipping server's clock, as an RPC. Core's default bound
+# for an RPC is 30 s, which a skip of a day with retries in flight outlasted
+# once on a busy machine (RPCError: Timeout expired).
+SKIP_TIMEOUT = timedelta(seconds=55)
+
+
+async def skip_time(
+    env: WorkflowEnvironment, duration: timedelta, bound: timedelta = SKIP_TIMEOUT
+) -> None:
+    """``duration`` on the server's clock, as ``env.sleep`` skips it, the RPC within ``bound``."""
+    request = SleepRequest()
+    request.duration.FromTimedelta(duration)
+    await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=bound)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support import TEST_SERVER, event_types, register_search_attributes, running_stack
+from support import TEST_SERVER, event_types, register_search_attributes, running_stack, skip_time
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -118,7 +118,7 @@ async def test_a_lost_webhook_is_recovered_by_the_lookup(
         waiting, authentication_id = await stack.waiting_on_customer()
         stack.gateway.ledger.decide(authentication_id, approve=True)
         # No webhook ever comes: the payment's own look, a few seconds on, finds it.
-        await time_env.sleep(timedelta(seconds=15))
+        await skip_time(time_env, timedelta(seconds=15))
         done = await stack.wait_status(waiting.id, "succeeded", "failed")
         assert done.status == "succeeded"
         assert stack.kinds(waiting.id) == ["authorization", "capture"]
@@ -133,9 +133,9 @@ async def test_no_authentication_within_the_window_fails_the_payment(
 ) -> None:
     async with running_stack(time_env.client, task_queue) as stack:
         waiting, authentication_id = await stack.waiting_on_customer()
-        await time_env.sleep(timedelta(minutes=59))
+        await skip_time(time_env, timedelta(minutes=59))
         assert (await stack.get(waiting.id)).status == "requires_action"
-        await time_env.sleep(timedelta(minutes=2))
+        await skip_time(time_env, timedelta(minutes=2))
         failed = await stack.wait_status(waiting.id, "failed", "succeeded")
 
         assert failed.failure is not None
@@ -219,7 +219,7 @@ async def _never_answered(time_env: WorkflowEnvironment, task_queue: str) -> Non
         gateway.down = True
         await stack.update(waiting.id, "cancel", CancelCommand(reason="gone"), PaymentState)
         for _ in range(3):
-            await time_env.sleep(timedelta(hours=16))
+            await skip_time(time_env, timedelta(hours=16))
             read, told = await stack.get(waiting.id), await stack.query(waiting.id)
             assert read.model_dump() == told.model_dump()
             assert (told.next_action is not None) == (told.status == "requires_action")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support import event_types, running_stack
+from support import event_types, running_stack, skip_time
 from temporalio.testing import WorkflowEnvironment
 
 from gateway.simulator.core import Faults
@@ -20,9 +20,9 @@ async def test_uncaptured_authorization_expires_after_seven_days(
     async with running_stack(time_env.client, task_queue) as stack:
         created = await stack.create(capture_method="manual")
         await stack.wait_status(created.id, "requires_capture")
-        await time_env.sleep(timedelta(days=6))
+        await skip_time(time_env, timedelta(days=6))
         assert (await stack.get(created.id)).status == "requires_capture"
-        await time_env.sleep(timedelta(days=1, hours=1))
+        await skip_time(time_env, timedelta(days=1, hours=1))
         expired = await stack.wait_status(created.id, "canceled")
         assert expired.amount_capturable == 0
         assert stack.kinds(created.id) == ["authorization", "void"]
@@ -44,7 +44,7 @@ async def test_refund_window_closes_the_workflow(
         )
         await stack.wait_status(created.id, "partially_refunded")
         handle = time_env.client.get_workflow_handle(created.id, result_type=PaymentState)
-        await time_env.sleep(timedelta(days=181))
+        await skip_time(time_env, timedelta(days=181))
         final = await handle.result()
         assert final.amount_refunded == 100
         with pytest.raises(Refused) as closed:
@@ -64,7 +64,7 @@ async def test_a_capture_that_never_got_an_answer_is_looked_up(
         # than the capture step keeps trying (a day).
         stack.gateway.ledger.faults = Faults(drop_reply_rate=1.0)
         await stack.update(created.id, "capture", CapturePayment(), PaymentState)
-        await time_env.sleep(timedelta(days=1, hours=1))
+        await skip_time(time_env, timedelta(days=1, hours=1))
         done = await stack.wait_status(created.id, "succeeded", "failed")
         stack.gateway.ledger.faults = Faults()
         # Not "failed and voided": the lookup found the capture that did happen.
@@ -81,7 +81,7 @@ async def test_no_capture_after_the_authorization_expired(
         await stack.wait_status(created.id, "requires_capture")
         # The void after expiry is slow: a capture arriving meanwhile must be refused.
         stack.gateway.ledger.faults = Faults(latency_ms=3000)
-        await time_env.sleep(timedelta(days=7, minutes=1))
+        await skip_time(time_env, timedelta(days=7, minutes=1))
         with pytest.raises(Refused) as refused:
             await stack.update(created.id, "capture", CapturePayment(), PaymentState)
         assert refused.value.code in ("payment_not_capturable", "payment_closed")

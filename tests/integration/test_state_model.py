@@ -63,9 +63,9 @@ from support import (
     event_types,
     register_search_attributes,
     running_stack,
+    skip_time,
 )
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
-from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
@@ -113,9 +113,7 @@ MODEL_SETTINGS = settings(
 MAX_PAYMENTS = 3
 # No real call of the model should take this long; a hung one fails the step.
 CALL_TIMEOUT = 60.0
-# A skip of the server's clock, as an RPC: within the call's own bound. Core's
-# default for an RPC is 30 s, which a skip of a day with retries in flight
-# outlasted once on a busy machine (RPCError: Timeout expired).
+# A skip of the server's clock (support.skip_time): within the call's own bound.
 SKIP_TIMEOUT = timedelta(seconds=CALL_TIMEOUT - 5)
 
 # No timer of the workflow may fire within MARGIN of a moment the model acts
@@ -635,12 +633,7 @@ class Harness:
         self.gateway = gateway
 
     async def skip(self, duration: timedelta) -> None:
-        """``duration`` on the server's clock, as ``env.sleep`` skips it."""
-        request = SleepRequest()
-        request.duration.FromTimedelta(duration)
-        await self.env.client.test_service.unlock_time_skipping_with_sleep(
-            request, timeout=SKIP_TIMEOUT
-        )
+        await skip_time(self.env, duration, SKIP_TIMEOUT)
 
     def run(self, call: Coroutine[Any, Any, T]) -> T:
         future = asyncio.run_coroutine_threadsafe(call, self.loop)
