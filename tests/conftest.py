@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +20,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 LOCALSTRIPE_BIN = Path(sys.executable).parent / "localstripe"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a suite in which two tests share a node id: run alone, pytest
+    runs both, but pytest-xdist (``make test``) keeps its work by id and runs
+    one, and the other passes without having run."""
+    counts = Counter(item.nodeid for item in items)
+    twins = sorted(nodeid for nodeid, count in counts.items() if count > 1)
+    if twins:
+        raise pytest.UsageError(
+            "tests sharing a node id (pytest-xdist would run only one of each): " + ", ".join(twins)
+        )
 
 
 @pytest.fixture(scope="session")

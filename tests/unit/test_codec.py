@@ -103,6 +103,8 @@ def test_key_lists_parse_in_order() -> None:
         ("k1:not base64 at all", "not valid base64"),
         (f"{NEW.entry()},{NEW.entry()}", "listed twice"),
     ],
+    # Not the values: a key generated at import would give each process its own id.
+    ids=["no separator", "bad id", "short key", "not base64", "listed twice"],
 )
 def test_bad_key_lists_are_refused_without_echoing_the_key(value: str, problem: str) -> None:
     with pytest.raises(EncryptionKeyError, match=problem):
