@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import tempfile
 import uuid
@@ -615,3 +616,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Free what the SDK's clients and workers left in reference cycles while
+    # the interpreter still runs: freed during its shutdown, their Rust side
+    # aborted the process (PyGILState_Release) after every recording.
+    gc.collect()
