@@ -25,7 +25,8 @@ LOCALSTRIPE_BIN = Path(sys.executable).parent / "localstripe"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Refuse a suite in which two tests share a node id: run alone, pytest
     runs both, but pytest-xdist (``make test``) keeps its work by id and runs
-    one, and the other passes without having run."""
+    one, and the other passes without having run. Under xdist the refusal
+    shows as an INTERNALERROR (exit 3); ``pytest --collect-only`` names them."""
     counts = Counter(item.nodeid for item in items)
     twins = sorted(nodeid for nodeid, count in counts.items() if count > 1)
     if twins:
