@@ -33,6 +33,7 @@ from support import (  # noqa: E402
     register_search_attributes,
     running_stack,
     serving,
+    skip_time,
 )
 from temporalio.api.common.v1 import WorkflowExecution  # noqa: E402
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest  # noqa: E402
@@ -320,7 +321,7 @@ async def action_canceled(stack: Stack, env: WorkflowEnvironment) -> str:
 async def action_timeout(stack: Stack, env: WorkflowEnvironment) -> str:
     waiting, _ = await stack.waiting_on_customer(return_url=RETURN_URL)
     payment_id = waiting.id
-    await env.sleep(timedelta(hours=1, minutes=1))
+    await skip_time(env, timedelta(hours=1, minutes=1))
     await stack.wait_status(payment_id, "failed")
     return payment_id
 
@@ -329,9 +330,9 @@ async def action_lookup(stack: Stack, env: WorkflowEnvironment) -> str:
     """Approved, and no webhook: the payment's own look finds it."""
     waiting, authentication_id = await stack.waiting_on_customer(return_url=RETURN_URL)
     payment_id = waiting.id
-    await env.sleep(timedelta(seconds=25))
+    await skip_time(env, timedelta(seconds=25))
     stack.gateway.ledger.decide(authentication_id, approve=True)
-    await env.sleep(timedelta(seconds=45))
+    await skip_time(env, timedelta(seconds=45))
     await stack.wait_status(payment_id, "succeeded")
     return payment_id
 
@@ -339,7 +340,7 @@ async def action_lookup(stack: Stack, env: WorkflowEnvironment) -> str:
 async def expiry(stack: Stack, env: WorkflowEnvironment) -> str:
     payment = await stack.create(capture_method="manual")
     await stack.wait_status(payment.id, "requires_capture")
-    await env.sleep(timedelta(days=7, hours=1))
+    await skip_time(env, timedelta(days=7, hours=1))
     await stack.wait_status(payment.id, "canceled")
     return payment.id
 
@@ -349,7 +350,7 @@ async def refund_window_end(stack: Stack, env: WorkflowEnvironment) -> str:
     await stack.wait_status(payment.id, "succeeded")
     await stack.update(payment.id, "refund", RefundCommand(refund_id="re_1", amount=100), Refund)
     await stack.wait_status(payment.id, "partially_refunded")
-    await env.sleep(timedelta(days=181))
+    await skip_time(env, timedelta(days=181))
     await stack.client.get_workflow_handle(payment.id).result()
     return payment.id
 
