@@ -24,7 +24,13 @@ kept) never stops the others: the pass notes it in the cursor, and every
 later pass tries it first until it is through. Only after the whole list was
 worked through does the cursor move, to where this pass began: a worker that
 was down for a day is caught up by the next pass, which starts from the same
-cursor.
+cursor. A payment Temporal deleted before any pass archived it is reported
+``lost`` and logged as an error; there is nothing left to try.
+
+The cursor also keeps when a pass last left nothing unarchived; each pass
+sets the worker's gauges from it (``payments_archive_unarchived``,
+``payments_archive_complete_pass_timestamp_seconds``), so whichever worker
+ran the latest pass, the alert ``PaymentsArchiveBehind`` reads the same time.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from payments import events, memo, names
+from payments import events, memo, metrics, names
 from payments.archive import (
     Archive,
     ArchiveCursor,
@@ -53,8 +59,8 @@ from payments.archive import (
 )
 from payments.ids import is_payment_id
 
-# What a pass did with one run it listed: the report's count it adds to.
-Outcome = Literal["archived", "runs_archived", "already_archived", "reopened", "skipped"]
+# What a pass did with one run it listed: the report's count it adds to (lost: its list).
+Outcome = Literal["archived", "runs_archived", "already_archived", "reopened", "skipped", "lost"]
 # Runs a pass copies at once.
 CONCURRENCY = 8
 # How far before the cursor a pass looks again: a payment that closed just
@@ -99,12 +105,24 @@ class ArchiveActivities:
         await self._archive_batch(batch, report)
         # Once each, however often it failed (retried, then listed again).
         report.failed = list({(f.payment_id, f.run_id): f for f in report.failed}.values())
-        await self._archive.set_cursor(ArchiveCursor(at=began, retry=report.failed))
+        complete_at = cursor.complete_at if cursor is not None else None
+        if not report.failed:
+            complete_at = self._clock()
+        await self._archive.set_cursor(
+            ArchiveCursor(at=began, retry=report.failed, complete_at=complete_at)
+        )
+        _export(report, complete_at)
         if report.archived or report.runs_archived:
             activity.logger.info(
                 "archived %d closed payments, %d earlier runs",
                 report.archived,
                 report.runs_archived,
+            )
+        for payment_id in report.lost:
+            activity.logger.error(
+                "%s was deleted from Temporal before it was archived: its record is lost "
+                "(is the namespace's retention shorter than PAYMENTS_RETENTION_DAYS?)",
+                payment_id,
             )
         for left in report.failed:
             activity.logger.warning(
@@ -151,7 +169,10 @@ class ArchiveActivities:
                 )
             )
             return
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        if outcome == "lost":
+            report.lost.append(payment_id)
+        else:
+            setattr(report, outcome, getattr(report, outcome) + 1)
 
     async def _archive_one(
         self, payment_id: str, run_id: str | None, listed_run: str | None
@@ -166,7 +187,7 @@ class ArchiveActivities:
         done = await self._archive.archived(payment_id)
         if done is not None and listed_run is not None and done[1] == listed_run:
             return "already_archived"
-        return "archived" if await self.archive_payment(payment_id) else "reopened"
+        return await self.archive_payment(payment_id)
 
     async def archive_run(self, payment_id: str, run_id: str) -> None:
         """Archive one closed run of a payment that continued as new."""
@@ -184,19 +205,22 @@ class ArchiveActivities:
             )
         )
 
-    async def archive_payment(self, payment_id: str) -> bool:
-        """Archive the payment if its workflow is closed; False if it is open."""
+    async def archive_payment(
+        self, payment_id: str
+    ) -> Literal["archived", "reopened", "already_archived", "lost"]:
+        """Archive the payment if its workflow is closed ("reopened" if it is
+        open again); if Temporal has deleted it since it was listed, its record
+        stands if a pass archived it before, else it is lost."""
         handle = self._client.get_workflow_handle(payment_id)
         try:
             description = await handle.describe()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            # Deleted meanwhile: if it was archived, that record stands.
-            return True
+            return "already_archived" if await self._archive.archived(payment_id) else "lost"
         info = description.raw_description.workflow_execution_info
         if description.close_time is None:
-            return False
+            return "reopened"
         chain = await events.fetch_run_chain(
             self._client, payment_id, description.run_id, archive=self._archive
         )
@@ -213,10 +237,21 @@ class ArchiveActivities:
             request_fingerprint=fingerprint,
         )
         await self._archive.put(record)
-        return True
+        return "archived"
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.archive_closed_payments]
+
+
+def _export(report: ArchiveReport, complete_at: datetime | None) -> None:
+    """The pass's gauges, on the worker's metrics (payments/metrics.py)."""
+    meter = activity.metric_meter()
+    meter.create_gauge(
+        metrics.ARCHIVE_UNARCHIVED, metrics.DESCRIPTIONS[metrics.ARCHIVE_UNARCHIVED]
+    ).set(len(report.failed))
+    metrics.complete_pass_gauge(meter).set(
+        complete_at.timestamp() if complete_at is not None else 0.0
+    )
 
 
 def _status_name(status: int) -> str:

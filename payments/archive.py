@@ -171,6 +171,9 @@ class ArchiveCursor(BaseModel):
 
     at: datetime
     retry: list[Unarchived] = Field(default_factory=list)
+    # When a pass last ended with nothing left unarchived (None: never yet).
+    # Kept here, not in a worker, so any worker's pass reports the same.
+    complete_at: datetime | None = None
 
 
 class ArchiveRun(BaseModel):
@@ -195,6 +198,9 @@ class ArchiveReport(BaseModel):
     skipped: int = 0
     # Could not be archived this pass: tried again by the next ones, first.
     failed: list[Unarchived] = Field(default_factory=list)
+    # Listed as closed, but Temporal had deleted them (retention, or an
+    # operator) before any pass archived them: their record is gone.
+    lost: list[str] = Field(default_factory=list)
     # The pass looked at payments closed since this time (None: since ever).
     closed_since: datetime | None = None
     # Where the next pass starts.

@@ -26,6 +26,14 @@ do not count on replay):
     payments_stuck{status,older_than}            running payments in processing
                                                  or requires_capture created
                                                  longer ago than 15m, 1h, 24h
+    payments_archive_unarchived                  closed payments (and runs) the
+                                                 archiver's last pass could not
+                                                 archive; the next tries them first
+    payments_archive_complete_pass_timestamp_seconds
+                                                 when the archiver last ended a
+                                                 pass that archived all it listed
+                                                 (0 until then, from the worker's
+                                                 start)
 
 API (prometheus-client, at /metrics):
 
@@ -39,7 +47,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from temporalio.common import MetricMeter
+from temporalio.common import MetricGaugeFloat, MetricMeter
 
 from payments import names
 
@@ -52,6 +60,8 @@ REFUNDS: Final = "payments_refunds_total"
 RECEIPTS: Final = "payments_receipts_total"
 WEBHOOK_DELIVERIES: Final = "payments_webhook_deliveries_total"
 STUCK: Final = "payments_stuck"
+ARCHIVE_UNARCHIVED: Final = "payments_archive_unarchived"
+ARCHIVE_COMPLETE_PASS: Final = "payments_archive_complete_pass_timestamp_seconds"
 
 HTTP_REQUESTS: Final = "payments_http_requests_total"
 HTTP_DURATION: Final = "payments_http_request_duration_seconds"
@@ -67,6 +77,8 @@ DESCRIPTIONS: Final = {
     RECEIPTS: "Receipts e-mailed to customers, by outcome (sent, failed).",
     WEBHOOK_DELIVERIES: "Webhook deliveries, by outcome (delivered, retrying, failed, dropped).",
     STUCK: "Running payments in a status longer than expected, by status and age.",
+    ARCHIVE_UNARCHIVED: "Closed payments and runs the archiver's last pass could not archive.",
+    ARCHIVE_COMPLETE_PASS: "Unix time the archiver last ended a pass with nothing left unarchived.",
     HTTP_REQUESTS: "HTTP requests to the API, by route template, method and status.",
     HTTP_DURATION: "HTTP request durations at the API, by route template and method.",
     STREAMS_OPEN: "Event streams (SSE and WebSocket) open at the API.",
@@ -82,6 +94,8 @@ WORKER_METRICS: Final = (
     RECEIPTS,
     WEBHOOK_DELIVERIES,
     STUCK,
+    ARCHIVE_UNARCHIVED,
+    ARCHIVE_COMPLETE_PASS,
 )
 API_METRICS: Final = (HTTP_REQUESTS, HTTP_DURATION, STREAMS_OPEN)
 
@@ -149,7 +163,9 @@ ZERO_SERIES: Final = (
 
 
 def zero_series(meter: MetricMeter, namespace: str, task_queue: str) -> None:
-    """Every counter of :data:`ZERO_SERIES` at 0 on ``meter`` (the runtime's)."""
+    """Every counter of :data:`ZERO_SERIES` at 0 on ``meter`` (the runtime's),
+    and the archiver's last complete pass at 0 (never), under the labels its
+    activity sets it with: a worker none of whose passes ever ends shows it."""
     for name, workflow_type, labels in ZERO_SERIES:
         meter.create_counter(name, DESCRIPTIONS[name]).add(
             0,
@@ -160,3 +176,12 @@ def zero_series(meter: MetricMeter, namespace: str, task_queue: str) -> None:
                 "workflow_type": workflow_type,
             },
         )
+    complete_pass_gauge(meter).set(
+        0.0,
+        {"namespace": namespace, "task_queue": task_queue, "activity_type": names.ARCHIVE_ACTIVITY},
+    )
+
+
+def complete_pass_gauge(meter: MetricMeter) -> MetricGaugeFloat:
+    """The archiver's :data:`ARCHIVE_COMPLETE_PASS` on ``meter``, in seconds."""
+    return meter.create_gauge_float(ARCHIVE_COMPLETE_PASS, DESCRIPTIONS[ARCHIVE_COMPLETE_PASS], "s")

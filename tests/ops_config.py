@@ -42,6 +42,9 @@ KNOWN_METRICS: dict[str, frozenset[str]] = {
     "payments_receipts_total": _WORKER_LABELS | {"outcome"},
     "payments_webhook_deliveries_total": _WORKER_LABELS | {"outcome"},
     "payments_stuck": _WORKER_LABELS | {"status", "older_than"},
+    # Set by the archiver's activity: the SDK's activity meter adds activity_type.
+    "payments_archive_unarchived": _SDK_LABELS | {"activity_type"},
+    "payments_archive_complete_pass_timestamp_seconds": _SDK_LABELS | {"activity_type"},
     # The Temporal SDK's own, as a worker's scrape shows them (seconds).
     "temporal_workflow_task_schedule_to_start_latency": _SDK_LABELS,
     "temporal_activity_schedule_to_start_latency": _SDK_LABELS,

@@ -333,6 +333,35 @@ async def localstripe_intents(
         params["starting_after"] = page["data"][-1]["id"]
 
 
+# -- Prometheus text, as a worker's runtime serves it --------------------------
+
+_SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_samples(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """Each sample of ``name``, by its labels (those Temporal adds left out)."""
+    found: dict[frozenset[tuple[str, str]], float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match["name"] != name:
+            continue
+        labels = {
+            k: v
+            for k, v in _LABEL.findall(match["labels"] or "")
+            if k
+            not in ("namespace", "task_queue", "service_name", "workflow_type", "activity_type")
+        }
+        key = frozenset(labels.items())
+        found[key] = found.get(key, 0.0) + float(match["value"])
+    return found
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for key, v in metric_samples(text, name).items() if wanted <= key)
+
+
 async def gone_from_temporal(client: Client, workflow_id: str, run_id: str | None = None) -> None:
     """Wait out a deletion (a few seconds on a dev server started with
     :data:`QUICK_DELETES`, half a minute on one without)."""

@@ -15,8 +15,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from support import MERCHANT, Stack, gone_from_temporal, run_closed, running_stack
+from support import (
+    MERCHANT,
+    Stack,
+    gone_from_temporal,
+    metric_value,
+    run_closed,
+    running_stack,
+)
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyType
 from temporalio.api.workflowservice.v1 import (
@@ -24,18 +32,20 @@ from temporalio.api.workflowservice.v1 import (
     ResetWorkflowExecutionRequest,
 )
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import MetricMeter
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
 from archive.filesystem import FilesystemArchive
+from devstack import free_ports
 from gateway.simulator.core import Faults
-from payments import events
+from payments import events, metrics
 from payments.archive import ArchivedPayment, ArchiveError, ArchiveReport, ArchiveRun
 from payments.models import CancelPayment, CapturePayment, CreatePayment, PaymentState
 from payments.service import PaymentService
 from payments.settings import Settings
-from worker import warn_about_retention
+from worker import telemetry_runtime, warn_about_retention
 from workflows.archive import ArchiveWorkflow
 
 MANUAL = {"capture_method": "manual"}
@@ -44,8 +54,14 @@ REQUEST = CreatePayment.model_validate(
 )
 
 
-async def archive_pass(client: Client, archive: FilesystemArchive) -> ArchiveReport:
-    report: ArchiveReport = await ActivityEnvironment().run(
+async def archive_pass(
+    client: Client, archive: FilesystemArchive, meter: MetricMeter | None = None
+) -> ArchiveReport:
+    """One pass, as the archiver's activity; its metrics on ``meter`` if given."""
+    env = ActivityEnvironment()
+    if meter is not None:
+        env.metric_meter = meter
+    report: ArchiveReport = await env.run(
         ArchiveActivities(client, archive).archive_closed_payments,
         ArchiveRun(interval_seconds=20),
     )
@@ -140,32 +156,80 @@ class Refusing(FilesystemArchive):
 async def test_a_payment_that_cannot_be_archived_holds_up_no_other(
     dev_client: Client, task_queue: str, tmp_path: Path
 ) -> None:
+    """And the worker's metrics say so: how many the last pass left, and when
+    a pass last archived everything (the alert PaymentsArchiveBehind)."""
     archive = Refusing(tmp_path)
+    (port,) = free_ports(1)
+    runtime = telemetry_runtime(f"127.0.0.1:{port}")  # serves while it lives
+    meter = runtime.metric_meter
+
+    async def gauges() -> tuple[float, float]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        return (
+            metric_value(text, metrics.ARCHIVE_UNARCHIVED),
+            metric_value(text, metrics.ARCHIVE_COMPLETE_PASS),
+        )
+
     async with running_stack(dev_client, task_queue) as stack:
         first = await stack.create(payment_method="pm_card_chargeDeclined")
         await run_closed(dev_client, first.id)
         await archived_until(dev_client, archive, first.id)  # a first pass sets a cursor
         before = await archive.cursor()
-        assert before is not None and before.retry == []
+        assert before is not None and before.retry == [] and before.complete_at is not None
         stuck, fine = [await stack.create(payment_method="pm_card_chargeDeclined") for _ in "ab"]
         archive.refused = stuck.id
         for payment in (stuck, fine):
             await run_closed(dev_client, payment.id)
         await asyncio.sleep(1)  # visibility has them closed
-        report = await archive_pass(dev_client, archive)
+        report = await archive_pass(dev_client, archive, meter)
         assert await archive.get(fine.id) is not None and await archive.get(stuck.id) is None
         assert [(f.payment_id, f.run_id) for f in report.failed] == [(stuck.id, None)]
         assert "the disk is full" in report.failed[0].error
         cursor = await archive.cursor()
         assert cursor is not None and cursor.at > before.at
         assert [left.payment_id for left in cursor.retry] == [stuck.id]
+        # Incomplete: the last complete pass is still the one before.
+        assert cursor.complete_at == before.complete_at
+        assert await gauges() == (1, pytest.approx(before.complete_at.timestamp(), abs=1e-3))
         # The store heals: the next pass tries the stuck one first, though the
         # cursor has moved past it.
         archive.refused = None
-        report = await archive_pass(dev_client, archive)
+        report = await archive_pass(dev_client, archive, meter)
         assert report.failed == [] and await archive.get(stuck.id) is not None
         healed = await archive.cursor()
         assert healed is not None and healed.retry == []
+        assert healed.complete_at is not None and healed.complete_at > cursor.at
+        assert await gauges() == (0, pytest.approx(healed.complete_at.timestamp(), abs=1e-3))
+
+
+async def test_a_payment_deleted_before_it_was_archived_is_reported_lost(
+    dev_client: Client, task_queue: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store refused it, and Temporal deleted it (retention) before the
+    store came back: its record is gone, and the pass says so, loudly, once."""
+    archive = Refusing(tmp_path)
+    async with running_stack(dev_client, task_queue) as stack:
+        doomed = await stack.create(payment_method="pm_card_chargeDeclined")
+        archive.refused = doomed.id
+        await run_closed(dev_client, doomed.id)
+        for _ in range(100):  # until visibility lists it closed
+            report = await archive_pass(dev_client, archive)
+            if [f.payment_id for f in report.failed] == [doomed.id]:
+                break
+            await asyncio.sleep(0.1)
+        assert [f.payment_id for f in report.failed] == [doomed.id]
+        await forget(dev_client, doomed.id)
+        archive.refused = None
+        with caplog.at_level(logging.ERROR):
+            report = await archive_pass(dev_client, archive)
+        assert report.lost == [doomed.id] and report.failed == []
+        assert f"{doomed.id} was deleted from Temporal before it was archived" in caplog.text
+        assert await archive.get(doomed.id) is None
+        cursor = await archive.cursor()
+        assert cursor is not None and cursor.retry == []
+        # Not tried again and again: nothing is left to try.
+        assert (await archive_pass(dev_client, archive)).lost == []
 
 
 async def test_a_run_that_continued_as_new_is_archived_when_it_closes(

@@ -5,12 +5,11 @@ outcome, and replaying the same histories moves nothing."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from support import running_stack
+from support import metric_samples, metric_value, running_stack
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -21,32 +20,6 @@ from payments import metrics
 from payments.models import Refund, RefundCommand
 from worker import telemetry_runtime
 from workflows.payment import PaymentWorkflow
-
-SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
-LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def samples(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
-    """Each sample of ``name``, by its labels (those Temporal adds left out)."""
-    found: dict[frozenset[tuple[str, str]], float] = {}
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match is None or match["name"] != name:
-            continue
-        labels = {
-            k: v
-            for k, v in LABEL.findall(match["labels"] or "")
-            if k
-            not in ("namespace", "task_queue", "service_name", "workflow_type", "activity_type")
-        }
-        key = frozenset(labels.items())
-        found[key] = found.get(key, 0.0) + float(match["value"])
-    return found
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for key, v in samples(text, name).items() if wanted <= key)
 
 
 @pytest.fixture
@@ -91,24 +64,24 @@ async def test_payments_count_once_and_replays_count_nothing(
 
     # Counters reach the endpoint when the SDK exports them: within moments.
     text = await scrape(url)
-    assert value(text, metrics.CREATED, capture_method="automatic") == 3
-    assert value(text, metrics.CREATED, capture_method="manual") == 1
-    assert value(text, metrics.SETTLED, status="succeeded") == 2
-    assert value(text, metrics.SETTLED, status="failed") == 1
-    assert value(text, metrics.SETTLED, status="requires_capture") == 1
-    assert value(text, metrics.DECLINES, decline_code="insufficient_funds") == 1
-    assert value(text, metrics.REFUNDS, status="succeeded") == 1
-    assert value(text, metrics.UNKNOWN_OUTCOMES) == 0
+    assert metric_value(text, metrics.CREATED, capture_method="automatic") == 3
+    assert metric_value(text, metrics.CREATED, capture_method="manual") == 1
+    assert metric_value(text, metrics.SETTLED, status="succeeded") == 2
+    assert metric_value(text, metrics.SETTLED, status="failed") == 1
+    assert metric_value(text, metrics.SETTLED, status="requires_capture") == 1
+    assert metric_value(text, metrics.DECLINES, decline_code="insufficient_funds") == 1
+    assert metric_value(text, metrics.REFUNDS, status="succeeded") == 1
+    assert metric_value(text, metrics.UNKNOWN_OUTCOMES) == 0
     duration = metrics.GATEWAY_DURATION + "_count"
-    assert value(text, duration, operation="authorize", outcome="ok") == 3
-    assert value(text, duration, operation="authorize", outcome="declined") == 1
-    assert value(text, duration, operation="capture", outcome="ok") == 2
-    assert value(text, duration, operation="refund", outcome="ok") == 1
-    assert value(text, duration, outcome="error") == 0
+    assert metric_value(text, duration, operation="authorize", outcome="ok") == 3
+    assert metric_value(text, duration, operation="authorize", outcome="declined") == 1
+    assert metric_value(text, duration, operation="capture", outcome="ok") == 2
+    assert metric_value(text, duration, operation="refund", outcome="ok") == 1
+    assert metric_value(text, duration, outcome="error") == 0
     # The SDK's own metrics are served beside ours.
     assert "temporal_workflow_task_execution_latency_bucket" in text
 
-    before = {name: samples(text, name) for name in metrics.WORKER_METRICS}
+    before = {name: metric_samples(text, name) for name in metrics.WORKER_METRICS}
     replayer = Replayer(
         workflows=[PaymentWorkflow],
         data_converter=pydantic_data_converter,
@@ -117,4 +90,4 @@ async def test_payments_count_once_and_replays_count_nothing(
     for history in histories:
         await replayer.replay_workflow(history)
     after_replay = await scrape(url)
-    assert {name: samples(after_replay, name) for name in metrics.WORKER_METRICS} == before
+    assert {name: metric_samples(after_replay, name) for name in metrics.WORKER_METRICS} == before

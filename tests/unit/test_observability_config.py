@@ -41,6 +41,7 @@ PANELS = (
     "Webhook deliveries by outcome",
     "Receipts by e-mail",
     "Stuck payments",
+    "Archive",
     "Workflow task schedule-to-start latency",
     "Activity schedule-to-start latency",
     "Workflow task execution latency",
@@ -53,6 +54,7 @@ ALERTS = (
     "PaymentsGatewayErrorRate",
     "PaymentsUnknownOutcomes",
     "PaymentsStuckProcessing",
+    "PaymentsArchiveBehind",
     "PaymentsWebhookFailureRatio",
     "PaymentsWebhookDeliveriesFailed",
     "PaymentsReceiptsFailing",
@@ -107,6 +109,7 @@ def test_promtool_accepts_the_prometheus_config_and_the_rules_it_loads(promtool:
 # A series' values: one a minute; `_` is no sample, `a+bxn` counts up by b n times.
 _GATEWAY = "payments_gateway_request_duration_seconds_count"
 _WEBHOOKS = "payments_webhook_deliveries_total"
+_COMPLETE_PASS = "payments_archive_complete_pass_timestamp_seconds"
 _BACKLOG_AGE = (
     'approximate_backlog_age_seconds{namespace="default", taskqueue="%s",'
     ' task_type="Workflow", partition="%d", service_name="matching"}'
@@ -152,6 +155,33 @@ ALERT_CASES: list[tuple[str, dict[str, str], list[tuple[str, list[dict[str, str]
         # A counter that was there before and moves.
         {'payments_unknown_outcomes_total{step="void", instance="w1"}': "2x15 3x15"},
         [("14m", []), ("17m", [{"step": "void", "severity": "critical"}]), ("30m", [])],
+    ),
+    (
+        "PaymentsArchiveBehind",
+        # Passes end complete every minute, then (minute 10) every pass leaves
+        # something unarchived: the time stands still. Another worker has
+        # exported 0 since its start, and never ran a pass.
+        {
+            f'{_COMPLETE_PASS}{{instance="w1"}}': "0+60x10 600x60",
+            f'{_COMPLETE_PASS}{{instance="w2"}}': "0x70",
+        },
+        [("20m", []), ("45m", []), ("52m", [{"severity": "critical"}])],
+    ),
+    (
+        "PaymentsArchiveBehind",
+        # The same two workers, the passes on w1 complete throughout.
+        {
+            f'{_COMPLETE_PASS}{{instance="w1"}}': "0+60x70",
+            f'{_COMPLETE_PASS}{{instance="w2"}}': "0x70",
+        },
+        [("60m", [])],
+    ),
+    (
+        "PaymentsArchiveBehind",
+        # No pass has ever ended: a worker's 0 from its start. (promtool's
+        # clock starts at 0, so 0 is 30 minutes old at minute 30.)
+        {f'{_COMPLETE_PASS}{{instance="w1"}}': "0x60"},
+        [("38m", []), ("42m", [{"severity": "critical"}])],
     ),
     (
         "PaymentsStuckProcessing",
