@@ -24,12 +24,14 @@ kept) never stops the others: the pass notes it in the cursor, and every
 later pass tries it first until it is through. Only after the whole list was
 worked through does the cursor move, to where this pass began: a worker that
 was down for a day is caught up by the next pass, which starts from the same
-cursor. A payment Temporal deleted before any pass archived it is reported
-``lost`` and logged as an error; there is nothing left to try.
+cursor. A payment (or a run of it) that Temporal deleted before any pass
+archived it is reported ``lost``, counted and logged as an error; there is
+nothing left to try.
 
 The cursor also keeps when a pass last left nothing unarchived; each pass
 sets the worker's gauges from it (``payments_archive_unarchived``,
-``payments_archive_complete_pass_timestamp_seconds``), so whichever worker
+``payments_archive_complete_pass_timestamp_seconds``; and counts
+``payments_archive_lost_total``), so whichever worker
 ran the latest pass, the alert ``PaymentsArchiveBehind`` reads the same time.
 """
 
@@ -59,8 +61,8 @@ from payments.archive import (
 )
 from payments.ids import is_payment_id
 
-# What a pass did with one run it listed: the report's count it adds to (lost: its list).
-Outcome = Literal["archived", "runs_archived", "already_archived", "reopened", "skipped", "lost"]
+# What a pass did with one run it listed: the report's count it adds to.
+Outcome = Literal["archived", "runs_archived", "already_archived", "reopened", "skipped"]
 # Runs a pass copies at once.
 CONCURRENCY = 8
 # How far before the cursor a pass looks again: a payment that closed just
@@ -104,7 +106,8 @@ class ArchiveActivities:
                 batch = []
         await self._archive_batch(batch, report)
         # Once each, however often it failed (retried, then listed again).
-        report.failed = list({(f.payment_id, f.run_id): f for f in report.failed}.values())
+        report.failed = _once_each(report.failed)
+        report.lost = _once_each(report.lost)
         complete_at = cursor.complete_at if cursor is not None else None
         if not report.failed:
             complete_at = self._clock()
@@ -118,11 +121,13 @@ class ArchiveActivities:
                 report.archived,
                 report.runs_archived,
             )
-        for payment_id in report.lost:
+        for gone in report.lost:
             activity.logger.error(
-                "%s was deleted from Temporal before it was archived: its record is lost "
-                "(is the namespace's retention shorter than PAYMENTS_RETENTION_DAYS?)",
-                payment_id,
+                "the record of %s (run %s) is lost: %s (is the namespace's retention "
+                "shorter than PAYMENTS_RETENTION_DAYS?)",
+                gone.payment_id,
+                gone.run_id or "final",
+                gone.error,
             )
         for left in report.failed:
             activity.logger.warning(
@@ -162,6 +167,9 @@ class ArchiveActivities:
         outcome; a failure is noted for the next pass, never raised."""
         try:
             outcome = await self._archive_one(payment_id, run_id, listed_run)
+        except RecordLost as err:  # nothing left to try
+            report.lost.append(Unarchived(payment_id=payment_id, run_id=run_id, error=str(err)))
+            return
         except Exception as err:  # of the store, of Temporal: this one waits for the next pass
             report.failed.append(
                 Unarchived(
@@ -169,10 +177,7 @@ class ArchiveActivities:
                 )
             )
             return
-        if outcome == "lost":
-            report.lost.append(payment_id)
-        else:
-            setattr(report, outcome, getattr(report, outcome) + 1)
+        setattr(report, outcome, getattr(report, outcome) + 1)
 
     async def _archive_one(
         self, payment_id: str, run_id: str | None, listed_run: str | None
@@ -187,12 +192,17 @@ class ArchiveActivities:
         done = await self._archive.archived(payment_id)
         if done is not None and listed_run is not None and done[1] == listed_run:
             return "already_archived"
-        return await self.archive_payment(payment_id)
+        return await self.archive_payment(payment_id, archived_before=done is not None)
 
     async def archive_run(self, payment_id: str, run_id: str) -> None:
         """Archive one closed run of a payment that continued as new."""
         handle = self._client.get_workflow_handle(payment_id, run_id=run_id)
-        description = await handle.describe()
+        try:
+            description = await handle.describe()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise RecordLost("Temporal deleted the run before it was archived") from None
         if description.close_time is None:
             raise ArchiveError(f"run {run_id} of {payment_id} is still open")
         history = await handle.fetch_history()
@@ -206,24 +216,39 @@ class ArchiveActivities:
         )
 
     async def archive_payment(
-        self, payment_id: str
-    ) -> Literal["archived", "reopened", "already_archived", "lost"]:
+        self, payment_id: str, *, archived_before: bool = False
+    ) -> Literal["archived", "reopened", "already_archived"]:
         """Archive the payment if its workflow is closed ("reopened" if it is
-        open again); if Temporal has deleted it since it was listed, its record
-        stands if a pass archived it before, else it is lost."""
+        open again). If Temporal has deleted it since it was listed, the record
+        a pass wrote before stands (``archived_before``); else, or if an
+        earlier run of it is in neither Temporal nor the archive, it is lost."""
         handle = self._client.get_workflow_handle(payment_id)
         try:
             description = await handle.describe()
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            return "already_archived" if await self._archive.archived(payment_id) else "lost"
+            if archived_before:
+                return "already_archived"
+            raise RecordLost("Temporal deleted it before it was archived") from None
         info = description.raw_description.workflow_execution_info
         if description.close_time is None:
             return "reopened"
-        chain = await events.fetch_run_chain(
-            self._client, payment_id, description.run_id, archive=self._archive
-        )
+        try:
+            chain = await events.fetch_run_chain(
+                self._client, payment_id, description.run_id, archive=self._archive
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Its last run's history going too is Temporal deleting it (the
+            # next pass finds it gone); else an earlier run is nowhere.
+            await self._client.get_workflow_handle(
+                payment_id, run_id=description.run_id
+            ).fetch_history()
+            raise RecordLost(
+                "an earlier run was deleted from Temporal before it was archived"
+            ) from None
         # Every id is known: the chain started from the one just described.
         runs = [(run_id, history) for run_id, history in chain if run_id is not None]
         fingerprint = await memo.fingerprint_of(description)
@@ -243,9 +268,19 @@ class ArchiveActivities:
         return [self.archive_closed_payments]
 
 
+class RecordLost(Exception):
+    """What a payment's record needs is gone from Temporal and was never archived."""
+
+
+def _once_each(entries: list[Unarchived]) -> list[Unarchived]:
+    """However often a pass met one (retried first, then listed again)."""
+    return list({(e.payment_id, e.run_id): e for e in entries}.values())
+
+
 def _export(report: ArchiveReport, complete_at: datetime | None) -> None:
-    """The pass's gauges, on the worker's metrics (payments/metrics.py)."""
+    """The pass's metrics, on the worker's (payments/metrics.py)."""
     meter = activity.metric_meter()
+    metrics.archive_lost_counter(meter).add(len(report.lost))
     meter.create_gauge(
         metrics.ARCHIVE_UNARCHIVED, metrics.DESCRIPTIONS[metrics.ARCHIVE_UNARCHIVED]
     ).set(len(report.failed))

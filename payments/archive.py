@@ -198,9 +198,9 @@ class ArchiveReport(BaseModel):
     skipped: int = 0
     # Could not be archived this pass: tried again by the next ones, first.
     failed: list[Unarchived] = Field(default_factory=list)
-    # Listed as closed, but Temporal had deleted them (retention, or an
-    # operator) before any pass archived them: their record is gone.
-    lost: list[str] = Field(default_factory=list)
+    # Payments (or runs) Temporal deleted (retention, or an operator) before
+    # any pass archived them: their record is gone, and not tried again.
+    lost: list[Unarchived] = Field(default_factory=list)
     # The pass looked at payments closed since this time (None: since ever).
     closed_since: datetime | None = None
     # Where the next pass starts.

@@ -34,6 +34,8 @@ do not count on replay):
                                                  pass that archived all it listed
                                                  (0 until then, from the worker's
                                                  start)
+    payments_archive_lost_total                  payments (or runs) Temporal
+                                                 deleted before they were archived
 
 API (prometheus-client, at /metrics):
 
@@ -47,7 +49,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final
 
-from temporalio.common import MetricGaugeFloat, MetricMeter
+from temporalio.common import MetricCounter, MetricGaugeFloat, MetricMeter
 
 from payments import names
 
@@ -62,6 +64,7 @@ WEBHOOK_DELIVERIES: Final = "payments_webhook_deliveries_total"
 STUCK: Final = "payments_stuck"
 ARCHIVE_UNARCHIVED: Final = "payments_archive_unarchived"
 ARCHIVE_COMPLETE_PASS: Final = "payments_archive_complete_pass_timestamp_seconds"
+ARCHIVE_LOST: Final = "payments_archive_lost_total"
 
 HTTP_REQUESTS: Final = "payments_http_requests_total"
 HTTP_DURATION: Final = "payments_http_request_duration_seconds"
@@ -79,6 +82,7 @@ DESCRIPTIONS: Final = {
     STUCK: "Running payments in a status longer than expected, by status and age.",
     ARCHIVE_UNARCHIVED: "Closed payments and runs the archiver's last pass could not archive.",
     ARCHIVE_COMPLETE_PASS: "Unix time the archiver last ended a pass with nothing left unarchived.",
+    ARCHIVE_LOST: "Payments and runs Temporal deleted before the archiver could archive them.",
     HTTP_REQUESTS: "HTTP requests to the API, by route template, method and status.",
     HTTP_DURATION: "HTTP request durations at the API, by route template and method.",
     STREAMS_OPEN: "Event streams (SSE and WebSocket) open at the API.",
@@ -96,6 +100,7 @@ WORKER_METRICS: Final = (
     STUCK,
     ARCHIVE_UNARCHIVED,
     ARCHIVE_COMPLETE_PASS,
+    ARCHIVE_LOST,
 )
 API_METRICS: Final = (HTTP_REQUESTS, HTTP_DURATION, STREAMS_OPEN)
 
@@ -164,8 +169,9 @@ ZERO_SERIES: Final = (
 
 def zero_series(meter: MetricMeter, namespace: str, task_queue: str) -> None:
     """Every counter of :data:`ZERO_SERIES` at 0 on ``meter`` (the runtime's),
-    and the archiver's last complete pass at 0 (never), under the labels its
-    activity sets it with: a worker none of whose passes ever ends shows it."""
+    and the archiver's lost records and last complete pass at 0 (never),
+    under the labels its activity sets them with: a worker none of whose
+    passes ever ends shows it."""
     for name, workflow_type, labels in ZERO_SERIES:
         meter.create_counter(name, DESCRIPTIONS[name]).add(
             0,
@@ -176,10 +182,18 @@ def zero_series(meter: MetricMeter, namespace: str, task_queue: str) -> None:
                 "workflow_type": workflow_type,
             },
         )
-    complete_pass_gauge(meter).set(
-        0.0,
-        {"namespace": namespace, "task_queue": task_queue, "activity_type": names.ARCHIVE_ACTIVITY},
-    )
+    archiver = {
+        "namespace": namespace,
+        "task_queue": task_queue,
+        "activity_type": names.ARCHIVE_ACTIVITY,
+    }
+    archive_lost_counter(meter).add(0, archiver)
+    complete_pass_gauge(meter).set(0.0, archiver)
+
+
+def archive_lost_counter(meter: MetricMeter) -> MetricCounter:
+    """The archiver's :data:`ARCHIVE_LOST` on ``meter``."""
+    return meter.create_counter(ARCHIVE_LOST, DESCRIPTIONS[ARCHIVE_LOST])
 
 
 def complete_pass_gauge(meter: MetricMeter) -> MetricGaugeFloat:

@@ -45,6 +45,7 @@ KNOWN_METRICS: dict[str, frozenset[str]] = {
     # Set by the archiver's activity: the SDK's activity meter adds activity_type.
     "payments_archive_unarchived": _SDK_LABELS | {"activity_type"},
     "payments_archive_complete_pass_timestamp_seconds": _SDK_LABELS | {"activity_type"},
+    "payments_archive_lost_total": _SDK_LABELS | {"activity_type"},
     # The Temporal SDK's own, as a worker's scrape shows them (seconds).
     "temporal_workflow_task_schedule_to_start_latency": _SDK_LABELS,
     "temporal_activity_schedule_to_start_latency": _SDK_LABELS,

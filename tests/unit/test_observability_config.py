@@ -55,6 +55,7 @@ ALERTS = (
     "PaymentsUnknownOutcomes",
     "PaymentsStuckProcessing",
     "PaymentsArchiveBehind",
+    "PaymentsArchiveRecordsLost",
     "PaymentsWebhookFailureRatio",
     "PaymentsWebhookDeliveriesFailed",
     "PaymentsReceiptsFailing",
@@ -110,6 +111,7 @@ def test_promtool_accepts_the_prometheus_config_and_the_rules_it_loads(promtool:
 _GATEWAY = "payments_gateway_request_duration_seconds_count"
 _WEBHOOKS = "payments_webhook_deliveries_total"
 _COMPLETE_PASS = "payments_archive_complete_pass_timestamp_seconds"
+_LOST = "payments_archive_lost_total"
 _BACKLOG_AGE = (
     'approximate_backlog_age_seconds{namespace="default", taskqueue="%s",'
     ' task_type="Workflow", partition="%d", service_name="matching"}'
@@ -165,7 +167,7 @@ ALERT_CASES: list[tuple[str, dict[str, str], list[tuple[str, list[dict[str, str]
             f'{_COMPLETE_PASS}{{instance="w1"}}': "0+60x10 600x60",
             f'{_COMPLETE_PASS}{{instance="w2"}}': "0x70",
         },
-        [("20m", []), ("45m", []), ("52m", [{"severity": "critical"}])],
+        [("20m", []), ("35m", []), ("42m", [{"severity": "critical"}])],
     ),
     (
         "PaymentsArchiveBehind",
@@ -179,9 +181,25 @@ ALERT_CASES: list[tuple[str, dict[str, str], list[tuple[str, list[dict[str, str]
     (
         "PaymentsArchiveBehind",
         # No pass has ever ended: a worker's 0 from its start. (promtool's
-        # clock starts at 0, so 0 is 30 minutes old at minute 30.)
+        # clock starts at 0, so 0 is 20 minutes old at minute 20.)
         {f'{_COMPLETE_PASS}{{instance="w1"}}': "0x60"},
-        [("38m", []), ("42m", [{"severity": "critical"}])],
+        [("28m", []), ("32m", [{"severity": "critical"}])],
+    ),
+    (
+        "PaymentsArchiveRecordsLost",
+        # A worker's counter from 0 at its start; at minute 20 a pass finds two
+        # records lost; another worker's series appears at minute 50, already at 1.
+        {
+            f'{_LOST}{{instance="w1"}}': "0x20 2x100",
+            f'{_LOST}{{instance="w2"}}': "_x50 1x70",
+        },
+        # An hour on, w1's step is out of the window; w2's new series is not.
+        [
+            ("10m", []),
+            ("21m", [{"severity": "critical"}]),
+            ("82m", [{"severity": "critical"}]),
+            ("115m", []),
+        ],
     ),
     (
         "PaymentsStuckProcessing",
