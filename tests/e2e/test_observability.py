@@ -255,6 +255,19 @@ async def test_a_real_prometheus_finds_every_metric_the_rules_and_dashboard_use(
                 break
             await asyncio.sleep(0.5)
         assert jobs == every_job_up
+        # The archiver's pass time, one series, set by a real pass (not the
+        # worker's 0 from its start): it passes once at start, then every 20 s.
+        for _ in range(120):
+            found = (
+                await http.get(
+                    f"{url}/api/v1/query",
+                    params={"query": metrics.ARCHIVE_COMPLETE_PASS},
+                )
+            ).json()["data"]["result"]
+            if len(found) == 1 and float(found[0]["value"][1]) > 0:
+                break
+            await asyncio.sleep(0.5)
+        assert len(found) == 1 and float(found[0]["value"][1]) > 0, found
         # What the README shows: Prometheus' own graph of payments by outcome.
         expression = "sum by (status) (payments_settled_total)"
         async with chromium() as browser:
