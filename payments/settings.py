@@ -18,6 +18,9 @@ from payments.personal import looks_like_email
 
 # A merchant id is indexed in Temporal (MerchantId), in the clear.
 _MERCHANT_NOT_AN_EMAIL = "a merchant id must not be an e-mail address (it is a search attribute)"
+# The longest archiver interval (PAYMENTS_ARCHIVE_INTERVAL): ops/prometheus/alerts.yml's
+# PaymentsArchiveBehind counts 20 minutes since the last complete pass.
+ARCHIVE_INTERVAL_AT_MOST = timedelta(minutes=10)
 
 
 class Settings(BaseSettings):
@@ -135,7 +138,8 @@ class Settings(BaseSettings):
     # is shorter), and every closed payment is archived well before that.
     retention_days: int = Field(default=30, ge=1, le=3650)
     archive_dir: Path = Path(".data/archive")
-    # How often the archiver's Schedule looks for payments that closed.
+    # How often the archiver looks for payments that closed (at most
+    # ARCHIVE_INTERVAL_AT_MOST).
     archive_interval: timedelta = timedelta(seconds=20)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -223,6 +227,13 @@ class Settings(BaseSettings):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("archive_interval")
+    @classmethod
+    def _archives_in_time(cls, value: timedelta) -> timedelta:
+        if value > ARCHIVE_INTERVAL_AT_MOST:
+            raise ValueError(f"must be at most {ARCHIVE_INTERVAL_AT_MOST.total_seconds():.0f} s")
         return value
 
     def temporal_ui_base(self) -> str:

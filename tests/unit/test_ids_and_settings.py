@@ -195,6 +195,16 @@ def test_windows_accept_seconds(env: pytest.MonkeyPatch, seconds: float) -> None
     assert settings.refund_window == settings.authorization_window == timedelta(seconds=seconds)
 
 
+@pytest.mark.parametrize(("value", "seconds"), [("20", 20), ("600", 600), ("PT10M", 600)])
+def test_the_archiver_may_pass_as_seldom_as_every_ten_minutes(
+    env: pytest.MonkeyPatch, value: str, seconds: int
+) -> None:
+    """Its alert (PaymentsArchiveBehind) counts 20 minutes since a complete
+    pass; longer intervals are refused (test_invalid_settings_are_refused)."""
+    env.setenv("PAYMENTS_ARCHIVE_INTERVAL", value)
+    assert Settings().archive_interval == timedelta(seconds=seconds)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -211,6 +221,9 @@ def test_windows_accept_seconds(env: pytest.MonkeyPatch, seconds: float) -> None
         ("API_PORT", "0"),
         ("ACTION_WINDOW_SECONDS", "0"),
         ("ACTION_WINDOW_SECONDS", "90000"),
+        ("ARCHIVE_INTERVAL", "0"),
+        ("ARCHIVE_INTERVAL", "601"),
+        ("ARCHIVE_INTERVAL", "PT1H"),
         ("SMTP_URL", "http://mail.example.com"),
         ("SMTP_URL", "smtp://"),
         ("SMTP_URL", "smtps://mail.example.com:465/inbox"),
