@@ -28,11 +28,11 @@ cursor. A payment (or a run of it) that Temporal deleted before any pass
 archived it is reported ``lost``, counted and logged as an error; there is
 nothing left to try.
 
-The cursor also keeps when a pass last left nothing unarchived; each pass
-sets the worker's gauges from it (``payments_archive_unarchived``,
-``payments_archive_complete_pass_timestamp_seconds``; and counts
-``payments_archive_lost_total``), so whichever worker
-ran the latest pass, the alert ``PaymentsArchiveBehind`` reads the same time.
+The cursor also keeps when a pass last left nothing unarchived. Each pass
+sets the worker's gauges (``payments_archive_unarchived``, and from the
+cursor ``payments_archive_complete_pass_timestamp_seconds``, so whichever
+worker ran the latest pass, the alert ``PaymentsArchiveBehind`` reads the
+same time) and counts ``payments_archive_lost_total``.
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ class ArchiveActivities:
         listed_run: str | None = None,
     ) -> None:
         """Archive one run (``run_id``) or one payment's record, counting the
-        outcome; a failure is noted for the next pass, never raised."""
+        outcome; a failure is noted for the next pass and a lost record in the
+        report, never raised."""
         try:
             outcome = await self._archive_one(payment_id, run_id, listed_run)
         except RecordLost as err:  # nothing left to try
