@@ -98,6 +98,7 @@ class ArchiveActivities:
         # What earlier passes could not archive comes first.
         for left in cursor.retry if cursor is not None else []:
             await self._attempt(left.payment_id, left.run_id, report)
+            _heartbeat(report)
         batch: list[WorkflowExecution] = []
         async for execution in self._client.list_workflows(closed_payments_query(since)):
             batch.append(execution)
@@ -154,7 +155,7 @@ class ArchiveActivities:
                 for execution in batch
             )
         )
-        activity.heartbeat(report.archived + report.runs_archived + report.already_archived)
+        _heartbeat(report)
 
     async def _attempt(
         self,
@@ -271,6 +272,11 @@ class ArchiveActivities:
 
 class RecordLost(Exception):
     """What a payment's record needs is gone from Temporal and was never archived."""
+
+
+def _heartbeat(report: ArchiveReport) -> None:
+    """The pass is alive (ArchiveWorkflow's heartbeat timeout); how far it is."""
+    activity.heartbeat(report.archived + report.runs_archived + report.already_archived)
 
 
 def _once_each(entries: list[Unarchived]) -> list[Unarchived]:

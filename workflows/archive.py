@@ -44,9 +44,10 @@ class ArchiveWorkflow:
                 self._settings,
                 result_type=ArchiveReport,
                 # A first pass over a long-lived namespace may take a while;
-                # it heartbeats after every payment.
+                # it heartbeats after every batch of payments and every one it
+                # retries, so a pass whose worker died is retried within 30 s.
                 start_to_close_timeout=timedelta(hours=2),
-                heartbeat_timeout=timedelta(minutes=2),
+                heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 summary="archive the payments that closed",
             )

@@ -51,10 +51,10 @@ def cli(stack: Stack, *args: str) -> str:
 
 async def archived(http: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
     """The payment once the archiver has written its record: a few seconds on
-    this stack, or up to two minutes more when an earlier test (test_crashes)
+    this stack, or half a minute more when an earlier test (test_crashes)
     killed the worker in the middle of a pass, which is then retried once its
     heartbeat times out (workflows/archive.py)."""
-    for _ in range(1800):
+    for _ in range(900):
         body: dict[str, Any] = (await http.get(f"/v1/payments/{payment_id}")).json()
         if body.get("archived_at"):
             return body
