@@ -339,6 +339,14 @@ _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+async def scrape_metrics(url: str) -> str:
+    """A Prometheus endpoint's text (a worker runtime's ``/metrics``)."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.get(url)
+    answer.raise_for_status()
+    return answer.text
+
+
 def metric_samples(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
     """Each sample of ``name``, by its labels (those Temporal adds left out)."""
     found: dict[frozenset[tuple[str, str]], float] = {}

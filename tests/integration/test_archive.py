@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from support import (
     MERCHANT,
@@ -25,6 +24,7 @@ from support import (
     metric_value,
     run_closed,
     running_stack,
+    scrape_metrics,
 )
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import ResetReapplyType
@@ -173,8 +173,7 @@ async def test_a_payment_that_cannot_be_archived_holds_up_no_other(
     meter = runtime.metric_meter
 
     async def gauges() -> tuple[float, float]:
-        async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        text = await scrape_metrics(f"http://127.0.0.1:{port}/metrics")
         return (
             metric_value(text, metrics.ARCHIVE_UNARCHIVED),
             metric_value(text, metrics.ARCHIVE_COMPLETE_PASS),
@@ -245,8 +244,7 @@ async def test_a_payment_deleted_before_it_was_archived_is_reported_lost(
         assert (doomed.id, None) in [(g.payment_id, g.run_id) for g in report.lost]
         assert failed_of(report, doomed) == []
         assert f"the record of {doomed.id} (run final) is lost" in caplog.text
-        async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        text = await scrape_metrics(f"http://127.0.0.1:{port}/metrics")
         assert metric_value(text, metrics.ARCHIVE_LOST) == len(report.lost) >= 1
         assert await archive.get(doomed.id) is None
         # Not tried again and again: nothing is left to try.

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
-from support import metric_samples, metric_value, running_stack
+from support import metric_samples, metric_value, running_stack, scrape_metrics
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -36,13 +35,6 @@ async def metered(dev_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, s
     yield client, f"http://127.0.0.1:{port}/metrics"
 
 
-async def scrape(url: str) -> str:
-    async with httpx.AsyncClient() as http:
-        answer = await http.get(url)
-    answer.raise_for_status()
-    return answer.text
-
-
 async def test_payments_count_once_and_replays_count_nothing(
     metered: tuple[Client, str], task_queue: str
 ) -> None:
@@ -63,7 +55,7 @@ async def test_payments_count_once_and_replays_count_nothing(
         histories = [await client.get_workflow_handle(i).fetch_history() for i in ids]
 
     # Counters reach the endpoint when the SDK exports them: within moments.
-    text = await scrape(url)
+    text = await scrape_metrics(url)
     assert metric_value(text, metrics.CREATED, capture_method="automatic") == 3
     assert metric_value(text, metrics.CREATED, capture_method="manual") == 1
     assert metric_value(text, metrics.SETTLED, status="succeeded") == 2
@@ -89,5 +81,5 @@ async def test_payments_count_once_and_replays_count_nothing(
     )
     for history in histories:
         await replayer.replay_workflow(history)
-    after_replay = await scrape(url)
+    after_replay = await scrape_metrics(url)
     assert {name: metric_samples(after_replay, name) for name in metrics.WORKER_METRICS} == before
