@@ -87,30 +87,56 @@ async def first_attempts(client: Client, merchant_id: str) -> list[Delivery]:
 
 class EndpointDirectory:
     """A merchant's endpoints, read from its endpoints workflow (a query) and
-    kept for ``ttl`` seconds; one read at a time per merchant."""
+    kept for ``ttl`` seconds; one read at a time per merchant.
+
+    What it hands out was always read less than ``ttl`` ago, so a change the
+    API answered ``ttl`` after applying it is never missed. A look after
+    ``refresh_after`` seconds still gets what is kept, and reads again in the
+    background: a merchant that pays more often than that never waits for the
+    query (a payment's start asks first, so it sat before every ``202``); one
+    that pays less often waits for it as before. At most one read per
+    ``refresh_after`` per merchant, and only while the merchant is looked up.
+    """
 
     def __init__(
         self,
         client: Client,
         ttl: float = ENDPOINTS_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        refresh_after: float | None = None,
     ) -> None:
         self._client = client
         self._ttl = ttl
+        self._refresh_after = ttl / 2 if refresh_after is None else refresh_after
         self._clock = clock
         self._known: dict[str, tuple[float, list[StoredEndpoint]]] = {}
         self._reading: dict[str, asyncio.Future[list[StoredEndpoint]]] = {}
 
     async def of(self, merchant_id: str) -> list[StoredEndpoint]:
         known = self._known.get(merchant_id)
-        if known is not None and self._clock() - known[0] < self._ttl:
-            return known[1]
+        if known is not None:
+            age = self._clock() - known[0]
+            if age < self._ttl:
+                if age >= self._refresh_after:
+                    self._reading_of(merchant_id)
+                return known[1]
+        return await asyncio.shield(self._reading_of(merchant_id))
+
+    def _reading_of(self, merchant_id: str) -> asyncio.Future[list[StoredEndpoint]]:
+        """The merchant's read under way, or a new one."""
         reading = self._reading.get(merchant_id)
         if reading is None:
             reading = asyncio.ensure_future(self._read(merchant_id))
             self._reading[merchant_id] = reading
-            reading.add_done_callback(lambda _: self._reading.pop(merchant_id, None))
-        return await asyncio.shield(reading)
+            reading.add_done_callback(lambda done: self._read_done(merchant_id, done))
+        return reading
+
+    def _read_done(self, merchant_id: str, done: asyncio.Future[list[StoredEndpoint]]) -> None:
+        self._reading.pop(merchant_id, None)
+        # A background read nobody awaits fails quietly: the kept endpoints
+        # age past ttl, and the next look reads in the foreground and raises.
+        if not done.cancelled() and done.exception() is not None:
+            log.debug("endpoints of %s not read: %s", merchant_id, done.exception())
 
     async def fresh(self, merchant_id: str) -> list[StoredEndpoint]:
         """Read now, whatever the cache holds (a delivery checks what it signs with)."""
