@@ -57,31 +57,34 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def known(directory: EndpointDirectory, client: HeldQueries, endpoints: list[Any]) -> None:
-    """The merchant's endpoints read once, in the foreground."""
-    look = asyncio.ensure_future(directory.of("acme"))
+async def acme_read_once(
+    endpoints: list[Any],
+) -> tuple[HeldQueries, Clock, EndpointDirectory]:
+    """A directory (ttl 1 s, refresh after 0.5 s) that has read acme's
+    endpoints once, in the foreground, at the clock's now."""
+    client, clock = HeldQueries(), Clock()
+    directory = EndpointDirectory(client, ttl=1.0, clock=clock, refresh_after=0.5)  # type: ignore[arg-type]
+    look = looking(directory)
     await settle()
     client.answer(endpoints)
     assert await look == endpoints
+    return client, clock, directory
 
 
-def directory_on(client: HeldQueries, clock: Clock) -> EndpointDirectory:
-    return EndpointDirectory(client, ttl=1.0, clock=clock, refresh_after=0.5)  # type: ignore[arg-type]
+def looking(directory: EndpointDirectory, merchant_id: str = "acme") -> asyncio.Future[list[Any]]:
+    """A look at the merchant's endpoints, on its way in the background."""
+    return asyncio.ensure_future(directory.of(merchant_id))
 
 
 async def test_a_fresh_read_is_handed_out_without_asking_again() -> None:
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["first"])
+    client, clock, directory = await acme_read_once(["first"])
     clock.now += 0.4
     assert await directory.of("acme") == ["first"]
     assert client.asked == [endpoints_workflow_id("acme")]
 
 
 async def test_past_refresh_after_it_answers_at_once_and_reads_again_behind() -> None:
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["first"])
+    client, clock, directory = await acme_read_once(["first"])
     clock.now += 0.6
     # Answered from what is kept while the query is still unanswered.
     async with asyncio.timeout(1):
@@ -96,11 +99,9 @@ async def test_past_refresh_after_it_answers_at_once_and_reads_again_behind() ->
 
 
 async def test_past_ttl_a_look_waits_for_the_read() -> None:
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["first"])
+    client, clock, directory = await acme_read_once(["first"])
     clock.now += 1.0
-    look = asyncio.ensure_future(directory.of("acme"))
+    look = looking(directory)
     await settle()
     assert not look.done(), "an entry as old as ttl must not be handed out"
     client.answer(["second"])
@@ -110,9 +111,7 @@ async def test_past_ttl_a_look_waits_for_the_read() -> None:
 async def test_the_age_counts_from_when_the_read_began() -> None:
     """A background read that took long is kept as old as its start: a
     change applied while it was under way can still be missing from it."""
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["first"])
+    client, clock, directory = await acme_read_once(["first"])
     clock.now += 0.6
     assert await directory.of("acme") == ["first"]
     await settle()
@@ -120,7 +119,7 @@ async def test_the_age_counts_from_when_the_read_began() -> None:
     client.answer(["second"])
     await settle()
     clock.now += 0.2  # 1.1 s after the background read began
-    look = asyncio.ensure_future(directory.of("acme"))
+    look = looking(directory)
     await settle()
     assert not look.done()
     client.answer(["third"])
@@ -128,9 +127,7 @@ async def test_the_age_counts_from_when_the_read_began() -> None:
 
 
 async def test_a_failed_background_read_fails_the_next_look_past_ttl_only() -> None:
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["first"])
+    client, clock, directory = await acme_read_once(["first"])
     clock.now += 0.6
     assert await directory.of("acme") == ["first"]
     await settle()
@@ -142,7 +139,7 @@ async def test_a_failed_background_read_fails_the_next_look_past_ttl_only() -> N
     client.answer(RuntimeError("Temporal is down"))
     await settle()
     clock.now += 0.2
-    look = asyncio.ensure_future(directory.of("acme"))
+    look = looking(directory)
     await settle()
     client.answer(RuntimeError("Temporal is down"))
     with pytest.raises(RuntimeError, match="Temporal is down"):
@@ -150,10 +147,8 @@ async def test_a_failed_background_read_fails_the_next_look_past_ttl_only() -> N
 
 
 async def test_merchants_are_read_apart() -> None:
-    client, clock = HeldQueries(), Clock()
-    directory = directory_on(client, clock)
-    await known(directory, client, ["acme's"])
-    look = asyncio.ensure_future(directory.of("globex"))
+    client, _, directory = await acme_read_once(["acme's"])
+    look = looking(directory, "globex")
     await settle()
     assert client.asked[-1] == endpoints_workflow_id("globex")
     client.answer(["globex's"])
