@@ -93,8 +93,9 @@ class EndpointDirectory:
     API answered ``ttl`` after applying it is never missed. A look after
     ``refresh_after`` seconds still gets what is kept, and reads again in the
     background: a merchant that pays more often than that never waits for the
-    query (a payment's start asks first, so it sat before every ``202``); one
-    that pays less often waits for it as before. At most one read per
+    query (a payment's start asks first: once a second, every start under way
+    waited for it before its ``202``); one that pays less often waits for it
+    as before. At most one read per
     ``refresh_after`` per merchant, and only while the merchant is looked up.
     """
 
