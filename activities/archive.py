@@ -50,6 +50,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from payments import events, memo, metrics, names
 from payments.archive import (
+    DELETED_BEFORE_ARCHIVED,
     Archive,
     ArchiveCursor,
     ArchivedPayment,
@@ -232,7 +233,7 @@ class ArchiveActivities:
                 raise
             if archived_before:
                 return "already_archived"
-            raise RecordLost("Temporal deleted it before it was archived") from None
+            raise RecordLost(DELETED_BEFORE_ARCHIVED) from None
         info = description.raw_description.workflow_execution_info
         if description.close_time is None:
             return "reopened"

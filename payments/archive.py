@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
@@ -156,6 +156,10 @@ class Archive(Protocol):
     async def set_cursor(self, cursor: ArchiveCursor) -> None: ...
 
 
+# Why a payment's record is lost when Temporal deleted the payment itself.
+DELETED_BEFORE_ARCHIVED = "Temporal deleted it before it was archived"
+
+
 class Unarchived(BaseModel):
     """A closed payment, or one of its runs, that a pass could not archive."""
 
@@ -205,6 +209,19 @@ class ArchiveReport(BaseModel):
     closed_since: datetime | None = None
     # Where the next pass starts.
     cursor: datetime
+
+    @field_validator("lost", mode="before")
+    @classmethod
+    def _lost_as_reported_before(cls, value: Any) -> Any:
+        """A pass of the version before reported a lost payment by its id
+        alone. Such a report is an activity result in a running archiver's
+        history, which a new worker replays: it must still decode."""
+        if not isinstance(value, list):
+            return value
+        return [
+            Unarchived(payment_id=e, error=DELETED_BEFORE_ARCHIVED) if isinstance(e, str) else e
+            for e in value
+        ]
 
 
 async def archived_at(archive: Archive | None, payment_id: str, run_id: str) -> datetime | None:
